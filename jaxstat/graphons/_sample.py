@@ -1,0 +1,84 @@
+"""W-random graphs and weighted graphs sampled from a graphon."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._graphon import AbstractGraphon, check_graphon_values, StepGraphon
+
+
+def _dtype(W: AbstractGraphon):
+    return W.values.dtype if isinstance(W, StepGraphon) else jnp.result_type(float)
+
+
+def _check_args(W, n):
+    if not isinstance(W, AbstractGraphon):
+        raise TypeError(f"expected a graphon, got {type(W).__name__}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+
+
+def sample_latent(key: PRNGKeyArray, n: int, *, sort: bool = False, dtype=None) -> Array:
+    """Latent positions `x_1, ..., x_n` i.i.d. uniform on `[0, 1]` (sorted if `sort`).
+
+    Sorting relabels the nodes and so changes no invariant of the sampled graph; it aligns the
+    sample with `W` so that `W_{A_n} -> W` in `L^2` and not only in cut distance.
+    """
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    x = jr.uniform(key, (n,), dtype=dtype)
+    return jnp.sort(x) if sort else x
+
+
+def sample_weighted_graph(
+    key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False, loops: bool = False
+) -> Float[Array, "n n"]:
+    """The weighted W-random graph `H(n, W)`: `A[i, j] = W(x_i, x_j)` at uniform latent `x_i`.
+
+    **Arguments:**
+
+    - `key`: a PRNG key.
+    - `W`: the graphon.
+    - `n`: the number of nodes.
+    - `sort`: sort the latent positions (nodes labelled in the order of `x`).
+    - `loops`: keep the diagonal `W(x_i, x_i)`; by default it is zero (a simple weighted graph).
+
+    **Returns:** the symmetric `n x n` weight matrix.
+
+    **Example:**
+
+    ```python
+    A = sample_weighted_graph(jr.key(0), FunctionGraphon(lambda x, y: x * y), 100, sort=True)
+    ```
+    """
+    _check_args(W, n)
+    x = sample_latent(key, n, sort=sort, dtype=_dtype(W))
+    A = check_graphon_values(W(x[:, None], x[None, :]), "graphon values W(x_i, x_j)")
+    if not loops:
+        A = A * (1 - jnp.eye(n, dtype=A.dtype))
+    return A
+
+
+def sample_graph(
+    key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False
+) -> Float[Array, "n n"]:
+    """The W-random graph `G(n, W)`: latent `x_i` uniform, and each edge `ij` (`i < j`) present
+    independently with probability `W(x_i, x_j)`.
+
+    **Arguments:** as `sample_weighted_graph`.
+
+    **Returns:** the symmetric 0/1 adjacency matrix (zero diagonal), in the graphon's float dtype.
+
+    **Example:**
+
+    ```python
+    A = sample_graph(jr.key(0), StepGraphon(jnp.array([[0.9, 0.1], [0.1, 0.9]])), 200)
+    ```
+    """
+    _check_args(W, n)
+    key_x, key_e = jr.split(key)
+    P = sample_weighted_graph(key_x, W, n, sort=sort)
+    u = jr.uniform(key_e, (n, n), dtype=P.dtype)
+    upper = jnp.triu(u < P, k=1)
+    return (upper | upper.T).astype(P.dtype)
