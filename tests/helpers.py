@@ -35,13 +35,18 @@ def finite_difference_jvp(fn, primals, tangents, *, eps=None):
 
 def check_grad_fd(fn, *args, key, rtol=1e-6, atol=1e-8):
     """Compare `jax.grad` of a scalar `fn` against a central finite difference along a random
-    direction. `rtol` in float64 is justified by the `eps**(2/3) ~ 4e-11` error of the stencil.
+    direction. Arguments may be pytrees (inexact leaves only). The default `rtol` in float64 is
+    justified by the `eps**(2/3) ~ 4e-11` error of the stencil times the curvature scale.
     """
     grads = jax.grad(fn, argnums=tuple(range(len(args))))(*args)
-    keys = jax.random.split(key, len(args))
-    tangents = tuple(
-        jax.random.normal(k, jnp.shape(a), jnp.result_type(a)) for k, a in zip(keys, args)
+    leaves, treedef = jtu.tree_flatten(args)
+    keys = jax.random.split(key, len(leaves))
+    tangents = jtu.tree_unflatten(
+        treedef,
+        [jax.random.normal(k, jnp.shape(a), jnp.result_type(a)) for k, a in zip(keys, leaves)],
     )
     fd = finite_difference_jvp(fn, args, tangents)
-    ad = sum(jnp.real(jnp.vdot(jnp.conj(g), t)) for g, t in zip(grads, tangents))
+    ad = sum(
+        jnp.real(jnp.sum(g * t)) for g, t in zip(jtu.tree_leaves(grads), jtu.tree_leaves(tangents))
+    )
     np.testing.assert_allclose(ad, fd, rtol=rtol, atol=atol)

@@ -1,0 +1,136 @@
+"""Building graphs: from edge lists, from networkx, k-nearest neighbours of points."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import scipy.spatial
+from jaxtyping import Array, PRNGKeyArray
+
+from ._connection import AbstractConnection
+from ._graph import Graph
+
+
+def from_edges(
+    edges,
+    weights=None,
+    num_nodes: int | None = None,
+    *,
+    connection: AbstractConnection | None = None,
+    potential=None,
+) -> Graph:
+    """A graph from an `(E, 2)` array (or sequence of pairs) of undirected edges `(i, j)`.
+
+    Each edge is stored once as given. See [`jaxstat.graphs.Graph`][] for the other arguments.
+    """
+    e = np.asarray(edges)
+    if e.size == 0:
+        e = e.reshape(0, 2).astype(np.int64)
+    if e.ndim != 2 or e.shape[1] != 2:
+        raise ValueError(f"edges must have shape (E, 2), got {e.shape}")
+    return Graph(
+        e[:, 0],
+        e[:, 1],
+        weights,
+        num_nodes,
+        connection=connection,
+        potential=potential,
+    )
+
+
+def from_networkx(
+    graph, weight: str | None = "weight", default: float = 1.0, dtype=None
+) -> tuple[Graph, list]:
+    """A graph from a `networkx.Graph`, nodes numbered in the order of `graph.nodes`.
+
+    **Arguments:**
+
+    - `graph`: an undirected `networkx.Graph` (self-loops are dropped).
+    - `weight`: the edge attribute read as the weight (`None`: all weights `default`).
+    - `default`: the weight of an edge without that attribute.
+
+    **Returns:** `(Graph, nodes)`, `nodes[i]` the networkx node numbered `i`.
+    """
+    if graph.is_directed():
+        raise ValueError("from_networkx needs an undirected graph; use graph.to_undirected()")
+    nodes = list(graph.nodes)
+    index = {v: i for i, v in enumerate(nodes)}
+    s, r, w = [], [], []
+    for u, v, data in graph.edges(data=True):
+        if u == v:
+            continue
+        s.append(index[u])
+        r.append(index[v])
+        w.append(default if weight is None else float(data.get(weight, default)))
+    weights = jnp.asarray(np.asarray(w, dtype=np.float64), dtype=dtype or jnp.result_type(float))
+    g = Graph(
+        np.asarray(s, dtype=np.int64),
+        np.asarray(r, dtype=np.int64),
+        weights,
+        len(nodes),
+    )
+    return g, nodes
+
+
+def knn_graph(
+    points, k: int, *, bandwidth: float | None = None, kernel: str = "gaussian", dtype=None
+) -> Graph:
+    """The symmetrised k-nearest-neighbour graph of a point cloud.
+
+    An edge joins `i` and `j` when either is among the other's `k` nearest neighbours (Euclidean),
+    stored once. Weights: `exp(-|x_i - x_j|^2 / bandwidth^2)` (`kernel="gaussian"`, bandwidth
+    defaulting to the median k-th neighbour distance) or 1 (`kernel="binary"`). Neighbours come
+    from a `scipy.spatial.cKDTree`: `O(n k log n)`, never an `n x n` distance matrix.
+    """
+    x = np.asarray(points, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"points must have shape (n, dim), got {x.shape}")
+    n = x.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, n - 1] = [1, {n - 1}], got {k}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("points must be finite")
+    if kernel not in ("gaussian", "binary"):
+        raise ValueError(f"kernel must be 'gaussian' or 'binary', got {kernel!r}")
+    dist, nbr = scipy.spatial.cKDTree(x).query(x, k + 1)
+    dist, nbr = dist[:, 1:], nbr[:, 1:]
+    i = np.repeat(np.arange(n), k)
+    j = nbr.reshape(-1)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    pairs, first = np.unique(lo * n + hi, return_index=True)
+    s, r = pairs // n, pairs % n
+    d = dist.reshape(-1)[first]
+    if kernel == "gaussian":
+        h = float(np.median(dist[:, -1])) if bandwidth is None else float(bandwidth)
+        if not h > 0:
+            raise ValueError(f"bandwidth must be positive, got {h}")
+        w = np.exp(-((d / h) ** 2))
+    else:
+        w = np.ones_like(d)
+    return Graph(s, r, jnp.asarray(w, dtype=dtype or jnp.result_type(float)), n)
+
+
+def random_graph(key: PRNGKeyArray, num_nodes: int, num_edges: int, dtype=None) -> Graph:
+    """A random multigraph: `num_edges` endpoints drawn uniformly (self-loops redrawn), weights
+    uniform on `[0, 1)`. For tests and benchmarks."""
+    k1, k2, k3 = jr.split(key, 3)
+    s = np.asarray(jr.randint(k1, (num_edges,), 0, num_nodes))
+    off = np.asarray(jr.randint(k2, (num_edges,), 1, num_nodes))
+    r = (s + off) % num_nodes  # never equal to s
+    w = jr.uniform(k3, (num_edges,), dtype=dtype or jnp.result_type(float))
+    return Graph(s, r, w, num_nodes)
+
+
+def random_unitary_blocks(key: PRNGKeyArray, num_edges: int, k: int, dtype=None) -> Array:
+    """`num_edges` Haar-random `k x k` unitary (complex dtype) or orthogonal (real) blocks."""
+    dtype = dtype or jnp.result_type(float)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        kr, ki = jr.split(key)
+        real = jnp.finfo(dtype).dtype
+        z = jr.normal(kr, (num_edges, k, k), real) + 1j * jr.normal(ki, (num_edges, k, k), real)
+    else:
+        z = jr.normal(key, (num_edges, k, k), dtype)
+    q, rr = jnp.linalg.qr(z)
+    d = jnp.diagonal(rr, axis1=-2, axis2=-1)
+    return (q * (d / jnp.abs(d))[:, None, :]).astype(dtype)
