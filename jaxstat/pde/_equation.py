@@ -1,0 +1,312 @@
+r"""Finite-volume discretisations (method of lines) of viscous Burgers and Hamilton-Jacobi.
+
+An equation object holds the grid and the numerical strategies and provides the semi-discrete
+vector field `dy/dt = L(y; nu)` and the CFL rate `rate(y; nu)` (the inverse of the largest stable
+forward-Euler step). `solve` integrates it in time with diffrax.
+"""
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike
+
+from ._boundary import AbstractBoundary, Periodic
+from ._flux import (
+    AbstractConvexFlux,
+    AbstractNumericalFlux,
+    Godunov,
+    LocalLaxFriedrichs,
+    Quadratic,
+)
+from ._grid import UniformGrid
+from ._reconstruction import AbstractReconstruction, WENO5
+
+
+# Face gradient `(d v / dx)_{j+1/2}` from the cell averages `v` (the second derivative of the
+# primitive at the face), of order 2 or 4: (ghost cells, coefficients of v_{j-g+1} .. v_{j+g}) and
+# the viscous CFL constant `c` (half the largest eigenvalue of the resulting discrete Laplacian,
+# times h^2) so that forward Euler is stable for `nu dt c / h^2 <= 1`.
+_FACE_GRADIENT = {2: (1, (-1.0, 1.0), 2.0), 4: (2, (1 / 12, -15 / 12, 15 / 12, -1 / 12), 32 / 9)}
+# Node Laplacian `(d^2 v / dx^2)_j` of point values, of order 2 or 4: (ghost cells, coefficients of v_{j-g} ..
+# v_{j+g}), viscous CFL constant.
+_LAPLACIAN = {
+    2: (1, (1.0, -2.0, 1.0), 2.0),
+    4: (2, (-1 / 12, 16 / 12, -30 / 12, 16 / 12, -1 / 12), 8 / 3),
+}
+
+
+def _trim(v: Array, have: int, want: int) -> Array:
+    """Drop ghost cells from the last axis: `have` on each side to `want`."""
+    cut = have - want
+    return v if cut == 0 else v[..., cut : v.shape[-1] - cut]
+
+
+def _face_gradient(v: Array, order: int, h: float) -> Array:
+    """`(d v/dx)` at the `m - 2g + 1` faces of `v` (last axis, `g` ghost cells)."""
+    g, coeffs, _ = _FACE_GRADIENT[order]
+    m = v.shape[-1]
+    return sum(c * v[..., i : m - 2 * g + 1 + i] for i, c in enumerate(coeffs)) / h
+
+
+def _laplacian(v: Array, order: int, h: float) -> Array:
+    """`(d^2 v/dx^2)` at the `m - 2g` interior cells of `v` (last axis, `g` ghost cells)."""
+    g, coeffs, _ = _LAPLACIAN[order]
+    m = v.shape[-1]
+    return sum(c * v[..., i : m - 2 * g + i] for i, c in enumerate(coeffs)) / h**2
+
+
+class AbstractEquation(eqx.Module):
+    """A finite-volume semi-discretisation `dy/dt = L(y; nu)` on a uniform grid."""
+
+    grid: eqx.AbstractVar[UniformGrid]
+    boundary: eqx.AbstractVar[AbstractBoundary | tuple[AbstractBoundary, ...]]
+    reconstruction: eqx.AbstractVar[AbstractReconstruction]
+    viscous_order: eqx.AbstractVar[int]
+
+    @property
+    @abc.abstractmethod
+    def state_shape(self) -> tuple[int, ...]:
+        """The shape of a state `y`."""
+
+    @abc.abstractmethod
+    def vector_field(self, t: ArrayLike, y: Array, nu: ArrayLike) -> Array:
+        """The semi-discrete right-hand side `L(y; nu)`."""
+
+    @abc.abstractmethod
+    def cfl_rate(self, y: Array, nu: ArrayLike) -> Array:
+        """`sum_k max|f'| / h_k + nu sum_k c / h_k^2`: forward Euler is stable for
+        `dt * rate <= 1`."""
+
+    def _boundary(self, axis: int) -> AbstractBoundary:
+        b = self.boundary
+        return b[axis] if isinstance(b, tuple) else b
+
+    def _check_common(self):
+        if not isinstance(self.grid, UniformGrid):
+            raise TypeError(f"`grid` must be a `UniformGrid`, got {type(self.grid).__name__}.")
+        if not isinstance(self.reconstruction, AbstractReconstruction):
+            raise TypeError(
+                "`reconstruction` must be an `AbstractReconstruction` (e.g. `WENO5()`), got "
+                f"{self.reconstruction!r}."
+            )
+        bs = self.boundary if isinstance(self.boundary, tuple) else (self.boundary,)
+        if isinstance(self.boundary, tuple) and len(bs) != self.grid.ndim:
+            raise ValueError(
+                f"give one boundary condition per axis: {self.grid.ndim} axes, {len(bs)} given."
+            )
+        if not all(isinstance(b, AbstractBoundary) for b in bs):
+            raise TypeError(
+                f"`boundary` must be `AbstractBoundary` modules, got {self.boundary!r}."
+            )
+        if self.viscous_order not in (2, 4):
+            raise ValueError(f"`viscous_order` must be 2 or 4, got {self.viscous_order}.")
+
+    def _viscous_rate(self, nu, table):
+        c = table[self.viscous_order][2]
+        return nu * sum(c / h**2 for h in self.grid.spacing)
+
+
+class Burgers(AbstractEquation):
+    r"""Viscous Burgers `p_t + div F(p) = nu Lap p` by conservative finite volumes.
+
+    In one dimension `p_t + f(p)_x = nu p_xx` (`f(p) = p^2 / 2` by default, any convex `f`), with
+    `p` the `n` cell averages. In `d >= 2` dimensions `p = grad u` is a vector field of shape
+    `(d, *grid.shape)` and the equation is the gradient of the Hamilton-Jacobi equation,
+    `p_t + grad H(p) = nu Lap p` with `H(p) = sum_k f(p_k)` (equal to
+    `p_t + (p . grad) p = nu Lap p` for curl-free `p` and `f(p) = p^2 / 2`).
+
+    Semi-discretisation, cell `i`, axis `k`:
+    `dp_i/dt = -(F_{i+1/2} - F_{i-1/2}) / h_k`, `F = F_num(p^-, p^+) - nu (dp/dx)_{i+1/2}`, with the
+    face states `p^-`, `p^+` from `reconstruction`, a monotone numerical flux `F_num`, and a central
+    face gradient of order `viscous_order`. Conservative: with periodic boundaries the total
+    `sum_i p_i h` is constant to rounding.
+
+    **Arguments:**
+
+    - `grid`: a `UniformGrid`.
+    - `flux`: the convex flux `f` (`Quadratic()` is Burgers').
+    - `numerical_flux`: `Godunov()`, `EngquistOsher()` or `LocalLaxFriedrichs()` in 1-D;
+        `LocalLaxFriedrichs()` in `d >= 2` (the vector system has no scalar Riemann solver).
+    - `reconstruction`: `FirstOrder()`, `MUSCL(limiter)`, `WENO5()` or `WENO5Z()`.
+    - `boundary`: one `AbstractBoundary` for every axis, or a tuple with one per axis.
+    - `viscous_order`: 2 (default) or 4, the order of the central viscous flux.
+
+    **Example:**
+
+    ```python
+    grid = UniformGrid(0.0, 2 * jnp.pi, 512)
+    burgers = Burgers(grid, numerical_flux=Godunov(), reconstruction=WENO5())
+    sol = solve(burgers, grid.cell_averages(jnp.sin), jnp.array([0.0, 1.5]), nu=0.01)
+    ```
+    """
+
+    grid: UniformGrid
+    flux: AbstractConvexFlux = Quadratic()
+    numerical_flux: AbstractNumericalFlux | None = None
+    reconstruction: AbstractReconstruction = WENO5()
+    boundary: AbstractBoundary | tuple[AbstractBoundary, ...] = Periodic()
+    viscous_order: int = eqx.field(static=True, default=2)
+
+    def __check_init__(self):
+        self._check_common()
+        if not isinstance(self.flux, AbstractConvexFlux):
+            raise TypeError(f"`flux` must be an `AbstractConvexFlux`, got {self.flux!r}.")
+        nf = self._numerical_flux
+        if not isinstance(nf, AbstractNumericalFlux):
+            raise TypeError(
+                "`numerical_flux` must be an `AbstractNumericalFlux` (e.g. `Godunov()`), "
+                f"got {nf!r}."
+            )
+        if self.grid.ndim > 1 and not isinstance(nf, LocalLaxFriedrichs):
+            raise TypeError(
+                f"the {self.grid.ndim}-D Burgers system `p_t + grad H(p) = nu Lap p` is a system "
+                f"of conservation laws: only `LocalLaxFriedrichs()` applies (got {nf!r}). For "
+                "Godunov or Engquist-Osher in several dimensions solve `HamiltonJacobi` for `u`."
+            )
+
+    @property
+    def _numerical_flux(self) -> AbstractNumericalFlux:
+        if self.numerical_flux is not None:
+            return self.numerical_flux
+        return Godunov() if self.grid.ndim == 1 else LocalLaxFriedrichs()
+
+    @property
+    def state_shape(self):
+        d = self.grid.ndim
+        return self.grid.shape if d == 1 else (d, *self.grid.shape)
+
+    @property
+    def _ghost(self) -> int:
+        return max(self.reconstruction.ghost, _FACE_GRADIENT[self.viscous_order][0])
+
+    def _padded(self, y, axis):
+        g, h = self._ghost, self.grid.spacing[axis]
+        space_axis = y.ndim - self.grid.ndim + axis
+        v = self._boundary(axis).pad(y, g, space_axis, h)
+        return jnp.moveaxis(v, space_axis, -1)
+
+    def _face_fluxes(self, y, nu, axis):
+        """Numerical plus viscous flux at the `n_k + 1` faces along `axis` (moved last)."""
+        v = self._padded(y, axis)
+        g, h = self._ghost, self.grid.spacing[axis]
+        a, b = self.reconstruction(_trim(v, g, self.reconstruction.ghost))
+        if self.grid.ndim == 1:
+            hyperbolic = self._numerical_flux(self.flux, a, b)
+        else:
+            # Rusanov for the system F_k(p) = H(p) e_k, whose Jacobian has eigenvalues f'(p_k), 0.
+            alpha = jnp.maximum(
+                jnp.abs(self.flux.derivative(a[axis])), jnp.abs(self.flux.derivative(b[axis]))
+            )
+            hyperbolic = -0.5 * alpha * (b - a)
+            mean_h = 0.5 * (jnp.sum(self.flux(a), axis=0) + jnp.sum(self.flux(b), axis=0))
+            hyperbolic = hyperbolic.at[axis].add(mean_h)
+        gv = _FACE_GRADIENT[self.viscous_order][0]
+        viscous = _face_gradient(_trim(v, g, gv), self.viscous_order, h)
+        return hyperbolic - nu * viscous
+
+    def vector_field(self, t, y, nu):
+        del t
+        nu = jnp.asarray(nu, y.dtype)
+        out = jnp.zeros_like(y)
+        for axis, h in enumerate(self.grid.spacing):
+            flux = self._face_fluxes(y, nu, axis)
+            div = (flux[..., 1:] - flux[..., :-1]) / h
+            space_axis = y.ndim - self.grid.ndim + axis
+            out = out - jnp.moveaxis(div, -1, space_axis)
+        return out
+
+    def cfl_rate(self, y, nu):
+        nu = jnp.asarray(nu, y.dtype)
+        if self.grid.ndim == 1:
+            speeds = [jnp.max(jnp.abs(self.flux.derivative(y)))]
+        else:
+            speeds = [jnp.max(jnp.abs(self.flux.derivative(y[k]))) for k in range(self.grid.ndim)]
+        hyperbolic = sum(s / h for s, h in zip(speeds, self.grid.spacing))
+        return hyperbolic + self._viscous_rate(nu, _FACE_GRADIENT)
+
+
+class HamiltonJacobi(AbstractEquation):
+    r"""Viscous Hamilton-Jacobi `u_t + H(grad u) = nu Lap u` with a monotone numerical Hamiltonian.
+
+    `H(p) = sum_k f(p_k)` is separable with a convex `f` (`Quadratic()`: `H = |p|^2 / 2`). At node
+    `i` the one-sided derivatives `p_k^-`, `p_k^+` come from `reconstruction` applied to the
+    difference quotients `(u_{j+1} - u_j) / h_k` (with `WENO5` this is the WENO scheme of Jiang &
+    Peng, 2000), and
+    `du_i/dt = -sum_k F_num(p_k^-, p_k^+) + nu sum_k (d^2 u/dx_k^2)_i`
+    with a central Laplacian of order `viscous_order`. A monotone `F_num` (Godunov, Engquist-Osher,
+    local Lax-Friedrichs) converges to the viscosity solution when `nu = 0`.
+
+    **Arguments:**
+
+    - `grid`: a `UniformGrid` (1-D or 2-D, or more).
+    - `hamiltonian`: the convex `f` with `H(p) = sum_k f(p_k)`.
+    - `numerical_hamiltonian`: `Godunov()`, `EngquistOsher()` or `LocalLaxFriedrichs()`.
+    - `reconstruction`: `FirstOrder()`, `MUSCL(limiter)`, `WENO5()` or `WENO5Z()`.
+    - `boundary`: for the potential `u` (e.g. `Periodic()` or `Outflow(order=1)`).
+    - `viscous_order`: 2 (default) or 4.
+
+    **Example:**
+
+    ```python
+    grid = UniformGrid((0.0, 0.0), (2 * jnp.pi, 2 * jnp.pi), (64, 64))
+    hj = HamiltonJacobi(grid)
+    x, y = grid.mesh()
+    sol = solve(hj, -jnp.cos(x) - jnp.cos(y), jnp.array([0.0, 0.5]), nu=0.05)
+    ```
+    """
+
+    grid: UniformGrid
+    hamiltonian: AbstractConvexFlux = Quadratic()
+    numerical_hamiltonian: AbstractNumericalFlux = Godunov()
+    reconstruction: AbstractReconstruction = WENO5()
+    boundary: AbstractBoundary | tuple[AbstractBoundary, ...] = Periodic()
+    viscous_order: int = eqx.field(static=True, default=2)
+
+    def __check_init__(self):
+        self._check_common()
+        if not isinstance(self.hamiltonian, AbstractConvexFlux):
+            raise TypeError(
+                f"`hamiltonian` must be an `AbstractConvexFlux` (e.g. `Quadratic()`), got "
+                f"{self.hamiltonian!r}."
+            )
+        if not isinstance(self.numerical_hamiltonian, AbstractNumericalFlux):
+            raise TypeError(
+                "`numerical_hamiltonian` must be an `AbstractNumericalFlux` (e.g. `Godunov()`), "
+                f"got {self.numerical_hamiltonian!r}."
+            )
+
+    @property
+    def state_shape(self):
+        return self.grid.shape
+
+    @property
+    def _ghost(self) -> int:
+        return max(self.reconstruction.ghost, _LAPLACIAN[self.viscous_order][0])
+
+    def _padded(self, u, axis):
+        v = self._boundary(axis).pad(u, self._ghost, axis, self.grid.spacing[axis])
+        return jnp.moveaxis(v, axis, -1)
+
+    def vector_field(self, t, y, nu):
+        del t
+        nu = jnp.asarray(nu, y.dtype)
+        g = self._ghost
+        out = jnp.zeros_like(y)
+        for axis, h in enumerate(self.grid.spacing):
+            v = self._padded(y, axis)
+            differences = jnp.diff(_trim(v, g, self.reconstruction.ghost), axis=-1) / h
+            p_minus, p_plus = self.reconstruction(differences)
+            hamiltonian = self.numerical_hamiltonian(self.hamiltonian, p_minus, p_plus)
+            gl = _LAPLACIAN[self.viscous_order][0]
+            viscous = _laplacian(_trim(v, g, gl), self.viscous_order, h)
+            out = out + jnp.moveaxis(nu * viscous - hamiltonian, -1, axis)
+        return out
+
+    def cfl_rate(self, y, nu):
+        nu = jnp.asarray(nu, y.dtype)
+        hyperbolic = 0
+        for axis, h in enumerate(self.grid.spacing):
+            differences = jnp.diff(self._padded(y, axis), axis=-1) / h
+            hyperbolic = hyperbolic + jnp.max(jnp.abs(self.hamiltonian.derivative(differences))) / h
+        return hyperbolic + self._viscous_rate(nu, _LAPLACIAN)

@@ -1,0 +1,278 @@
+r"""Shock diagnostics: formation time and place from initial data, detection in a solution.
+
+Inviscid formation. Characteristics of `p_t + grad H(p) = 0` (`H(p) = sum_k f(p_k)`) are
+straight lines `x = y + t f'(p_0(y))`; they first cross when the Jacobian
+`I + t D(y) J(y)` becomes singular, `J = grad p_0 = Hess u_0`, `D = diag f''(p_0)`. Since
+`D J` is similar to the symmetric `D^{1/2} J D^{1/2}`, the first crossing is at
+`t* = 1 / max_y (-lambda_min(D^{1/2} J D^{1/2}))`, from the point `y*` of strongest compression,
+and the shock appears at `x* = y* + t* f'(p_0(y*))`. In 1-D with Burgers' flux this is
+`t* = 1 / max(-p_0')`; for `p_0 = sin x`, `t* = 1` at `x* = pi`.
+
+Detection. A shock in a (viscous or numerical) solution `p_i` on a 1-D grid is a concentrated
+compressive jump: around the face with the steepest drop, a window of `2 width + 2` cells holds a
+drop `p_L - p_R >= min_jump` of which the steepest face carries at least `sharpness / (2 width +
+2)`. Its position is the centroid of the drop, its states `p_L`, `p_R` are extrapolated linearly
+from outside the window to that position, its strength is `p_L - p_R`, and its Rankine-Hugoniot
+speed `(f(p_L) - f(p_R)) / (p_L - p_R)` can be compared with the speed measured between two
+snapshots (`shock_speed`); the Lax entropy condition is `f'(p_L) > s > f'(p_R)`.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, ArrayLike, Bool, Float
+
+from ._exact import rankine_hugoniot
+from ._flux import AbstractConvexFlux, Quadratic
+from ._grid import UniformGrid
+
+
+class ShockFormation(eqx.Module):
+    """When and where the first shock of inviscid data forms.
+
+    **Attributes:**
+
+    - `time`: `t* = 1 / max(-lambda_min)`; `inf` if the data never compress.
+    - `position`: `x* = y* + t* f'(p_0(y*))`, where the shock appears (a scalar in 1-D).
+    - `origin`: `y*`, the foot of the first crossing characteristics.
+    - `rate`: `max(-lambda_min)`, the strongest compression rate of the initial data.
+    """
+
+    time: Float[Array, ""]
+    position: Float[Array, "*d"]
+    origin: Float[Array, "*d"]
+    rate: Float[Array, ""]
+
+
+def shock_formation(
+    p0,
+    lower: float | tuple[float, ...],
+    upper: float | tuple[float, ...],
+    *,
+    num_samples: int = 1024,
+    flux: AbstractConvexFlux = Quadratic(),
+) -> ShockFormation:
+    r"""The inviscid shock formation time and place of initial data `p_0 = grad u_0`.
+
+    `t* = 1 / max_y (-lambda_min(D^{1/2} J D^{1/2}))` with `J = grad p_0` (the Hessian of the
+    initial loss `u_0`) and `D = diag f''(p_0)`; in 1-D with Burgers' flux `t* = 1 / max(-p_0')`.
+    The maximum is located on a sample grid of the box and refined by optimistix BFGS.
+
+    **Arguments:**
+
+    - `p0`: in 1-D (`lower` a float) a scalar function of a scalar; in `d` dimensions (`lower` a
+        tuple) a function from `(d,)` to `(d,)`, the gradient of the initial loss (e.g.
+        `jax.grad(u0)`).
+    - `lower`, `upper`: the box searched.
+    - `num_samples`: sample points per axis (a total of `num_samples^d`).
+    - `flux`: the convex flux `f` (`H = sum_k f(p_k)`).
+
+    **Returns:**
+
+    A `ShockFormation`.
+
+    **Example:**
+
+    ```python
+    shock_formation(jnp.sin, 0.0, 2 * jnp.pi).time  # 1.0, at position pi
+    ```
+    """
+    scalar = np.ndim(lower) == 0
+    lower_a = jnp.atleast_1d(jnp.asarray(lower, dtype=float))
+    upper_a = jnp.atleast_1d(jnp.asarray(upper, dtype=float))
+    if lower_a.shape != upper_a.shape:
+        raise ValueError("`lower` and `upper` must have the same number of entries.")
+    d = lower_a.shape[0]
+    field = (lambda y: jnp.atleast_1d(p0(y[0]))) if scalar else p0
+
+    def compression(y):
+        p = field(y)
+        jac = jax.jacfwd(field)(y)
+        jac = 0.5 * (jac + jac.T)
+        curvature = jnp.vectorize(jax.grad(flux.derivative))(p)
+        root = jnp.sqrt(jnp.maximum(curvature, 0))
+        return jnp.linalg.eigvalsh(root[:, None] * jac * root[None, :])[0]
+
+    axes = [jnp.linspace(lower_a[k], upper_a[k], num_samples) for k in range(d)]
+    samples = jnp.stack([g.reshape(-1) for g in jnp.meshgrid(*axes, indexing="ij")], axis=-1)
+    values = jax.vmap(compression)(samples)
+    best = jnp.argmin(values)
+    y_grid = samples[best]
+    tol = 1e3 * jnp.finfo(samples.dtype).eps
+    sol = optx.minimise(
+        lambda y, _: compression(y),
+        optx.BFGS(rtol=tol, atol=tol),
+        y_grid,
+        max_steps=256,
+        throw=False,
+    )
+    refined = compression(sol.value)
+    inside = jnp.all((sol.value >= lower_a) & (sol.value <= upper_a))
+    ok = jnp.isfinite(refined) & (refined <= values[best]) & inside
+    origin = jnp.where(ok, sol.value, y_grid)
+    rate = -jnp.where(ok, refined, values[best])
+    time = jnp.where(rate > 0, 1 / jnp.where(rate > 0, rate, 1), jnp.inf)
+    position = origin + jnp.where(rate > 0, time, 0) * flux.derivative(field(origin))
+    if scalar:
+        origin, position = origin[0], position[0]
+    return ShockFormation(time=time, position=position, origin=origin, rate=rate)
+
+
+class Shocks(eqx.Module):
+    """Shocks detected in a 1-D solution (fixed-size arrays of length `max_shocks`).
+
+    **Attributes:**
+
+    - `valid`: which entries are shocks (the others are padding, their values meaningless).
+    - `position`: the shock positions (centroids of the drop).
+    - `left`, `right`: the states `p_L`, `p_R` on either side, extrapolated to the position.
+    - `strength`: `p_L - p_R`.
+    - `speed`: the Rankine-Hugoniot speed `(f(p_L) - f(p_R)) / (p_L - p_R)`.
+    - `entropic`: the Lax condition `f'(p_L) > speed > f'(p_R)`.
+    """
+
+    valid: Bool[Array, " k"]
+    position: Float[Array, " k"]
+    left: Float[Array, " k"]
+    right: Float[Array, " k"]
+    strength: Float[Array, " k"]
+    speed: Float[Array, " k"]
+    entropic: Bool[Array, " k"]
+
+
+def detect_shocks(
+    p: Float[Array, " n"],
+    grid: UniformGrid,
+    *,
+    periodic: bool = True,
+    max_shocks: int = 4,
+    width: int = 8,
+    min_jump: Float[ArrayLike, ""] | None = None,
+    sharpness: float = 3.0,
+    flux: AbstractConvexFlux = Quadratic(),
+) -> Shocks:
+    r"""Detect shocks in cell averages `p` of a 1-D solution: position, states, strength, speed.
+
+    See the module docstring for the criterion. Works under `jit` and `vmap` (e.g. over the
+    snapshots `sol.ys`).
+
+    **Arguments:**
+
+    - `p`: cell averages on `grid`, shape `(n,)`.
+    - `grid`: the 1-D `UniformGrid`.
+    - `periodic`: whether the data wrap around.
+    - `max_shocks`: the number of slots returned (the strongest shocks first).
+    - `width`: half-width of the window around a shock, in cells; must exceed the half-width
+        of the viscous profile (about `4 nu / (p_L - p_R)` in space).
+    - `min_jump`: the smallest drop `p_L - p_R` reported (default: 10% of `max p - min p`).
+    - `sharpness`: how concentrated the drop must be (1: any compression; 3 by default).
+    - `flux`: the convex flux, for the Rankine-Hugoniot speed and the entropy condition.
+
+    **Returns:**
+
+    A `Shocks` with arrays of length `max_shocks`.
+
+    **Example:**
+
+    ```python
+    shocks = detect_shocks(sol.ys[-1], grid)
+    shocks.position[shocks.valid]
+    ```
+    """
+    if grid.ndim != 1:
+        raise ValueError("`detect_shocks` works on 1-D grids.")
+    p = jnp.asarray(p)
+    if p.shape != grid.shape:
+        raise ValueError(f"`p` has shape {p.shape}, the grid {grid.shape}.")
+    n, h, w = grid.shape[0], grid.spacing[0], width
+    if n < 2 * w + 4:
+        raise ValueError(f"need at least {2 * w + 4} cells for `width={w}`, got {n}.")
+    if min_jump is None:
+        min_jump = 0.1 * (jnp.max(p) - jnp.min(p))
+
+    faces = n if periodic else n - 1
+
+    def cell(i):
+        return p[i % n] if periodic else p[jnp.clip(i, 0, n - 1)]
+
+    face_index = jnp.arange(faces)
+    drops = cell(face_index) - cell(face_index + 1)  # > 0 where p decreases
+    window = jnp.arange(-w, w + 1)
+    neighbours = face_index[:, None] + window[None, :]
+    if periodic:
+        neighbours = neighbours % faces
+        in_range = jnp.ones(neighbours.shape, bool)
+    else:
+        in_range = (neighbours >= 0) & (neighbours < faces)
+        neighbours = jnp.clip(neighbours, 0, faces - 1)
+    local = jnp.where(in_range, drops[neighbours], -jnp.inf)
+    # The steepest face of its window (ties go to the first).
+    is_peak = (drops >= jnp.max(local, axis=1)) & (jnp.argmax(local, axis=1) == w)
+    total = cell(face_index - w) - cell(face_index + 1 + w)
+    concentrated = drops * (2 * w + 2) >= sharpness * total
+    candidate = is_peak & (drops > 0) & (total >= min_jump) & concentrated
+    score = jnp.where(candidate, drops, -jnp.inf)
+    top, index = jax.lax.top_k(score, max_shocks)
+    valid = jnp.isfinite(top)
+
+    def describe(i):
+        face_x = grid.lower[0] + (i + 1) * h
+        offsets = window * h
+        weights = jnp.maximum(cell(i + window) - cell(i + window + 1), 0)
+        weights = jnp.where(in_range[i] if not periodic else True, weights, 0)
+        shift = jnp.sum(weights * offsets) / jnp.maximum(jnp.sum(weights), jnp.finfo(p.dtype).tiny)
+        centre_left = -(w + 0.5) * h
+        centre_right = (w + 0.5) * h
+        left = cell(i - w) + (shift - centre_left) * (cell(i - w) - cell(i - w - 1)) / h
+        right = cell(i + 1 + w) + (shift - centre_right) * (cell(i + 2 + w) - cell(i + 1 + w)) / h
+        position = face_x + shift
+        if periodic:
+            position = grid.lower[0] + jnp.mod(position - grid.lower[0], grid.lengths[0])
+        return position, left, right
+
+    position, left, right = jax.vmap(describe)(index)
+    speed = rankine_hugoniot(left, right, flux)
+    entropic = (flux.derivative(left) > speed) & (speed > flux.derivative(right))
+    return Shocks(
+        valid=valid,
+        position=position,
+        left=left,
+        right=right,
+        strength=left - right,
+        speed=speed,
+        entropic=entropic & valid,
+    )
+
+
+def shock_speed(
+    before: Shocks,
+    after: Shocks,
+    dt: Float[ArrayLike, ""],
+    *,
+    period: float | None = None,
+) -> tuple[Float[Array, " k"], Bool[Array, " k"]]:
+    """The measured speed of each shock of `after`, matched to the nearest shock of `before`.
+
+    **Arguments:**
+
+    - `before`, `after`: `detect_shocks` results at times `t` and `t + dt`.
+    - `dt`: the time between them.
+    - `period`: the domain length for periodic data (distances are taken modulo it).
+
+    **Returns:**
+
+    `(speed, valid)`: the displacement over `dt` of each shock of `after`, and whether it had a
+    valid match. Compare with `after.speed` (Rankine-Hugoniot).
+
+    **Example:** `speed, ok = shock_speed(detect_shocks(p1, grid), detect_shocks(p2, grid), dt)`.
+    """
+    displacement = after.position[:, None] - before.position[None, :]
+    if period is not None:
+        displacement = displacement - period * jnp.round(displacement / period)
+    distance = jnp.where(before.valid[None, :], jnp.abs(displacement), jnp.inf)
+    match = jnp.argmin(distance, axis=1)
+    valid = after.valid & jnp.isfinite(jnp.min(distance, axis=1))
+    chosen = jnp.take_along_axis(displacement, match[:, None], axis=1)[:, 0]
+    return jnp.where(valid, chosen / dt, 0.0), valid

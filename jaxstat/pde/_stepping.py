@@ -1,0 +1,233 @@
+r"""Strong-stability-preserving Runge-Kutta solvers and CFL step-size rules.
+
+The SSP solvers are `diffrax` solvers in Shu-Osher form: each stage is a convex combination of
+forward-Euler steps, so any property of forward Euler under a CFL condition (total-variation
+diminishing, maximum principle) carries over with the same CFL number (SSP coefficient 1).
+
+- `SSPRK1`: forward Euler.
+- `SSPRK2`: `y1 = y0 + dt L(y0)`, `y = (y0 + y1 + dt L(y1)) / 2` (Heun).
+- `SSPRK3`: `y1 = y0 + dt L(y0)`, `y2 = 3/4 y0 + 1/4 (y1 + dt L(y1))`,
+  `y = 1/3 y0 + 2/3 (y2 + dt L(y2))` (Shu & Osher 1988).
+
+Step sizes: `CFLStep(cfl)` takes `dt = cfl / rate(y)` each step, where
+`rate = sum_k max|f'(p_k)| / h_k + nu sum_k c / h_k^2` (`c = 2` for the second-order viscous term)
+bounds the inverse of the largest stable forward-Euler step, both the hyperbolic and the viscous
+limit. `FixedStep(dt)` takes a constant step and reports any step with `dt * rate > max_cfl`.
+Both shorten steps to land exactly on the save times.
+"""
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, ArrayLike
+
+from ._equation import AbstractEquation
+
+
+def _axpy(a, x, y):
+    return jtu.tree_map(lambda xi, yi: a * xi + yi, x, y)
+
+
+def _combine(a, x, b, y):
+    return jtu.tree_map(lambda xi, yi: a * xi + b * yi, x, y)
+
+
+class _AbstractSSPRK(dfx.AbstractSolver):
+    term_structure: ClassVar = dfx.AbstractTerm
+    interpolation_cls: ClassVar[Callable[..., dfx.LocalLinearInterpolation]] = (
+        dfx.LocalLinearInterpolation
+    )
+    stages: eqx.AbstractClassVar[int]
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+    @abc.abstractmethod
+    def _step(self, euler, t0, dt, y0): ...
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        dt = t1 - t0
+        control = terms.contr(t0, t1)
+
+        def euler(t, y):
+            return _axpy(1, terms.vf_prod(t, y, args, control), y)
+
+        y1 = self._step(euler, t0, dt, y0)
+        return y1, None, dict(y0=y0, y1=y1), None, dfx.RESULTS.successful
+
+
+class SSPRK1(_AbstractSSPRK):
+    """Forward Euler (first order, SSP coefficient 1). A `diffrax` solver.
+
+    **Example:** `solve(equation, y0, ts, solver=SSPRK1())`.
+    """
+
+    stages: ClassVar[int] = 1
+
+    def order(self, terms):
+        return 1
+
+    def _step(self, euler, t0, dt, y0):
+        return euler(t0, y0)
+
+
+class SSPRK2(_AbstractSSPRK):
+    """The two-stage second-order SSP Runge-Kutta method (Heun; SSP coefficient 1).
+
+    `y1 = y0 + dt L(y0)`, `y = (y0 + y1 + dt L(y1)) / 2`. A `diffrax` solver.
+
+    **Example:** `solve(equation, y0, ts, solver=SSPRK2())`.
+    """
+
+    stages: ClassVar[int] = 2
+
+    def order(self, terms):
+        return 2
+
+    def _step(self, euler, t0, dt, y0):
+        y1 = euler(t0, y0)
+        return _combine(0.5, y0, 0.5, euler(t0 + dt, y1))
+
+
+class SSPRK3(_AbstractSSPRK):
+    """The three-stage third-order SSP Runge-Kutta method of Shu & Osher (SSP coefficient 1).
+
+    `y1 = y0 + dt L(y0)`, `y2 = 3/4 y0 + 1/4 (y1 + dt L(y1))`, `y = 1/3 y0 + 2/3 (y2 + dt L(y2))`.
+    A `diffrax` solver.
+
+    **Example:** `solve(equation, y0, ts, solver=SSPRK3())`.
+    """
+
+    stages: ClassVar[int] = 3
+
+    def order(self, terms):
+        return 3
+
+    def _step(self, euler, t0, dt, y0):
+        y1 = euler(t0, y0)
+        y2 = _combine(0.75, y0, 0.25, euler(t0 + dt, y1))
+        return _combine(1 / 3, y0, 2 / 3, euler(t0 + 0.5 * dt, y2))
+
+
+class AbstractStepSize(eqx.Module):
+    """A rule for the time step of an explicit finite-volume solve."""
+
+    max_cfl: eqx.AbstractVar[float]
+
+    @abc.abstractmethod
+    def step_size(self, rate: Array) -> Array:
+        """The step to take from a state whose CFL rate (inverse stable step) is `rate`."""
+
+
+class CFLStep(AbstractStepSize):
+    r"""Adaptive steps `dt = cfl / rate(y)` from the current state (the CFL condition).
+
+    `rate = sum_k max|f'(p_k)| / h_k + nu sum_k c / h_k^2` combines the hyperbolic and viscous
+    limits of forward Euler; with an SSP solver the whole step is then stable.
+
+    **Arguments:**
+
+    - `cfl`: the CFL number, `0 < cfl <= max_cfl` (0.4 by default: safe for MUSCL and WENO5).
+    - `max_cfl`: the stability limit used to validate `cfl` (1 for SSP schemes).
+
+    **Example:** `CFLStep(0.5)`.
+    """
+
+    cfl: float = 0.4
+    max_cfl: float = 1.0
+
+    def __check_init__(self):
+        if not (0 < self.cfl <= self.max_cfl):
+            raise ValueError(f"need 0 < cfl <= max_cfl, got {self.cfl} and {self.max_cfl}.")
+
+    def step_size(self, rate):
+        return self.cfl / rate
+
+
+class FixedStep(AbstractStepSize):
+    r"""A constant step `dt` (shortened only to land on save times), checked against the CFL
+    condition: a step with `dt * rate(y) > max_cfl` stops the solve with
+    `RESULTS.cfl_violated`.
+
+    A fixed step makes the discrete solution a smooth function of the initial condition and `nu`
+    (no data-dependent step sizes), which is what finite-difference checks of gradients need.
+
+    **Arguments:**
+
+    - `dt`: the step (a positive float or scalar array).
+    - `max_cfl`: the largest CFL number accepted.
+
+    **Example:** `FixedStep(1e-3)`.
+    """
+
+    dt: ArrayLike
+    max_cfl: float = 1.0
+
+    def step_size(self, rate):
+        return jnp.broadcast_to(jnp.asarray(self.dt, jnp.result_type(rate)), jnp.shape(rate))
+
+
+# Controller state: (index of the next save time, CFL rate at the current state, largest CFL
+# number so far, status: 0 ok, 1 CFL violated, 2 non-finite).
+_State = tuple[Array, Array, Array, Array]
+
+
+class _Controller(dfx.AbstractStepSizeController):
+    """Turns an `AbstractStepSize` into a diffrax step-size controller for one equation."""
+
+    equation: AbstractEquation
+    step: AbstractStepSize
+    ts: Array
+
+    def wrap(self, direction):
+        return self
+
+    def _rate(self, y, nu):
+        # Step sizes are a discretisation choice: not differentiated through.
+        return jax.lax.stop_gradient(self.equation.cfl_rate(y, nu))
+
+    def _next(self, t, rate, index):
+        target = self.ts[index]
+        remaining = target - t
+        dt = self.step.step_size(rate)
+        dt = jnp.where(jnp.isfinite(dt) | jnp.isinf(dt), dt, remaining)
+        dt = jnp.where(dt > 0, dt, remaining)
+        # Land on the save time; split the last two steps evenly rather than leave a sliver.
+        short = jnp.where(dt > 0.5 * remaining, 0.5 * remaining, dt)
+        return jnp.where(dt >= remaining, target, t + short)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        del terms, t1, dt0, func, error_order
+        rate = self._rate(y0, args)
+        index = jnp.clip(jnp.searchsorted(self.ts, t0, side="right"), 0, len(self.ts) - 1)
+        state = (index, rate, jnp.zeros_like(rate), jnp.array(0))
+        return self._next(t0, rate, index), state
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        del y0, y_error, error_order
+        index, rate0, max_cfl, status = state
+        cfl = (t1 - t0) * rate0
+        rate1 = self._rate(y1_candidate, args)
+        tol = 1 + 100 * jnp.finfo(jnp.result_type(rate0)).eps
+        violated = cfl > self.step.max_cfl * tol
+        finite = jnp.isfinite(rate0) & jnp.isfinite(rate1)
+        status = jnp.where(status != 0, status, jnp.where(violated, 1, jnp.where(finite, 0, 2)))
+        max_cfl = jnp.maximum(max_cfl, jnp.where(jnp.isfinite(cfl), cfl, jnp.inf))
+        index = jnp.clip(jnp.searchsorted(self.ts, t1, side="right"), 0, len(self.ts) - 1)
+        result = dfx.RESULTS.where(
+            status == 0,
+            dfx.RESULTS.successful,
+            dfx.RESULTS.where(status == 1, dfx.RESULTS.dt_min_reached, dfx.RESULTS.nonfinite),
+        )
+        next_t1 = self._next(t1, rate1, index)
+        return True, t1, next_t1, False, (index, rate1, max_cfl, status), result
