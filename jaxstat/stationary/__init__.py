@@ -1,0 +1,40 @@
+"""Stationary layers: the output is a stationary state of a dissipative Schrödinger-type dynamics
+on a graph, solved implicitly and differentiated by the implicit adjoint.
+"""
+
+from ._model import (
+    AbstractModel as AbstractModel,
+    AbstractNonlinearity as AbstractNonlinearity,
+    DrivenDampedModel as DrivenDampedModel,
+    GradientModel as GradientModel,
+    Kerr as Kerr,
+    Saturable as Saturable,
+)
+from ._potential import (
+    AbstractPotential as AbstractPotential,
+    AbstractRadialPotential as AbstractRadialPotential,
+    DoubleWell as DoubleWell,
+    Quadratic as Quadratic,
+    Quartic as Quartic,
+    ReLUPotential as ReLUPotential,
+)
+from ._solution import RESULTS as RESULTS, Solution as Solution, Stability as Stability
+from ._solve import solve as solve
+from ._stability import (
+    AbstractStabilityMethod as AbstractStabilityMethod,
+    CayleyArnoldi as CayleyArnoldi,
+    DenseSpectrum as DenseSpectrum,
+)
+from ._flow import flow as flow
+from ._layer import (
+    AbstractReadout as AbstractReadout,
+    AbstractSource as AbstractSource,
+    FeatureSource as FeatureSource,
+    feature_layer as feature_layer,
+    Identity as Identity,
+    Intensity as Intensity,
+    LinearReadout as LinearReadout,
+    NodeSource as NodeSource,
+    ReIm as ReIm,
+    StationaryLayer as StationaryLayer,
+)

@@ -1,0 +1,158 @@
+"""Dynamics models: a residual `F(psi; s, H)` whose zeros are the stationary states, and the
+dynamics `d psi/dt = f(psi)` they are the fixed points of.
+
+1. Driven-damped (Kerr) model, complex states:
+
+       d psi/dt = -(gamma + i H) psi - i kappa g(|psi|^2) psi + s,     gamma > 0,
+       F(psi)   = (gamma + i H) psi + i kappa g(|psi|^2) psi - s,       f = -F,
+
+   `g(r) = r` (Kerr) or `r / (1 + r)` (saturable). With `kappa = 0`, `psi* = (gamma + i H)^{-1} s`.
+
+2. Gradient model with a local potential, real or complex states:
+
+       E(psi)   = 1/2 <psi, H psi> + Phi(psi) - Re <s, psi>,
+       F(psi)   = H psi + grad Phi(psi) - s   (the real gradient of E),
+       d psi/dt = -(gamma + i kappa) F(psi)   (`-gamma F` for real states).
+
+   The `gamma` part dissipates `E`, the `kappa` part conserves it.
+
+A new model subclasses `AbstractModel` and implements `residual` and `vector_field` (and `energy`
+if it has one).
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Inexact
+
+from .._checks import is_concrete
+from ..graphs import SparseHamiltonian
+from ._potential import AbstractPotential, Quadratic
+
+
+class AbstractNonlinearity(eqx.Module):
+    """An intensity response `g(r)`, `r = |psi|^2`, of the driven-damped model."""
+
+    @abc.abstractmethod
+    def __call__(self, r: Float[Array, "..."]) -> Float[Array, "..."]: ...
+
+
+class Kerr(AbstractNonlinearity):
+    """`g(r) = r`."""
+
+    def __call__(self, r):
+        return r
+
+
+class Saturable(AbstractNonlinearity):
+    """`g(r) = r / (1 + r)`."""
+
+    def __call__(self, r):
+        return r / (1 + r)
+
+
+class AbstractModel(eqx.Module):
+    """A stationary-layer model: residual `F(psi; s, H)` and dynamics `d psi/dt = f(psi)`."""
+
+    @abc.abstractmethod
+    def residual(
+        self, psi: Inexact[Array, "n ..."], source: Inexact[Array, "n ..."], H: SparseHamiltonian
+    ) -> Inexact[Array, "n ..."]:
+        """`F(psi)`; stationary states are its zeros."""
+
+    @abc.abstractmethod
+    def vector_field(
+        self, psi: Inexact[Array, "n ..."], source: Inexact[Array, "n ..."], H: SparseHamiltonian
+    ) -> Inexact[Array, "n ..."]:
+        """`f(psi)` with `d psi/dt = f(psi)`; `f = 0` exactly where `F = 0`."""
+
+    @property
+    def complex_states(self) -> bool:
+        """`True` if states must be complex whatever the graph and source."""
+        return False
+
+    @property
+    def real_only(self) -> bool:
+        """`True` if states must be real."""
+        return False
+
+    def check(self) -> list[tuple[Array, str]]:
+        """Value conditions on parameters, `(bad, message)`, checked inside `solve`."""
+        return []
+
+
+def _check_positive(name: str, x) -> None:
+    if is_concrete(x) and not bool(jnp.all(jnp.asarray(x) > 0)):
+        raise ValueError(f"{name} must be positive, got {x}")
+
+
+class DrivenDampedModel(AbstractModel):
+    """The driven-damped (Kerr) model, see the module docstring.
+
+    **Arguments:**
+
+    - `gamma`: damping, `> 0` (checked).
+    - `kappa`: nonlinearity strength (0: the linear resolvent layer).
+    - `nonlinearity`: `Kerr()` or `Saturable()`.
+    """
+
+    gamma: Float[ArrayLike, ""] = 1.0
+    kappa: Float[ArrayLike, ""] = 0.0
+    nonlinearity: AbstractNonlinearity = Kerr()
+
+    def __check_init__(self):
+        _check_positive("gamma", self.gamma)
+
+    @property
+    def complex_states(self) -> bool:
+        return True
+
+    def residual(self, psi, source, H):
+        g = self.nonlinearity(jnp.abs(psi) ** 2)
+        return self.gamma * psi + 1j * H.mv(psi) + 1j * self.kappa * g * psi - source
+
+    def vector_field(self, psi, source, H):
+        return -self.residual(psi, source, H)
+
+    def check(self):
+        return [(jnp.asarray(self.gamma) <= 0, "gamma must be positive")]
+
+
+class GradientModel(AbstractModel):
+    """The gradient model with a local potential, see the module docstring.
+
+    **Arguments:**
+
+    - `potential`: an `AbstractPotential` (`Quadratic`, `ReLUPotential`, `Quartic`, `DoubleWell`).
+    - `gamma`: dissipation rate of the dynamics, `> 0` (checked).
+    - `kappa`: conservative (Schrödinger) rate of the dynamics, complex states only.
+    """
+
+    potential: AbstractPotential = Quadratic()
+    gamma: Float[ArrayLike, ""] = 1.0
+    kappa: Float[ArrayLike, ""] = 0.0
+
+    def __check_init__(self):
+        _check_positive("gamma", self.gamma)
+
+    @property
+    def real_only(self) -> bool:
+        return self.potential.real_only
+
+    def residual(self, psi, source, H):
+        return self.potential.stationarity(psi, H.mv(psi) - source)
+
+    def vector_field(self, psi, source, H):
+        rate = self.gamma + 1j * self.kappa if jnp.iscomplexobj(psi) else self.gamma
+        return -rate * self.residual(psi, source, H)
+
+    def energy(self, psi, source, H) -> Float[Array, ""]:
+        """`E(psi) = 1/2 <psi, H psi> + Phi(psi) - Re <s, psi>`."""
+        quad = 0.5 * jnp.real(jnp.vdot(psi, H.mv(psi)))
+        return quad + self.potential.value(psi) - jnp.real(jnp.vdot(source, psi))
+
+    def check(self):
+        return [(jnp.asarray(self.gamma) <= 0, "gamma must be positive")]

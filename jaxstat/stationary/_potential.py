@@ -1,0 +1,125 @@
+"""Local potentials `Phi(psi) = sum_i phi(psi_i)` of the gradient model.
+
+A smooth potential is radial, `phi(u) = f(|u|^2)`, with real gradient `2 f'(|u|^2) u`; the ReLU
+potential `1/2 u^2 + indicator(u >= 0)` is not smooth and enters through its proximal map.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Inexact
+
+from .._checks import is_concrete
+
+
+class AbstractPotential(eqx.Module):
+    """A local potential. Subclasses give its value and the stationarity residual."""
+
+    @abc.abstractmethod
+    def value(self, psi: Inexact[Array, "n ..."]) -> Float[Array, ""]:
+        """`Phi(psi) = sum_i phi(psi_i)` (finite part)."""
+
+    @abc.abstractmethod
+    def stationarity(
+        self, psi: Inexact[Array, "n ..."], r: Inexact[Array, "n ..."]
+    ) -> Inexact[Array, "n ..."]:
+        """A residual vanishing exactly when `0 in r + d Phi(psi)`, where `r = H psi - s`."""
+
+    @property
+    def real_only(self) -> bool:
+        """`True` if the potential is defined for real states only."""
+        return False
+
+
+class AbstractRadialPotential(AbstractPotential):
+    """A smooth potential `phi(u) = f(|u|^2)`: `stationarity = r + 2 f'(|u|^2) u`."""
+
+    @abc.abstractmethod
+    def f(self, rho: Float[Array, "..."]) -> Float[Array, "..."]:
+        """`f(rho)`, `rho = |u|^2`."""
+
+    @abc.abstractmethod
+    def df(self, rho: Float[Array, "..."]) -> Float[Array, "..."]:
+        """`f'(rho)`."""
+
+    def value(self, psi):
+        return jnp.sum(self.f(jnp.abs(psi) ** 2))
+
+    def grad(self, psi):
+        """The real gradient `2 f'(|psi|^2) psi` (complex numbers as pairs of reals)."""
+        return 2 * self.df(jnp.abs(psi) ** 2) * psi
+
+    def stationarity(self, psi, r):
+        return r + self.grad(psi)
+
+
+def _positive(name, x):
+    if is_concrete(x) and not bool(jnp.all(jnp.asarray(x) > 0)):
+        raise ValueError(f"{name} must be positive, got {x}")
+
+
+class Quadratic(AbstractRadialPotential):
+    """`phi(u) = mu/2 |u|^2`: the layer is linear, `psi* = (H + mu I)^{-1} s`."""
+
+    mu: Float[ArrayLike, ""] = 1.0
+
+    def f(self, rho):
+        return 0.5 * self.mu * rho
+
+    def df(self, rho):
+        return 0.5 * self.mu * jnp.ones_like(rho)
+
+
+class Quartic(AbstractRadialPotential):
+    """`phi(u) = mu/2 |u|^2 + beta/4 |u|^4` (Gross-Pitaevskii), convex for `mu, beta >= 0`."""
+
+    mu: Float[ArrayLike, ""] = 1.0
+    beta: Float[ArrayLike, ""] = 1.0
+
+    def __check_init__(self):
+        if is_concrete(self.beta) and not bool(jnp.asarray(self.beta) >= 0):
+            raise ValueError(f"beta must be non-negative, got {self.beta}")
+
+    def f(self, rho):
+        return 0.5 * self.mu * rho + 0.25 * self.beta * rho**2
+
+    def df(self, rho):
+        return 0.5 * self.mu + 0.5 * self.beta * rho
+
+
+class DoubleWell(AbstractRadialPotential):
+    """`phi(u) = beta/4 (|u|^2 - a^2)^2`: non-convex, minima on `|u| = a`; several branches."""
+
+    beta: Float[ArrayLike, ""] = 1.0
+    a: Float[ArrayLike, ""] = 1.0
+
+    def __check_init__(self):
+        _positive("beta", self.beta)
+
+    def f(self, rho):
+        return 0.25 * self.beta * (rho - self.a**2) ** 2
+
+    def df(self, rho):
+        return 0.5 * self.beta * (rho - self.a**2)
+
+
+class ReLUPotential(AbstractPotential):
+    """`phi(u) = 1/2 u^2 + indicator(u >= 0)` for real states.
+
+    Stationarity `0 in H psi - s + psi + N_{>=0}(psi)` is the complementarity problem
+    `psi = ReLU(s - H psi)` (its natural-map residual `psi - ReLU(s - H psi)` is what is solved).
+    With no edges (`H = 0`) the layer is exactly `ReLU(s)`.
+    """
+
+    def value(self, psi):
+        return 0.5 * jnp.sum(psi**2)
+
+    def stationarity(self, psi, r):
+        return psi - jnp.maximum(-r, 0)
+
+    @property
+    def real_only(self) -> bool:
+        return True

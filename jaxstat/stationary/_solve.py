@@ -1,0 +1,186 @@
+"""The stationary solve `F(psi*; s, H) = 0` and its implicit adjoint."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import lineax as lx
+import optimistix as optx
+from jaxtyping import Array, ArrayLike, Inexact
+
+from ..graphs import Graph, SparseHamiltonian
+from ._model import AbstractModel
+from ._solution import RESULTS, Solution
+from ._stability import AbstractStabilityMethod, CayleyArnoldi, DenseSpectrum, not_computed
+
+
+# Size (in reals) up to which the default stability certificate is the dense spectrum.
+_DENSE_STABILITY_MAX = 2048
+
+
+def default_tolerance(dtype) -> float:
+    """`1e-5` in single precision, `1e-10` in double."""
+    return 1e-5 if jnp.finfo(dtype).bits <= 32 else 1e-10
+
+
+def default_solver(dtype) -> optx.Newton:
+    """Newton's method with matrix-free GMRES inner solves, tolerances set by the dtype.
+
+    GMRES rather than CG or BiCGStab: the Jacobian of a complex model is not symmetric, lineax's
+    CG falsely reports breakdown in float32 beyond ~3e5 unknowns, and lineax's BiCGStab returns NaN
+    when it converges exactly in one step (e.g. the ReLU layer, whose Jacobian is the identity).
+    """
+    tol = default_tolerance(dtype)
+    inner = lx.GMRES(rtol=tol / 10, atol=tol / 10, restart=40, stagnation_iters=40, max_steps=10_000)
+    return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
+
+
+def default_adjoint(dtype) -> optx.ImplicitAdjoint:
+    """The implicit adjoint: one transposed matrix-free GMRES solve per backward pass."""
+    tol = default_tolerance(dtype) / 10
+    return optx.ImplicitAdjoint(
+        linear_solver=lx.GMRES(rtol=tol, atol=tol, restart=40, stagnation_iters=40, max_steps=10_000)
+    )
+
+
+def state_dtype(model: AbstractModel, H: SparseHamiltonian, source) -> jnp.dtype:
+    """Complex if the model, the Hamiltonian or the source is; real otherwise."""
+    dtype = jnp.result_type(H.dtype, source)
+    if model.complex_states:
+        dtype = jnp.result_type(dtype, jnp.complex64)
+    if model.real_only and jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"{type(model).__name__} with this potential needs real states, but the graph or "
+            "source is complex"
+        )
+    return dtype
+
+
+def pack(psi):
+    """Complex states as `(Re, Im)` pairs, so root finders and ODE solvers see real maps."""
+    return (jnp.real(psi), jnp.imag(psi)) if jnp.iscomplexobj(psi) else psi
+
+
+def unpack(y):
+    return y[0] + 1j * y[1] if isinstance(y, tuple) else y
+
+
+def node_shape(H: SparseHamiltonian, source) -> tuple[int, ...]:
+    n, k = H.num_nodes, H.fiber
+    shape = jnp.shape(source)
+    lead = (n,) if k == 1 else (n, k)
+    if shape[: len(lead)] != lead:
+        want = f"({n}, ...)" if k == 1 else f"({n}, {k}, ...)"
+        raise ValueError(f"the source must have shape {want} (nodes first), got {shape}")
+    return shape
+
+
+def _any_nonfinite(tree) -> Array:
+    leaves = [jnp.any(~jnp.isfinite(x)) for x in jtu.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return jnp.any(jnp.stack(leaves)) if leaves else jnp.array(False)
+
+
+@eqx.filter_jit
+def solve(
+    model: AbstractModel,
+    graph: Graph | SparseHamiltonian,
+    source: Inexact[ArrayLike, "n ..."],
+    psi0: Inexact[ArrayLike, "n ..."] | None = None,
+    *,
+    solver: optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver | None = None,
+    adjoint: optx.AbstractAdjoint | None = None,
+    stability: AbstractStabilityMethod | None | str = "auto",
+    max_steps: int = 256,
+    throw: bool = True,
+) -> Solution:
+    """The stationary state `psi*` with `F(psi*; s, H) = 0` (see `AbstractModel`), differentiably.
+
+    Forward: an optimistix root find (default Newton with matrix-free GMRES inner solves) from
+    `psi0` (default 0), so a warm start selects a branch. Backward: the implicit adjoint, one
+    transposed matrix-free solve `J^T lambda = g`; nothing is stored per iteration. Gradients flow
+    to the source, the graph's weights, connection and potential, and the model's parameters.
+
+    **Arguments:**
+
+    - `model`: a `DrivenDampedModel`, `GradientModel` or your own `AbstractModel`.
+    - `graph`: the `Graph` (or its assembled `SparseHamiltonian`, to reuse one assembly).
+    - `source`: `s`, node-first shape `(n, ...)` (`(n, k, ...)` for a connection with fibre `k`).
+    - `psi0`: initial guess / warm start, same shape as `source`.
+    - `solver`: an optimistix root finder or least-squares solver (e.g.
+      `optx.LevenbergMarquardt` for a globalised solve).
+    - `adjoint`: an optimistix adjoint (default `ImplicitAdjoint` with GMRES).
+    - `stability`: how to certify the branch: `"auto"` (`DenseSpectrum` for states of up to
+      2048 reals, else `CayleyArnoldi`), a method, or `None` to skip it.
+    - `max_steps`: maximum root-finder iterations.
+    - `throw`: raise on failure (non-convergence, non-finite input or state, unstable state);
+      with `False`, inspect `solution.result`.
+
+    **Returns:** a [`jaxstat.stationary.Solution`][].
+
+    **Example:**
+
+    ```python
+    model = DrivenDampedModel(gamma=0.5, kappa=1.0)
+    sol = solve(model, graph, source)
+    sol.value, sol.stability.abscissa
+    ```
+    """
+    H = graph.assemble() if isinstance(graph, Graph) else graph
+    source = jnp.asarray(source)
+    shape = node_shape(H, source)
+    dtype = state_dtype(model, H, source)
+    if psi0 is None:
+        psi0 = jnp.zeros(shape, dtype)
+    else:
+        psi0 = jnp.asarray(psi0)
+        if psi0.shape != shape:
+            raise ValueError(f"psi0 must have the shape of the source {shape}, got {psi0.shape}")
+        psi0 = psi0.astype(jnp.result_type(dtype, psi0))
+        dtype = psi0.dtype
+    real_dtype = jnp.finfo(dtype).dtype
+    solver = default_solver(real_dtype) if solver is None else solver
+    adjoint = default_adjoint(real_dtype) if adjoint is None else adjoint
+
+    for bad, message in model.check():
+        source = eqx.error_if(source, bad, message)
+    bad_input = _any_nonfinite((model, H, source, psi0))
+
+    def residual(y, args):
+        model, H, source = args
+        return pack(model.residual(unpack(y), source, H).astype(dtype))
+
+    args = (model, H, source)
+    sol = optx.root_find(
+        residual, solver, pack(psi0), args, max_steps=max_steps, adjoint=adjoint, throw=False
+    )
+    psi = unpack(sol.value)
+    res = jnp.max(jnp.abs(model.residual(jax.lax.stop_gradient(psi), source, H)))
+
+    if stability == "auto":
+        size = int(jnp.size(psi)) * (2 if jnp.iscomplexobj(psi) else 1)
+        stability = DenseSpectrum() if size <= _DENSE_STABILITY_MAX else CayleyArnoldi()
+    if stability is None:
+        cert = not_computed(real_dtype)
+    else:
+        frozen = jax.lax.stop_gradient((model, H, source, psi))
+
+        def vector_field(y):
+            m, h, s, _ = frozen
+            return pack(m.vector_field(unpack(y), s, h).astype(dtype))
+
+        cert = stability(vector_field, pack(frozen[3]))
+
+    result = RESULTS.promote(sol.result)
+    result = RESULTS.where(jnp.any(~jnp.isfinite(jnp.abs(psi))), RESULTS.nonfinite_state, result)
+    if stability is not None:
+        unstable = (result == RESULTS.successful) & ~cert.stable
+        result = RESULTS.where(unstable, RESULTS.unstable, result)
+    result = RESULTS.where(bad_input, RESULTS.nonfinite_source, result)
+    if throw:
+        psi = result.error_if(psi, result != RESULTS.successful)
+    return Solution(
+        value=psi, result=result, residual=res, num_steps=sol.stats["num_steps"], stability=cert
+    )
+
