@@ -1,0 +1,120 @@
+"""Result codes and the result types of the critical-point search."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+
+class RESULTS(eqx.Enumeration):
+    """Result codes of `find_critical_points`."""
+
+    successful = ""
+    max_points_exceeded = (
+        "More distinct critical points were found than there are `max_points` slots; the rest "
+        "were dropped. A continuum of degenerate critical points (a bottleneck network) gives a "
+        "different point for every start: increase `max_points` or pass `throw=False`."
+    )
+    nonfinite_start = "A start point is not finite."
+
+
+class Certificate(eqx.Module):
+    """What is known about a (candidate) critical point `x` of `f` (SPEC section H).
+
+    - `gradient_norm`: the residual `|grad f(x)|_2`.
+    - `eigenvalues`: the eigenvalues of `hess f(x)`, ascending.
+    - `min_abs_eigenvalue`: `min_i |lambda_i|`, the distance of the Hessian to singularity.
+    - `newton_bound`: `|grad f(x)| / min |lambda_i|`, the length bound on the Newton correction: a
+        non-degenerate critical point lies within about this distance of `x`.
+    - `tolerance`: `degeneracy_rtol * max_i |lambda_i|`, the threshold below which an eigenvalue
+        counts as zero.
+    - `degenerate`: `min |lambda_i| <= tolerance` (the Hessian is numerically singular).
+    - `nullity`: the number of eigenvalues with `|lambda_i| <= tolerance`.
+    - `index`: the Morse index, the number of eigenvalues `< -tolerance` (for a degenerate point,
+        the number of clearly negative ones).
+    """
+
+    gradient_norm: Float[Array, "*batch"]
+    eigenvalues: Float[Array, "*batch n"]
+    min_abs_eigenvalue: Float[Array, "*batch"]
+    newton_bound: Float[Array, "*batch"]
+    tolerance: Float[Array, "*batch"]
+    degenerate: Bool[Array, "*batch"]
+    nullity: Int[Array, "*batch"]
+    index: Int[Array, "*batch"]
+
+
+class CriticalPoints(eqx.Module):
+    """The distinct critical points found by `find_critical_points`, in fixed-size slots.
+
+    Slot `i` holds a point when `mask[i]` is true (`count` of them, sorted by value `f`); the other
+    slots hold NaN points. Fields:
+
+    - `points` `(P, n)`, `values` `(P,)`: the critical points and `f` there.
+    - `certificate`: a `Certificate` per slot (residual, Hessian eigenvalues, Morse index,
+        degeneracy test, nullity).
+    - `hits` `(P,)`: how many starts converged to each point (a measure of its basin).
+    - `mask` `(P,)`, `count`: which slots are used, how many.
+    - `num_starts`, `num_converged`: starts in total, starts that converged to an accepted point.
+    - `num_fallback`: accepted starts that needed the least-squares fallback (Newton failed, e.g.
+        on a singular Hessian).
+    - `residual_tol`, `distinct_tol`, `degeneracy_rtol`: the tolerances used.
+    - `result`: a `RESULTS` code.
+    """
+
+    points: Float[Array, "*batch p n"]
+    values: Float[Array, "*batch p"]
+    certificate: Certificate
+    hits: Int[Array, "*batch p"]
+    mask: Bool[Array, "*batch p"]
+    count: Int[Array, "*batch"]
+    num_starts: int = eqx.field(static=True)
+    num_converged: Int[Array, "*batch"]
+    num_fallback: Int[Array, "*batch"]
+    residual_tol: Float[Array, "*batch"]
+    distinct_tol: Float[Array, "*batch"]
+    degeneracy_rtol: Float[Array, "*batch"]
+    result: RESULTS
+
+    @property
+    def index(self) -> Int[Array, "*batch p"]:
+        """Morse index per slot (`-1` in unused slots)."""
+        return jnp.where(self.mask, self.certificate.index, -1)
+
+    @property
+    def degenerate(self) -> Bool[Array, "*batch p"]:
+        """Degeneracy flag per slot (`False` in unused slots)."""
+        return self.mask & self.certificate.degenerate
+
+    def index_counts(self) -> Int[Array, "*batch n1"]:
+        """`c_k`, the number of non-degenerate critical points of Morse index `k = 0 .. n`."""
+        n = self.points.shape[-1]
+        ok = self.mask & ~self.certificate.degenerate
+        onehot = (self.certificate.index[..., None] == jnp.arange(n + 1)) & ok[..., None]
+        return jnp.sum(onehot, axis=-2)
+
+    def euler_characteristic(self) -> Int[Array, "*batch"]:
+        """`sum_k (-1)^k c_k` over the non-degenerate points (Poincare-Hopf: for a Morse function
+        whose gradient points outward on the boundary of a compact domain `D`, this is `chi(D)`)."""
+        counts = self.index_counts()
+        signs = (-1) ** jnp.arange(counts.shape[-1])
+        return jnp.sum(counts * signs, axis=-1)
+
+    def as_numpy(self) -> dict[str, np.ndarray]:
+        """The used slots as numpy arrays (host-side; for one search, not a batch)."""
+        if self.mask.ndim != 1:
+            raise ValueError("as_numpy() is for a single search; index the batch first")
+        m = np.asarray(self.mask)
+        c = self.certificate
+        return {
+            "points": np.asarray(self.points)[m],
+            "values": np.asarray(self.values)[m],
+            "gradient_norm": np.asarray(c.gradient_norm)[m],
+            "eigenvalues": np.asarray(c.eigenvalues)[m],
+            "min_abs_eigenvalue": np.asarray(c.min_abs_eigenvalue)[m],
+            "newton_bound": np.asarray(c.newton_bound)[m],
+            "index": np.asarray(c.index)[m],
+            "nullity": np.asarray(c.nullity)[m],
+            "degenerate": np.asarray(c.degenerate)[m],
+            "hits": np.asarray(self.hits)[m],
+        }
