@@ -15,9 +15,10 @@ For a step graphon `W` with block values `A` and block lengths `mu`:
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
-from jaxtyping import Array, Float, Shaped
+from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from ._graphon import as_step_graphon, StepGraphon
 from ._pattern import as_pattern, contraction_plan, edge_orbits, einsum_scope
@@ -53,7 +54,8 @@ def _contract(
     return jnp.broadcast_to(result.reshape(shape), (n,) * len(out))
 
 
-def homomorphism_density(F, W: StepGraphon | Float[Array, "n n"]) -> Float[Array, ""]:
+@eqx.filter_jit
+def homomorphism_density(F, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
     """Homomorphism density `t(F, W) = int prod_{ij in E(F)} W(x_i, x_j) dx`.
 
     Contracted by variable elimination in an order that minimises the largest intermediate (see
@@ -79,9 +81,10 @@ def homomorphism_density(F, W: StepGraphon | Float[Array, "n n"]) -> Float[Array
     return _contract(F.edges, F.num_vertices, W.values, W.sizes)
 
 
+@eqx.filter_jit
 def rooted_density(
-    F, W: StepGraphon | Float[Array, "n n"], roots: tuple[int, ...]
-) -> Shaped[Array, ...]:
+    F, W: StepGraphon | Shaped[ArrayLike, "n n"], roots: tuple[int, ...]
+) -> Shaped[Array, "*shape"]:
     """Rooted homomorphism density: `t(F, W)` with the vertices `roots` held fixed.
 
     `t_R(F, W)(y) = int prod_{uv in E(F)} W(x_u, x_v) prod_{v not in R} dx_v` at `x_R = y`, on the
@@ -111,7 +114,8 @@ def rooted_density(
     return _contract(F.edges, F.num_vertices, W.values, W.sizes, roots)
 
 
-def homomorphism_kernel(F, W: StepGraphon | Float[Array, "n n"]) -> Float[Array, "n n"]:
+@eqx.filter_jit
+def homomorphism_kernel(F, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
     """Derivative kernel `DF(W)` of `t(F, .)`: the sum over edges `uv` of the density of `F - uv`
     with `u, v` held fixed, symmetrised.
 
@@ -141,7 +145,8 @@ def homomorphism_kernel(F, W: StepGraphon | Float[Array, "n n"]) -> Float[Array,
     return (K + K.T) / 2
 
 
-def scalar_entropy(W: StepGraphon | Float[Array, "n n"]) -> Float[Array, ""]:
+@eqx.filter_jit
+def scalar_entropy(W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
     """Scalar entropy `Ent(W) = int h(W(x, y)) dx dy`, `h(p) = p log p + (1 - p) log(1 - p)`.
 
     Convex, `<= 0`, minimal (`-log 2`) at `W = 1/2`; `h(0) = h(1) = 0`.
@@ -162,7 +167,8 @@ def scalar_entropy(W: StepGraphon | Float[Array, "n n"]) -> Float[Array, ""]:
     return mu @ h @ mu
 
 
-def scalar_entropy_kernel(W: StepGraphon | Float[Array, "n n"]) -> Float[Array, "n n"]:
+@eqx.filter_jit
+def scalar_entropy_kernel(W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
     """Derivative kernel of the scalar entropy, `h'(W) = log(W / (1 - W))`: `-inf` where `W = 0`,
     `+inf` where `W = 1` (entropy flows start in the open box and never reach its faces).
 

@@ -42,6 +42,7 @@ class GaussLegendre(AbstractRule):
         return jnp.asarray((x + 1) / 2, dtype=dtype), jnp.asarray(w / 2, dtype=dtype)
 
 
+@eqx.filter_jit
 def discretise(W: AbstractGraphon, n: int, *, rule: AbstractRule = Midpoint()) -> StepGraphon:
     """The step graphon `A[i, j] = W(x_i, x_j)` on the blocks of a quadrature rule.
 

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Shaped
 
 from ._density import homomorphism_density
 from ._graphon import as_step_graphon, StepGraphon
@@ -68,8 +68,9 @@ def _overlay(U: StepGraphon, W: StepGraphon):
     return U.values[iu][:, iu], W.values[iw][:, iw], lengths
 
 
+@eqx.filter_jit
 def l2_distance(
-    U: StepGraphon | Float[Array, "n n"], W: StepGraphon | Float[Array, "m m"]
+    U: StepGraphon | Shaped[ArrayLike, "n n"], W: StepGraphon | Shaped[ArrayLike, "m m"]
 ) -> Float[Array, ""]:
     """`||U - W||_2 = (int (U - W)^2)^(1/2)` for step graphons on any partitions (no relabelling).
 
@@ -109,7 +110,7 @@ def _degree_order(W: StepGraphon) -> Int[Array, " n"]:
     return jnp.argsort(W.values @ W.sizes, stable=True)
 
 
-def _host_alignment(MU: np.ndarray, MW: np.ndarray) -> np.ndarray:
+def _host_alignment(MU, MW) -> np.ndarray:
     """A permutation `p` with `MW[p][:, p]` close to `MU` (Frobenius): the best of degree matching
     and FAQ from two starts."""
     from scipy.optimize import quadratic_assignment
@@ -131,9 +132,10 @@ def _host_alignment(MU: np.ndarray, MW: np.ndarray) -> np.ndarray:
     return best.astype(np.int32)
 
 
+@eqx.filter_jit
 def invariant_l2_distance(
-    U: StepGraphon | Float[Array, "n n"],
-    W: StepGraphon | Float[Array, "m m"],
+    U: StepGraphon | Shaped[ArrayLike, "n n"],
+    W: StepGraphon | Shaped[ArrayLike, "m m"],
     *,
     exact_limit: int = 8,
 ) -> DistanceBounds:
@@ -214,8 +216,9 @@ def _alternate(K, mu, s0, max_iter):
     return value
 
 
+@eqx.filter_jit
 def cut_norm(
-    K: StepGraphon | Float[Array, "n n"],
+    K: StepGraphon | Shaped[ArrayLike, "n n"],
     sizes: Float[Array, " n"] | None = None,
     *,
     exact_limit: int = 14,
@@ -280,9 +283,10 @@ def cut_norm(
 _COUNTING_PATTERNS = (Pattern.path(1), Pattern.path(2), Pattern.cycle(3), Pattern.cycle(4))
 
 
+@eqx.filter_jit
 def cut_distance(
-    U: StepGraphon | Float[Array, "n n"],
-    W: StepGraphon | Float[Array, "m m"],
+    U: StepGraphon | Shaped[ArrayLike, "n n"],
+    W: StepGraphon | Shaped[ArrayLike, "m m"],
     *,
     patterns: tuple = _COUNTING_PATTERNS,
     exact_limit: int = 8,

@@ -31,13 +31,14 @@ import diffrax as dfx
 import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Shaped
 
 from ._discretise import AbstractRule, discretise, Midpoint
 from ._graphon import AbstractGraphon, as_step_graphon, StepGraphon
 from ._objective import AbstractObjective
 
 
+@eqx.filter_jit
 def tangent_cone_projection(A: Float[Array, "n n"], V: Float[Array, "n n"]) -> Float[Array, "n n"]:
     """Projection of a velocity `V` onto the tangent cone of the box `[0, 1]^{n x n}` at `A`.
 
@@ -53,8 +54,9 @@ def tangent_cone_projection(A: Float[Array, "n n"], V: Float[Array, "n n"]) -> F
     return jnp.where(outward, jnp.zeros_like(V), V)
 
 
+@eqx.filter_jit
 def projected_gradient(
-    objective: AbstractObjective, W: StepGraphon | Float[Array, "n n"]
+    objective: AbstractObjective, W: StepGraphon | Shaped[ArrayLike, "n n"]
 ) -> Float[Array, "n n"]:
     """The velocity of the projected gradient flow, `P_{T_K(W)}(-DF(W))`.
 
@@ -174,13 +176,14 @@ class ProjectedSolver(dfx.AbstractWrappedSolver):
 def _vector_field(t, y, args):
     objective, sizes = args
     W = StepGraphon(jnp.clip(y, 0, 1), sizes, check=False)
-    return projected_gradient(objective, W)
+    # (coefficients of the objective may have a wider dtype than the state)
+    return projected_gradient(objective, W).astype(y.dtype)
 
 
 @eqx.filter_jit
 def gradient_flow(
     objective: AbstractObjective,
-    W0: StepGraphon | Float[Array, "n n"],
+    W0: StepGraphon | Shaped[ArrayLike, "n n"],
     t1: ArrayLike,
     *,
     t0: ArrayLike = 0.0,

@@ -20,18 +20,36 @@ def _float_dtype(x) -> jnp.dtype:
     return dtype
 
 
+_VALUE_ERRORS = (
+    "contain NaN or infinite entries",
+    "must lie in [0, 1] (clip them first)",
+    "must be symmetric (use (A + A.T) / 2)",
+)
+
+
+@eqx.filter_jit
+def _check_values(values: Array, name: str) -> Array:
+    finite = jnp.all(jnp.isfinite(values))
+    in_box = jnp.all((values >= 0) & (values <= 1))
+    tol = 64 * jnp.finfo(values.dtype).eps
+    symmetric = jnp.all(jnp.abs(values - values.T) <= tol)
+    index = jnp.where(~finite, 0, jnp.where(~in_box, 1, 2))
+    bad = ~(finite & in_box & symmetric)
+    return eqx.branched_error_if(values, bad, index, [f"{name} {m}" for m in _VALUE_ERRORS])
+
+
+@eqx.filter_jit
+def _check_sizes(sizes: Array) -> Array:
+    tol = 64 * sizes.shape[0] * jnp.finfo(sizes.dtype).eps
+    bad = jnp.any(~(sizes > 0)) | (jnp.abs(jnp.sum(sizes) - 1) > tol)
+    return eqx.error_if(sizes, bad, "block sizes must be positive and sum to 1")
+
+
 def check_graphon_values(values: Array, name: str = "graphon values") -> Array:
     """`values` (square, symmetric, in `[0, 1]`), with `eqx.error_if` checks on the values."""
     if values.ndim != 2 or values.shape[0] != values.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {values.shape}")
-    finite = jnp.all(jnp.isfinite(values))
-    values = eqx.error_if(values, ~finite, f"{name} contain NaN or infinite entries")
-    in_box = jnp.all((values >= 0) & (values <= 1))
-    values = eqx.error_if(values, ~in_box, f"{name} must lie in [0, 1] (clip them first)")
-    tol = 64 * jnp.finfo(values.dtype).eps
-    symmetric = jnp.all(jnp.abs(values - values.T) <= tol)
-    values = eqx.error_if(values, ~symmetric, f"{name} must be symmetric (use (A + A.T) / 2)")
-    return values
+    return _check_values(values, name)
 
 
 class AbstractGraphon(eqx.Module):
@@ -85,9 +103,7 @@ class StepGraphon(AbstractGraphon):
             if sizes.shape != (n,):
                 raise ValueError(f"sizes must have shape ({n},) to match values, got {sizes.shape}")
             if check:
-                tol = 64 * n * jnp.finfo(values.dtype).eps
-                bad = jnp.any(~(sizes > 0)) | (jnp.abs(jnp.sum(sizes) - 1) > tol)
-                sizes = eqx.error_if(sizes, bad, "block sizes must be positive and sum to 1")
+                sizes = _check_sizes(sizes)
         if check:
             values = check_graphon_values(values, "step graphon values")
         self.values = values
@@ -98,7 +114,7 @@ class StepGraphon(AbstractGraphon):
         """The number of blocks."""
         return self.values.shape[0]
 
-    def block_index(self, x: ArrayLike) -> Int[Array, ...]:
+    def block_index(self, x: ArrayLike) -> Int[Array, "*shape"]:
         """The block `i` with `x in I_i`."""
         edges = jnp.cumsum(self.sizes)
         i = jnp.searchsorted(edges, jnp.asarray(x, self.values.dtype), side="right")

@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from ._density import (
     homomorphism_density,
@@ -220,8 +220,9 @@ class CustomObjective(AbstractObjective):
         return jnp.asarray(self.fn(W))
 
 
+@eqx.filter_jit
 def derivative_kernel(
-    objective: AbstractObjective, W: StepGraphon | Float[Array, "n n"]
+    objective: AbstractObjective, W: StepGraphon | Shaped[ArrayLike, "n n"]
 ) -> Float[Array, "n n"]:
     """The derivative kernel `DF(W)` of an objective on the blocks of a step graphon.
 

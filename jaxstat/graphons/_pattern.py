@@ -235,7 +235,7 @@ def elimination_order(
 @functools.lru_cache(maxsize=512)
 def contraction_plan(
     edges: tuple[tuple[int, int], ...], num_vertices: int, roots: tuple[int, ...] = ()
-) -> tuple[tuple[tuple[tuple[int, ...], ...], tuple[int, ...]], ...]:
+) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
     """The elimination as a list of einsum steps over factor scopes.
 
     Factors are identified by their scopes (tuples of vertices); edge factors are `A`, vertex

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -31,6 +32,7 @@ def sample_latent(key: PRNGKeyArray, n: int, *, sort: bool = False, dtype=None) 
     return jnp.sort(x) if sort else x
 
 
+@eqx.filter_jit
 def sample_weighted_graph(
     key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False, loops: bool = False
 ) -> Float[Array, "n n"]:
@@ -60,6 +62,7 @@ def sample_weighted_graph(
     return A
 
 
+@eqx.filter_jit
 def sample_graph(
     key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False
 ) -> Float[Array, "n n"]:
