@@ -28,8 +28,8 @@ from ._reconstruction import AbstractReconstruction, WENO5
 # the viscous CFL constant `c` (half the largest eigenvalue of the resulting discrete Laplacian,
 # times h^2) so that forward Euler is stable for `nu dt c / h^2 <= 1`.
 _FACE_GRADIENT = {2: (1, (-1.0, 1.0), 2.0), 4: (2, (1 / 12, -15 / 12, 15 / 12, -1 / 12), 32 / 9)}
-# Node Laplacian `(d^2 v / dx^2)_j` of point values, of order 2 or 4: (ghost cells, coefficients of v_{j-g} ..
-# v_{j+g}), viscous CFL constant.
+# Node Laplacian `(d^2 v / dx^2)_j` of point values, of order 2 or 4: (ghost cells, coefficients
+# of v_{j-g} .. v_{j+g}), viscous CFL constant.
 _LAPLACIAN = {
     2: (1, (1.0, -2.0, 1.0), 2.0),
     4: (2, (-1 / 12, 16 / 12, -30 / 12, 16 / 12, -1 / 12), 8 / 3),

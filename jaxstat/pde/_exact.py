@@ -52,10 +52,14 @@ def _check_points(x, name="x"):
     return x
 
 
-def _map_points(fn, x, batch_size):
+def _map_points(fn, x, scalars, batch_size):
+    """Apply `fn(x_i, *scalars_i)` to every point of `x` (shape `(..., d)`), with the scalars
+    broadcast to the batch shape `x.shape[:-1]`."""
+    batch = x.shape[:-1]
+    scalars = [jnp.broadcast_to(jnp.asarray(c, x.dtype), batch).reshape(-1) for c in scalars]
     flat = x.reshape(-1, x.shape[-1])
-    out = jax.lax.map(fn, flat, batch_size=batch_size)
-    return jax.tree_util.tree_map(lambda o: o.reshape(*x.shape[:-1], *o.shape[1:]), out)
+    out = jax.lax.map(lambda args: fn(*args), (flat, *scalars), batch_size=batch_size)
+    return jax.tree_util.tree_map(lambda o: o.reshape(*batch, *o.shape[1:]), out)
 
 
 def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size):
@@ -64,21 +68,34 @@ def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size):
     s, logw = _nodes(half_width, num_nodes, d, x.dtype)
     sq = 0.5 * jnp.sum(s * s, axis=-1)
 
-    def one(xi):
+    def one(xi, beta_i, gamma_i):
         values = jax.vmap(f)(xi + s)
-        exponent = -beta * (values + gamma * sq) + logw
+        exponent = -beta_i * (values + gamma_i * sq) + logw
         log_integral = jax.nn.logsumexp(exponent)
         weights = jax.nn.softmax(exponent)
-        return -log_integral / beta, -gamma * (weights @ s)
+        return -log_integral / beta_i, -gamma_i * (weights @ s)
 
-    return _map_points(one, x, batch_size)
+    return _map_points(one, x, (beta, gamma), batch_size)
 
 
+def _check_batch(name, value, batch):
+    value = jnp.asarray(value)
+    try:
+        jnp.broadcast_shapes(value.shape, batch)
+    except ValueError:
+        raise ValueError(
+            f"`{name}` of shape {value.shape} does not broadcast against the points' batch "
+            f"shape {batch}."
+        ) from None
+    return value
+
+
+@eqx.filter_jit
 def cole_hopf(
     u0,
     x: Float[Array, "*points d"],
-    t: Float[ArrayLike, ""],
-    nu: Float[ArrayLike, ""],
+    t: Float[ArrayLike, "..."],
+    nu: Float[ArrayLike, "..."],
     *,
     half_width: float,
     num_nodes: int = 1025,
@@ -95,8 +112,9 @@ def cole_hopf(
     - `u0`: the initial potential, a function of one point `y` of shape `(d,)` returning a scalar
         (for periodic `p_0` with non-zero mean, `u_0` is periodic plus a linear part).
     - `x`: the points, shape `(..., d)` (in 1-D: `x[:, None]`).
-    - `t`: the time, `t >= 0` (`t = 0` returns `u_0`, `grad u_0`).
-    - `nu`: the viscosity, `nu > 0` (for `nu = 0` use `hopf_lax`).
+    - `t`: the time, `t >= 0` (`t = 0` returns `u_0`, `grad u_0`); a scalar or an array
+        broadcastable against the points' batch shape `x.shape[:-1]` (space-time evaluation).
+    - `nu`: the viscosity, `nu > 0` (for `nu = 0` use `hopf_lax`); scalar or broadcastable.
     - `half_width`: the quadrature window `|y_k - x_k| <= half_width` (see the module docstring).
     - `num_nodes`: trapezoidal nodes per axis (`num_nodes^d` function evaluations per point).
     - `batch_size`: points evaluated together (bounds memory to `batch_size * num_nodes^d`).
@@ -113,26 +131,29 @@ def cole_hopf(
     ```
     """
     x = _check_points(x)
-    t = jnp.asarray(t, x.dtype)
-    nu = jnp.asarray(nu, x.dtype)
-    nu = eqx.error_if(nu, ~(nu > 0), "`nu` must be positive (use `hopf_lax` for nu = 0).")
-    t = eqx.error_if(t, ~(t >= 0), "`t` must be non-negative.")
+    batch = x.shape[:-1]
+    t = _check_batch("t", t, batch).astype(x.dtype)
+    nu = _check_batch("nu", nu, batch).astype(x.dtype)
+    nu = eqx.error_if(nu, ~jnp.all(nu > 0), "`nu` must be positive (use `hopf_lax` for nu = 0).")
+    t = eqx.error_if(t, ~jnp.all(t >= 0), "`t` must be non-negative.")
+    t, nu = jnp.broadcast_to(t, batch), jnp.broadcast_to(nu, batch)
     d = x.shape[-1]
     t_safe = jnp.where(t > 0, t, 1)
     f, grad_f = _smoothed(u0, x, 1 / (2 * nu), 1 / t_safe, half_width, num_nodes, batch_size)
     u = f + nu * d * jnp.log(4 * jnp.pi * nu * t_safe)
-    at_zero = _map_points(jax.value_and_grad(u0), x, batch_size)
+    at_zero = _map_points(jax.value_and_grad(u0), x, (), batch_size)
     u = jnp.where(t > 0, u, at_zero[0])
-    p = jnp.where(t > 0, grad_f, at_zero[1])
+    p = jnp.where((t > 0)[..., None], grad_f, at_zero[1])
     return u, p
 
 
+@eqx.filter_jit
 def local_entropy(
     loss,
     x: Float[Array, "*points d"],
     *,
-    gamma: Float[ArrayLike, ""],
-    beta: Float[ArrayLike, ""],
+    gamma: Float[ArrayLike, "..."],
+    beta: Float[ArrayLike, "..."],
     half_width: float,
     num_nodes: int = 1025,
     batch_size: int | None = 256,
@@ -150,8 +171,8 @@ def local_entropy(
     - `loss`: `f`, a function of one point `y` of shape `(d,)` returning a scalar; the integrand
         must be negligible outside the window.
     - `x`: the points, shape `(..., d)`.
-    - `gamma`: the scope, `gamma > 0`.
-    - `beta`: the inverse temperature, `beta > 0`.
+    - `gamma`: the scope, `gamma > 0` (scalar or broadcastable against `x.shape[:-1]`).
+    - `beta`: the inverse temperature, `beta > 0` (scalar or broadcastable).
     - `half_width`, `num_nodes`, `batch_size`: the quadrature (as in `cole_hopf`).
 
     **Returns:**
@@ -166,16 +187,19 @@ def local_entropy(
     ```
     """
     x = _check_points(x)
-    gamma, beta = jnp.asarray(gamma, x.dtype), jnp.asarray(beta, x.dtype)
-    gamma = eqx.error_if(gamma, ~(gamma > 0), "`gamma` must be positive.")
-    beta = eqx.error_if(beta, ~(beta > 0), "`beta` must be positive.")
+    batch = x.shape[:-1]
+    gamma = _check_batch("gamma", gamma, batch).astype(x.dtype)
+    beta = _check_batch("beta", beta, batch).astype(x.dtype)
+    gamma = eqx.error_if(gamma, ~jnp.all(gamma > 0), "`gamma` must be positive.")
+    beta = eqx.error_if(beta, ~jnp.all(beta > 0), "`beta` must be positive.")
     return _smoothed(loss, x, beta, gamma, half_width, num_nodes, batch_size)
 
 
+@eqx.filter_jit
 def hopf_lax(
     u0,
     x: Float[Array, "*points d"],
-    t: Float[ArrayLike, ""],
+    t: Float[ArrayLike, "..."],
     *,
     half_width: float,
     num_nodes: int = 1025,
@@ -195,7 +219,7 @@ def hopf_lax(
 
     - `u0`: the initial potential, a function of a point `y` of shape `(d,)` returning a scalar.
     - `x`: the points, shape `(..., d)`.
-    - `t`: the time, `t >= 0`.
+    - `t`: the time, `t >= 0` (scalar or broadcastable against `x.shape[:-1]`).
     - `half_width`, `num_nodes`: the search window and grid (per axis) for the minimiser.
     - `hamiltonian`: the convex `f` of `H(p) = sum_k f(p_k)`.
     - `batch_size`: points evaluated together.
@@ -212,37 +236,39 @@ def hopf_lax(
     ```
     """
     x = _check_points(x)
-    t = jnp.asarray(t, x.dtype)
-    t = eqx.error_if(t, ~(t >= 0), "`t` must be non-negative.")
+    batch = x.shape[:-1]
+    t = _check_batch("t", t, batch).astype(x.dtype)
+    t = eqx.error_if(t, ~jnp.all(t >= 0), "`t` must be non-negative.")
+    t = jnp.broadcast_to(t, batch)
     d = x.shape[-1]
     s, _ = _nodes(half_width, num_nodes, d, x.dtype)
-    t_safe = jnp.where(t > 0, t, 1)
     tol = 100 * jnp.finfo(x.dtype).eps
 
-    def objective(y, xi):
-        return u0(y) + t_safe * jnp.sum(hamiltonian.conjugate((xi - y) / t_safe))
+    def objective(y, xi, ti):
+        return u0(y) + ti * jnp.sum(hamiltonian.conjugate((xi - y) / ti))
 
-    def one(xi):
-        values = jax.vmap(lambda si: objective(xi + si, xi))(s)
+    def one(xi, ti):
+        ti = jnp.where(ti > 0, ti, 1)
+        values = jax.vmap(lambda si: objective(xi + si, xi, ti))(s)
         best = jnp.argmin(values)
         y_grid = xi + s[best]
         root = optx.root_find(
-            lambda y, _: jax.grad(objective)(y, xi),
+            lambda y, _: jax.grad(objective)(y, xi, ti),
             optx.Newton(rtol=tol, atol=tol),
             y_grid,
             max_steps=64,
             throw=False,
         )
-        refined = objective(root.value, xi)
+        refined = objective(root.value, xi, ti)
         ok = (root.result == optx.RESULTS.successful) & (refined <= values[best])
         y_star = jnp.where(ok, root.value, y_grid)
         u = jnp.where(ok, refined, values[best])
-        p = hamiltonian.inverse_derivative((xi - y_star) / t_safe)
+        p = hamiltonian.inverse_derivative((xi - y_star) / ti)
         return u, p
 
-    u, p = _map_points(one, x, batch_size)
-    at_zero = _map_points(jax.value_and_grad(u0), x, batch_size)
-    return jnp.where(t > 0, u, at_zero[0]), jnp.where(t > 0, p, at_zero[1])
+    u, p = _map_points(one, x, (t,), batch_size)
+    at_zero = _map_points(jax.value_and_grad(u0), x, (), batch_size)
+    return jnp.where(t > 0, u, at_zero[0]), jnp.where((t > 0)[..., None], p, at_zero[1])
 
 
 def rankine_hugoniot(
@@ -260,6 +286,7 @@ def rankine_hugoniot(
     return jnp.where(same, flux.derivative(left), (flux(left) - flux(right)) / denominator)
 
 
+@eqx.filter_jit
 def riemann(
     left: Float[ArrayLike, ""],
     right: Float[ArrayLike, ""],

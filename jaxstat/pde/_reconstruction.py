@@ -133,6 +133,15 @@ def _weno5_parts(a, b, c, d, e):
     return (q0, q1, q2), (beta0, beta1, beta2), (0.1, 0.6, 0.3)
 
 
+def _both_sides(one_sided, v):
+    """Left states from the stencil `v_{j-2..j+2}`, right states from its mirror image
+    `v_{j+3..j-1}`, evaluated together (one stacked computation: half the program size)."""
+    s = lambda k: _stencil(v, 3, k)
+    stacked = [jnp.stack([s(k), s(1 - k)]) for k in (-2, -1, 0, 1, 2)]
+    out = one_sided(*stacked)
+    return out[0], out[1]
+
+
 def _weighted(qs, alphas):
     total = alphas[0] + alphas[1] + alphas[2]
     return (alphas[0] * qs[0] + alphas[1] * qs[1] + alphas[2] * qs[2]) / total
@@ -164,10 +173,7 @@ class WENO5(AbstractReconstruction):
         return _weighted(qs, alphas)
 
     def __call__(self, v):
-        s = lambda k: _stencil(v, 3, k)
-        left = self._one_sided(s(-2), s(-1), s(0), s(1), s(2))
-        right = self._one_sided(s(3), s(2), s(1), s(0), s(-1))
-        return left, right
+        return _both_sides(self._one_sided, v)
 
 
 class WENO5Z(AbstractReconstruction):
@@ -195,7 +201,4 @@ class WENO5Z(AbstractReconstruction):
         return _weighted(qs, alphas)
 
     def __call__(self, v):
-        s = lambda k: _stencil(v, 3, k)
-        left = self._one_sided(s(-2), s(-1), s(0), s(1), s(2))
-        right = self._one_sided(s(3), s(2), s(1), s(0), s(-1))
-        return left, right
+        return _both_sides(self._one_sided, v)

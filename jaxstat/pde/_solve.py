@@ -4,7 +4,7 @@ import diffrax as dfx
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import ArrayLike, Float
 
 from ._equation import AbstractEquation
 from ._solution import RESULTS, Solution
@@ -14,7 +14,7 @@ from ._stepping import _Controller, AbstractStepSize, CFLStep, SSPRK3
 @eqx.filter_jit
 def solve(
     equation: AbstractEquation,
-    y0: Float[Array, "..."],
+    y0: ArrayLike,
     ts: Float[ArrayLike, " times"],
     nu: Float[ArrayLike, ""] = 0.0,
     *,
