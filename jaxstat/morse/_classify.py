@@ -148,10 +148,18 @@ def classify_mlp_architecture(
     def where(j):
         return "the readout a" if j == K1 - 1 else f"weight M_{j + 1} ({widths[j]} x {fan_in[j]})"
 
+    if 0 in ranks:
+        z = ranks.index(0)
+        return Classification(
+            Verdict.ALL_DEGENERATE,
+            f"Every critical point is degenerate ({arch}): {where(z)} is zero, so f is constant "
+            "and every point is a critical point with hess f = 0.",
+            widening=p + 1,
+            bottleneck=z + 1,
+            **common,
+        )
     if ranks[p] < n0:
-        if ranks[p] == 0:
-            why = f"{where(p)} is zero, so f is constant (every point is critical)"
-        elif fan_in[p] < n0:
+        if fan_in[p] < n0:
             why = (
                 f"the network narrows to width {fan_in[p]} < n_0 = {n0} before it widens at "
                 f"{where(p)} (a bottleneck)"

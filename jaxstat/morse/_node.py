@@ -244,11 +244,12 @@ def _node_gradient_jvp(primals, tangents):
     if any(leaf is not None for leaf in jax.tree_util.tree_leaves(t_node)):
         # Parameter tangents: differentiate through the solver (forward mode).
         t_node = jax.tree_util.tree_map(
-            lambda p, t: jnp.zeros_like(p) if t is None else t,
+            lambda p, t: None if p is None else (jnp.zeros_like(p) if t is None else t),
             eqx.filter(node, eqx.is_inexact_array),
             t_node,
             is_leaf=lambda v: v is None,
         )
+        t_x = jnp.zeros_like(x) if t_x is None else t_x
         return eqx.filter_jvp(_gradient_impl, (node, x), (t_node, t_x))
     _, grad, hess = node.value_gradient_hessian(x)
     t_x = jnp.zeros_like(x) if t_x is None else t_x

@@ -99,8 +99,10 @@ def normal_form(model, *, rtol: float | None = None) -> ScalarMLP:
     """An equivalent network with every weight of full rank and no redundant unit (see module doc).
 
     Host-side (decisions depend on the weights' values): call it on concrete weights, outside
-    `jit`. The returned network computes the same function as `model` up to rounding; `classify`
-    gives the same verdict for both.
+    `jit`. The returned network computes the same function as `model` up to rounding. Its
+    `classify` verdict can be sharper than that of `model`, whose verdict is about its architecture
+    (a 2 -> 3 -> 1 network with two mirrored units is augmented, yet computes a 2 -> 2 -> 1 network
+    without critical points).
 
     **Arguments:**
 

@@ -157,9 +157,7 @@ def test_construction_errors(getkey):
     with pytest.raises(ValueError, match="columns"):
         jm.SandwichLayer(w, None, jnp.ones((1, 2)))
     with pytest.raises(ValueError, match="two activations"):
-        jm.ScalarMLP(
-            [jm.PostActivationLayer(w), jm.PreActivationLayer(jnp.ones((1, 3)))]
-        )._chain()
+        jm.ScalarMLP([jm.PostActivationLayer(w), jm.PreActivationLayer(jnp.ones((1, 3)))])._chain()
     with pytest.raises(ValueError, match="output width"):
         jm.random_mlp(getkey(), [2, 3, 2])
     net = jm.random_mlp(getkey(), [2, 3, 1])
