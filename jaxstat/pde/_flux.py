@@ -39,15 +39,15 @@ class AbstractConvexFlux(eqx.Module):
     argmin: eqx.AbstractVar[ArrayLike]
 
     @abc.abstractmethod
-    def __call__(self, p: Array) -> Array:
+    def __call__(self, p: ArrayLike) -> Array:
         """`f(p)`, elementwise."""
 
-    def derivative(self, p: Array) -> Array:
+    def derivative(self, p: ArrayLike) -> Array:
         """`f'(p)`, elementwise (the characteristic speed)."""
         p = jnp.asarray(p)
         return jnp.vectorize(jax.grad(lambda q: self(q)))(p)
 
-    def inverse_derivative(self, s: Array) -> Array:
+    def inverse_derivative(self, s: ArrayLike) -> Array:
         """The `p` with `f'(p) = s`, elementwise (by Newton's method started at `argmin`)."""
         s = jnp.asarray(s)
 
@@ -59,7 +59,7 @@ class AbstractConvexFlux(eqx.Module):
 
         return jnp.vectorize(one)(s)
 
-    def conjugate(self, q: Array) -> Array:
+    def conjugate(self, q: ArrayLike) -> Array:
         r"""The Legendre transform `f^*(q) = sup_p (p q - f(p)) = q p^* - f(p^*)`, `f'(p^*) = q`."""
         p = self.inverse_derivative(q)
         return q * p - self(p)
@@ -116,7 +116,7 @@ class AbstractNumericalFlux(eqx.Module):
     """
 
     @abc.abstractmethod
-    def __call__(self, flux: AbstractConvexFlux, a: Array, b: Array) -> Array:
+    def __call__(self, flux: AbstractConvexFlux, a: ArrayLike, b: ArrayLike) -> Array:
         """`F(a, b)`, elementwise."""
 
 

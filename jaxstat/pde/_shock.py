@@ -8,13 +8,12 @@ straight lines `x = y + t f'(p_0(y))`; they first cross when the Jacobian
 and the shock appears at `x* = y* + t* f'(p_0(y*))`. In 1-D with Burgers' flux this is
 `t* = 1 / max(-p_0')`; for `p_0 = sin x`, `t* = 1` at `x* = pi`.
 
-Detection. A shock in a (viscous or numerical) solution `p_i` on a 1-D grid is a concentrated
-compressive jump: around the face with the steepest drop, a window of `2 width + 2` cells holds a
-drop `p_L - p_R >= min_jump` of which the steepest face carries at least `sharpness / (2 width +
-2)`. Its position is the centroid of the drop, its states `p_L`, `p_R` are extrapolated linearly
-from outside the window to that position, its strength is `p_L - p_R`, and its Rankine-Hugoniot
-speed `(f(p_L) - f(p_R)) / (p_L - p_R)` can be compared with the speed measured between two
-snapshots (`shock_speed`); the Lax entropy condition is `f'(p_L) > s > f'(p_R)`.
+Detection. A shock in a (viscous or numerical) solution `p_i` on a 1-D grid is a narrow
+compressive layer: a contiguous run of faces whose drops `p_j - p_{j+1}` are at least a fraction
+`tail` of the steepest one, no wider than `max_width` cells on either side, across which `p`
+falls by at least `min_jump` (see `detect_shocks`). Its Rankine-Hugoniot speed
+`(f(p_L) - f(p_R)) / (p_L - p_R)` can be compared with the speed measured between two snapshots
+(`shock_speed`); the Lax entropy condition is `f'(p_L) > s > f'(p_R)`.
 """
 
 import equinox as eqx
@@ -46,6 +45,7 @@ class ShockFormation(eqx.Module):
     rate: Float[Array, ""]
 
 
+@eqx.filter_jit
 def shock_formation(
     p0,
     lower: float | tuple[float, ...],
@@ -142,32 +142,40 @@ class Shocks(eqx.Module):
     entropic: Bool[Array, " k"]
 
 
+@eqx.filter_jit
 def detect_shocks(
-    p: Float[Array, " n"],
+    p: Float[Array, "*shape"],
     grid: UniformGrid,
     *,
     periodic: bool = True,
     max_shocks: int = 4,
-    width: int = 8,
+    max_width: int = 32,
+    tail: float = 0.01,
     min_jump: Float[ArrayLike, ""] | None = None,
-    sharpness: float = 3.0,
     flux: AbstractConvexFlux = Quadratic(),
 ) -> Shocks:
     r"""Detect shocks in cell averages `p` of a 1-D solution: position, states, strength, speed.
 
-    See the module docstring for the criterion. Works under `jit` and `vmap` (e.g. over the
-    snapshots `sol.ys`).
+    Let `d_j = p_j - p_{j+1}` be the drop across face `j`. Around a local maximum `d_i > 0`, the
+    shock layer is the contiguous run of faces whose drops decrease outwards and stay above
+    `tail d_i` (a valley between two adjacent shocks separates their layers); `i` is a shock if
+    the layer is at most `max_width` faces on either side (a smooth compression wave is wider)
+    and the total drop across it is at least `min_jump`. The
+    position is the drop-weighted centroid of the layer's faces, the states `p_L`, `p_R` are
+    extrapolated linearly from the two cells just outside the layer to the position (removing
+    the smooth flanks' slope), the strength is `p_L - p_R` and the Rankine-Hugoniot speed is
+    `(f(p_L) - f(p_R)) / (p_L - p_R)`. Works under `jit` and `vmap` (e.g. over `sol.ys`).
 
     **Arguments:**
 
     - `p`: cell averages on `grid`, shape `(n,)`.
     - `grid`: the 1-D `UniformGrid`.
     - `periodic`: whether the data wrap around.
-    - `max_shocks`: the number of slots returned (the strongest shocks first).
-    - `width`: half-width of the window around a shock, in cells; must exceed the half-width
-        of the viscous profile (about `4 nu / (p_L - p_R)` in space).
+    - `max_shocks`: the number of slots returned (the steepest shocks first).
+    - `max_width`: the largest half-width of a shock layer, in cells; a viscous layer of drop
+        `D` has half-width about `12 nu / D` in space (to `tail = 0.01`).
+    - `tail`: the drop, relative to the steepest, where a shock layer ends.
     - `min_jump`: the smallest drop `p_L - p_R` reported (default: 10% of `max p - min p`).
-    - `sharpness`: how concentrated the drop must be (1: any compression; 3 by default).
     - `flux`: the convex flux, for the Rankine-Hugoniot speed and the entropy condition.
 
     **Returns:**
@@ -186,9 +194,11 @@ def detect_shocks(
     p = jnp.asarray(p)
     if p.shape != grid.shape:
         raise ValueError(f"`p` has shape {p.shape}, the grid {grid.shape}.")
-    n, h, w = grid.shape[0], grid.spacing[0], width
+    n, h, w = grid.shape[0], grid.spacing[0], max_width
     if n < 2 * w + 4:
-        raise ValueError(f"need at least {2 * w + 4} cells for `width={w}`, got {n}.")
+        raise ValueError(f"need at least {2 * w + 4} cells for `max_width={w}`, got {n}.")
+    if not 0 < tail < 1:
+        raise ValueError(f"`tail` must be in (0, 1), got {tail}.")
     if min_jump is None:
         min_jump = 0.1 * (jnp.max(p) - jnp.min(p))
 
@@ -197,50 +207,58 @@ def detect_shocks(
     def cell(i):
         return p[i % n] if periodic else p[jnp.clip(i, 0, n - 1)]
 
-    face_index = jnp.arange(faces)
-    drops = cell(face_index) - cell(face_index + 1)  # > 0 where p decreases
-    window = jnp.arange(-w, w + 1)
-    neighbours = face_index[:, None] + window[None, :]
-    if periodic:
-        neighbours = neighbours % faces
-        in_range = jnp.ones(neighbours.shape, bool)
-    else:
-        in_range = (neighbours >= 0) & (neighbours < faces)
-        neighbours = jnp.clip(neighbours, 0, faces - 1)
-    local = jnp.where(in_range, drops[neighbours], -jnp.inf)
-    # The steepest face of its window (ties go to the first).
-    is_peak = (drops >= jnp.max(local, axis=1)) & (jnp.argmax(local, axis=1) == w)
-    total = cell(face_index - w) - cell(face_index + 1 + w)
-    concentrated = drops * (2 * w + 2) >= sharpness * total
-    candidate = is_peak & (drops > 0) & (total >= min_jump) & concentrated
-    score = jnp.where(candidate, drops, -jnp.inf)
-    top, index = jax.lax.top_k(score, max_shocks)
+    face = jnp.arange(faces)
+    drops = cell(face) - cell(face + 1)
+    offsets = jnp.arange(1, w + 1)
+
+    def side(sign):
+        # drops at faces i + sign k, k = 1..w; -inf outside a non-periodic domain.
+        j = face[:, None] + sign * offsets[None, :]
+        if periodic:
+            return drops[j % faces]
+        return jnp.where((j >= 0) & (j < faces), drops[jnp.clip(j, 0, faces - 1)], -jnp.inf)
+
+    left, right = side(-1), side(1)
+    threshold = tail * drops[:, None]
+
+    def run(outward):
+        # The layer continues while drops stay above the tail and keep decreasing outwards (a
+        # valley between two adjacent shocks ends both layers).
+        previous = jnp.concatenate([drops[:, None], outward[:, :-1]], axis=1)
+        return jnp.cumprod((outward >= threshold) & (outward <= previous), axis=1)
+
+    extent_left = jnp.sum(run(left), axis=1)  # faces of the layer left of face i
+    extent_right = jnp.sum(run(right), axis=1)
+    steepest = (drops >= left[:, 0]) & (drops > right[:, 0])
+    narrow = (extent_left < w) & (extent_right < w)
+    jump = cell(face - extent_left) - cell(face + extent_right + 1)
+    candidate = (drops > 0) & steepest & narrow & (jump >= min_jump)
+    top, index = jax.lax.top_k(jnp.where(candidate, drops, -jnp.inf), max_shocks)
     valid = jnp.isfinite(top)
 
     def describe(i):
-        face_x = grid.lower[0] + (i + 1) * h
-        offsets = window * h
-        weights = jnp.maximum(cell(i + window) - cell(i + window + 1), 0)
-        weights = jnp.where(in_range[i] if not periodic else True, weights, 0)
-        shift = jnp.sum(weights * offsets) / jnp.maximum(jnp.sum(weights), jnp.finfo(p.dtype).tiny)
-        centre_left = -(w + 0.5) * h
-        centre_right = (w + 0.5) * h
-        left = cell(i - w) + (shift - centre_left) * (cell(i - w) - cell(i - w - 1)) / h
-        right = cell(i + 1 + w) + (shift - centre_right) * (cell(i + 2 + w) - cell(i + 1 + w)) / h
-        position = face_x + shift
+        a, b = extent_left[i], extent_right[i]
+        k = jnp.arange(-w, w + 1)
+        inside = (k >= -a) & (k <= b)
+        weights = jnp.where(inside, cell(i + k) - cell(i + k + 1), 0)
+        shift = jnp.sum(weights * k * h) / jnp.maximum(jnp.sum(weights), jnp.finfo(p.dtype).tiny)
+        # The states are read just outside the layer: cells i - a and i + b + 1. (Extrapolating
+        # from there would pick up the layer's own tail slope, which exceeds the flanks'.)
+        left_state, right_state = cell(i - a), cell(i + b + 1)
+        position = grid.lower[0] + (i + 1) * h + shift
         if periodic:
             position = grid.lower[0] + jnp.mod(position - grid.lower[0], grid.lengths[0])
-        return position, left, right
+        return position, left_state, right_state
 
-    position, left, right = jax.vmap(describe)(index)
-    speed = rankine_hugoniot(left, right, flux)
-    entropic = (flux.derivative(left) > speed) & (speed > flux.derivative(right))
+    position, left_state, right_state = jax.vmap(describe)(index)
+    speed = rankine_hugoniot(left_state, right_state, flux)
+    entropic = (flux.derivative(left_state) > speed) & (speed > flux.derivative(right_state))
     return Shocks(
         valid=valid,
         position=position,
-        left=left,
-        right=right,
-        strength=left - right,
+        left=left_state,
+        right=right_state,
+        strength=left_state - right_state,
         speed=speed,
         entropic=entropic & valid,
     )

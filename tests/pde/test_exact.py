@@ -1,0 +1,181 @@
+"""Exact solutions: Cole-Hopf, local entropy, Hopf-Lax, Riemann problems."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxstat.pde as jp
+
+
+def test_cole_hopf_quadratic_closed_form():
+    # u0 = a x^2 / 2: phi is a Gaussian, u = a x^2 / (2 (1 + a t)) + nu log(1 + a t) exactly.
+    a, nu, t = 0.7, 0.1, 1.3
+    x = jnp.linspace(-2, 2, 9)[:, None]
+    u, p = jp.cole_hopf(lambda y: 0.5 * a * y[0] ** 2, x, t, nu, half_width=8.0, num_nodes=801)
+    x = x[:, 0]
+    # Machine precision: the trapezoidal rule is spectrally accurate for this Gaussian.
+    np.testing.assert_allclose(
+        u, a * x**2 / (2 * (1 + a * t)) + nu * jnp.log(1 + a * t), atol=1e-14
+    )
+    np.testing.assert_allclose(p[:, 0], a * x / (1 + a * t), atol=1e-14)
+
+
+def test_cole_hopf_viscous_shock_closed_form():
+    # u0 = -2 nu log cosh(x / (2 nu)): p = -tanh(x / (2 nu)) is a steady viscous shock and
+    # u = u0 - t / 2. The integrand has two peaks at x -+ t of width sqrt(2 nu t); the window
+    # must hold both with ~9 widths of margin.
+    nu, t = 0.05, 1.3
+    u0 = lambda y: -2 * nu * jnp.log(jnp.cosh(y[0] / (2 * nu)))
+    x = jnp.linspace(-1, 1, 11)[:, None]
+    u, p = jp.cole_hopf(u0, x, t, nu, half_width=6.0, num_nodes=3001)
+    np.testing.assert_allclose(u, jax.vmap(u0)(x) - t / 2, atol=1e-13)
+    np.testing.assert_allclose(p[:, 0], -jnp.tanh(x[:, 0] / (2 * nu)), atol=1e-13)
+
+
+def test_cole_hopf_converges_geometrically_in_nodes():
+    # For sin data the error falls geometrically with the node count until roundoff: each step
+    # of +100 nodes gains orders of magnitude; 801 nodes agree with 1601 to 1e-14.
+    x = jnp.linspace(0, 2 * np.pi, 7)[:, None]
+    u0 = lambda y: -jnp.cos(y[0])
+    ref, pref = jp.cole_hopf(u0, x, 1.0, 0.1, half_width=5.0, num_nodes=1601)
+    errors = []
+    for m in (101, 201, 801):
+        u, _ = jp.cole_hopf(u0, x, 1.0, 0.1, half_width=5.0, num_nodes=m)
+        errors.append(float(jnp.max(jnp.abs(u - ref))))
+    assert errors[0] > 1e3 * errors[1] or errors[1] < 1e-13, errors
+    assert errors[2] < 1e-14
+    # p is the gradient of u: compare with central differences of u (error h^2 u''' ~ 1e-10).
+    h = 1e-5
+    up, _ = jp.cole_hopf(u0, x + h, 1.0, 0.1, half_width=5.0, num_nodes=1601)
+    um, _ = jp.cole_hopf(u0, x - h, 1.0, 0.1, half_width=5.0, num_nodes=1601)
+    np.testing.assert_allclose(pref[:, 0], (up - um) / (2 * h), atol=1e-9)
+
+
+def test_cole_hopf_space_time_batch_and_time_zero():
+    x = jnp.linspace(0, 2 * np.pi, 5)[:, None]
+    u0 = lambda y: -jnp.cos(y[0])
+    ts = jnp.array([0.0, 0.3, 0.3, 1.0, 1.0])
+    u, p = jp.cole_hopf(u0, x, ts, 0.1, half_width=5.0, num_nodes=801)
+    np.testing.assert_allclose(u[0], -jnp.cos(x[0, 0]), atol=1e-15)
+    np.testing.assert_allclose(p[0, 0], jnp.sin(x[0, 0]), atol=1e-15)
+    for k in (1, 3):
+        uk, pk = jp.cole_hopf(u0, x[k : k + 1], ts[k], 0.1, half_width=5.0, num_nodes=801)
+        np.testing.assert_allclose(u[k], uk[0], rtol=1e-14)
+        np.testing.assert_allclose(p[k], pk[0], rtol=1e-14)
+
+
+def test_cole_hopf_tends_to_hopf_lax_as_nu_vanishes():
+    # |u_nu - u_0| = O(nu log(1/nu)) away from shocks (Laplace's method): the ratio of errors
+    # for nu = 0.01 and 0.001 is about 10 (measured 7.6, the log makes it less than 10).
+    x = jnp.linspace(0.2, 2.8, 6)[:, None]  # away from the shock at pi
+    u0 = lambda y: -jnp.cos(y[0])
+    exact, p_exact = jp.hopf_lax(u0, x, 1.5, half_width=2.0, num_nodes=801)
+    errors = []
+    for nu in (0.01, 0.001):
+        u, _ = jp.cole_hopf(u0, x, 1.5, nu, half_width=2.5, num_nodes=4001)
+        errors.append(float(jnp.max(jnp.abs(u - exact))))
+    assert 5 < errors[0] / errors[1] < 12, errors
+    assert errors[1] < 0.02
+
+
+def test_local_entropy_quadratic_closed_form():
+    # f(y) = a |y|^2 / 2: F(x) = a gamma |x|^2 / (2 (a + gamma)) - d / (2 beta) log(2 pi /
+    # (beta (a + gamma))), grad F = a gamma x / (a + gamma). 1-D and 2-D.
+    a, gamma, beta = 2.0, 0.5, 3.0
+    for d, m in ((1, 801), (2, 161)):
+        x = jnp.array([[0.3] * d, [-1.2] * d, [0.0] * d])
+        loss = lambda y: 0.5 * a * jnp.sum(y**2)
+        F, dF = jp.local_entropy(loss, x, gamma=gamma, beta=beta, half_width=6.0, num_nodes=m)
+        r2 = jnp.sum(x**2, axis=-1)
+        exact = a * gamma * r2 / (2 * (a + gamma)) - d / (2 * beta) * jnp.log(
+            2 * jnp.pi / (beta * (a + gamma))
+        )
+        np.testing.assert_allclose(F, exact, atol=1e-13)
+        np.testing.assert_allclose(dF, a * gamma * x / (a + gamma), atol=1e-13)
+
+
+def test_local_entropy_is_hj_at_time_one_over_gamma():
+    # F = u(x, 1/gamma) - d / (2 beta) log(2 pi / (beta gamma)), nu = 1 / (2 beta): a double well.
+    loss = lambda y: (y[0] ** 2 - 1) ** 2
+    x = jnp.linspace(-1.5, 1.5, 7)[:, None]
+    gamma, beta = 2.0, 5.0
+    F, dF = jp.local_entropy(loss, x, gamma=gamma, beta=beta, half_width=4.0, num_nodes=2001)
+    u, p = jp.cole_hopf(loss, x, 1 / gamma, 1 / (2 * beta), half_width=4.0, num_nodes=2001)
+    np.testing.assert_allclose(
+        F, u - 1 / (2 * beta) * jnp.log(2 * jnp.pi / (beta * gamma)), atol=1e-13
+    )
+    np.testing.assert_allclose(dF, p, atol=1e-13)
+
+
+def test_hopf_lax_matches_characteristics_before_the_shock():
+    # t < t* = 1: p(x, t) = sin(y) with y + t sin y = x (a Newton solve here, independent).
+    t = 0.6
+    y = jnp.linspace(0.1, 6.0, 13)
+    x = y + t * jnp.sin(y)
+    u, p = jp.hopf_lax(lambda z: -jnp.cos(z[0]), x[:, None], t, half_width=1.0, num_nodes=401)
+    np.testing.assert_allclose(p[:, 0], jnp.sin(y), atol=1e-13)
+    # u = u0(y) + t |p|^2 / 2 along the characteristic.
+    np.testing.assert_allclose(u, -jnp.cos(y) + t * jnp.sin(y) ** 2 / 2, atol=1e-13)
+
+
+def test_hopf_lax_2d_separable_sum_and_general_hamiltonian():
+    # A separable u0 gives the sum of 1-D solutions; H = cosh p - 1 (non-quadratic) against
+    # the 1-D formula with its Legendre conjugate.
+    u0 = lambda y: -jnp.cos(y[0]) - 0.5 * jnp.cos(y[1])
+    x = jnp.array([[0.5, 2.0], [3.0, 1.0]])
+    u2, p2 = jp.hopf_lax(u0, x, 0.5, half_width=1.0, num_nodes=81)
+    ux, px = jp.hopf_lax(lambda y: -jnp.cos(y[0]), x[:, :1], 0.5, half_width=1.0, num_nodes=401)
+    uy, py = jp.hopf_lax(
+        lambda y: -0.5 * jnp.cos(y[0]), x[:, 1:], 0.5, half_width=1.0, num_nodes=401
+    )
+    np.testing.assert_allclose(u2, ux + uy, atol=1e-13)
+    np.testing.assert_allclose(p2, jnp.concatenate([px, py], axis=1), atol=1e-12)
+    flux = jp.Convex(lambda q: jnp.cosh(q) - 1, argmin=0.0)
+    t = 0.5
+    y = jnp.linspace(0.2, 3.0, 5)
+    x1 = y + t * jnp.sinh(jnp.sin(y))  # characteristics x = y + t H'(p0(y))
+    u, p = jp.hopf_lax(
+        lambda z: -jnp.cos(z[0]), x1[:, None], t, half_width=1.5, num_nodes=301, hamiltonian=flux
+    )
+    np.testing.assert_allclose(p[:, 0], jnp.sin(y), atol=1e-11)
+
+
+@pytest.mark.parametrize(
+    "flux", [jp.Quadratic(), jp.Convex(lambda q: q**4 / 4 + q**2 / 2)], ids=["quadratic", "quartic"]
+)
+def test_riemann_solutions(flux):
+    x = jnp.linspace(-1.95, 1.95, 400)  # avoids the fan's corners, where u is only C^1 in t
+    t = 1.0
+    # Shock: speed from Rankine-Hugoniot, states on either side, u continuous with u_x = p.
+    u, p = jp.riemann(1.0, -0.5, x, t, flux)
+    s = jp.rankine_hugoniot(1.0, -0.5, flux)
+    np.testing.assert_allclose(s, (flux(1.0) - flux(-0.5)) / 1.5, rtol=1e-14)
+    assert jnp.all(p[x < s * t - 1e-9] == 1.0) and jnp.all(p[x > s * t + 1e-9] == -0.5)
+    # Rarefaction: continuous fan f'(p) = x / t between the states.
+    u, p = jp.riemann(-1.0, 1.5, x, t, flux)
+    inside = (x > flux.derivative(-1.0) * t) & (x < flux.derivative(1.5) * t)
+    np.testing.assert_allclose(flux.derivative(p[inside]), x[inside] / t, rtol=1e-10, atol=1e-12)
+    assert jnp.all(jnp.abs(jnp.diff(p)) < 0.1)  # no jump
+    # u_x = p (central differences of the potential, away from the fan's corners).
+    du = jnp.gradient(u, x)
+    np.testing.assert_allclose(du[5:-5], p[5:-5], atol=2e-2)
+    # u solves u_t + f(u_x) = 0: d/dt by central differences in time.
+    ut = (
+        jp.riemann(-1.0, 1.5, x, t + 1e-5, flux)[0] - jp.riemann(-1.0, 1.5, x, t - 1e-5, flux)[0]
+    ) / 2e-5
+    np.testing.assert_allclose(ut, -flux(p), atol=1e-6)
+
+
+def test_exact_solution_errors():
+    x = jnp.zeros((3, 1))
+    with pytest.raises(Exception, match="positive"):
+        jp.cole_hopf(lambda y: y[0], x, 1.0, 0.0, half_width=1.0)
+    with pytest.raises(Exception, match="non-negative"):
+        jp.hopf_lax(lambda y: y[0], x, -1.0, half_width=1.0)
+    with pytest.raises(ValueError, match="broadcast"):
+        jp.cole_hopf(lambda y: y[0], x, jnp.ones(4), 0.1, half_width=1.0)
+    with pytest.raises(ValueError, match="num_nodes"):
+        jp.cole_hopf(lambda y: y[0], x, 1.0, 0.1, half_width=1.0, num_nodes=2)
+    with pytest.raises(Exception, match="gamma"):
+        jp.local_entropy(lambda y: y[0] ** 2, x, gamma=-1.0, beta=1.0, half_width=1.0)
