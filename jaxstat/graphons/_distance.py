@@ -189,6 +189,8 @@ def invariant_l2_distance(
     pu = jnp.stack([a.astype(jnp.int32) for a in cand_u])[k]
     pw = jnp.stack([b.astype(jnp.int32) for b in cand_w])[k]
     upper = jnp.min(dists)
+    # lower <= delta_2 <= upper; the eigenvalue bound can exceed 0 by rounding when upper is 0
+    lower = jnp.minimum(lower, upper)
     return DistanceBounds(lower=lower, upper=upper, permutation_u=pu, permutation_w=pw)
 
 
@@ -292,6 +294,7 @@ def cut_distance(
     *,
     patterns: tuple = _COUNTING_PATTERNS,
     exact_limit: int = 8,
+    alignment: DistanceBounds | None = None,
     key: PRNGKeyArray | None = None,
 ) -> DistanceBounds:
     """Bounds on the cut distance `delta_cut(U, W) = inf_phi ||U - W^phi||_cut`.
@@ -302,6 +305,8 @@ def cut_distance(
     - `patterns`: patterns for the counting-lemma lower bound `max_F |t(F, U) - t(F, W)| / |E(F)|`
       (default: an edge, a 2-path, a triangle, a 4-cycle).
     - `exact_limit`: passed to `invariant_l2_distance` (which supplies the relabelling).
+    - `alignment`: the result of `invariant_l2_distance(U, W)` when already computed (its
+      relabellings are reused instead of searched again).
     - `key`: for the cut-norm heuristic.
 
     **Returns:** a `DistanceBounds`: `lower` from the counting lemma, `upper` the cut norm (exact
@@ -317,7 +322,12 @@ def cut_distance(
             ]
         )
     )
-    aligned = invariant_l2_distance(U, W, exact_limit=exact_limit)
+    if alignment is None:
+        aligned = invariant_l2_distance(U, W, exact_limit=exact_limit)
+    else:
+        aligned = alignment
+        if aligned.permutation_u.shape != (U.n,) or aligned.permutation_w.shape != (W.n,):
+            raise ValueError("the alignment's relabellings do not match the block counts")
     Ur, Wr, mu = _overlay(U.permute(aligned.permutation_u), W.permute(aligned.permutation_w))
     upper = cut_norm(Ur - Wr, mu, key=key).upper
     return DistanceBounds(
