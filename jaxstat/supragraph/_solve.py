@@ -1,0 +1,181 @@
+"""The exact global solve `F(Psi*) = 0` of a stationary network over all its layers at once."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import lineax as lx
+import optimistix as optx
+from jaxtyping import Array, ArrayLike, Inexact
+
+from ._network import pack_states, States, StationaryNetwork, unpack_states
+from ._solution import RESULTS, Solution
+
+
+def default_tolerance(dtype) -> float:
+    """`max |F|` asked of a solve: `1e-4` in single precision, `1e-10` in double (as
+    `jaxstat.stationary`)."""
+    return 1e-4 if jnp.finfo(dtype).bits <= 32 else 1e-10
+
+
+def _gmres(rtol: float, atol: float) -> lx.GMRES:
+    # The global Jacobian is block lower-triangular: Krylov spaces need about L times the
+    # dimension a single layer needs, hence a longer restart than `jaxstat.stationary`'s 40.
+    return lx.GMRES(rtol=rtol, atol=atol, restart=80, stagnation_iters=80, max_steps=20_000)
+
+
+def default_linear_solver(dtype) -> lx.GMRES:
+    """Matrix-free GMRES for one solve with the global Jacobian (or its transpose): relative and
+    absolute tolerance `1e-12` in double precision, `1e-5` in single."""
+    tol = 1e-5 if jnp.finfo(dtype).bits <= 32 else 1e-12
+    return _gmres(tol, tol)
+
+
+def default_root_finder(dtype) -> optx.Newton:
+    """Newton's method over all layers at once, with matrix-free GMRES inner solves (inexact-Newton
+    forcing `1e-3` in single precision, tight in double)."""
+    tol = default_tolerance(dtype)
+    inner = _gmres(1e-3, tol / 10) if jnp.finfo(dtype).bits <= 32 else _gmres(tol / 10, tol / 10)
+    return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
+
+
+def default_adjoint(dtype) -> optx.ImplicitAdjoint:
+    """The root find's implicit adjoint: one transposed GMRES solve with the global Jacobian."""
+    return optx.ImplicitAdjoint(linear_solver=default_linear_solver(dtype))
+
+
+def any_nonfinite(tree) -> Array:
+    leaves = [
+        jnp.any(~jnp.isfinite(x)) for x in jtu.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
+    ]
+    return jnp.any(jnp.stack(leaves)) if leaves else jnp.array(False)
+
+
+def real_dtype(structure) -> jnp.dtype:
+    return jnp.finfo(jnp.result_type(*[s.dtype for s in structure])).dtype
+
+
+def initial_states(network: StationaryNetwork, x: Array, states0) -> States:
+    """`states0` checked against the network's state structure and cast; zeros if `None`."""
+    structure = network.state_structure(x)
+    if states0 is None:
+        return tuple(jnp.zeros(s.shape, s.dtype) for s in structure)
+    network._check_structure(states0)
+    out = []
+    for i, (p, s) in enumerate(zip(states0, structure)):
+        p = jnp.asarray(p)
+        if p.shape != s.shape:
+            raise ValueError(f"initial state of layer {i} must have shape {s.shape}, got {p.shape}")
+        out.append(p.astype(jnp.result_type(s.dtype, p.dtype)))
+    return tuple(out)
+
+
+def layer_residuals(network: StationaryNetwork, states: States, x: Array) -> Array:
+    """`max |F_l(Psi)|` per layer, shape `(L,)` (not differentiated)."""
+    states, x, network = jax.lax.stop_gradient((states, x, network))
+    return jnp.stack([jnp.max(jnp.abs(f)) for f in network.residual(states, x)])
+
+
+def _residual_fn(y, args):
+    network, x = args
+    return network.packed_residual(y, x)
+
+
+@eqx.filter_jit
+def solve(
+    network: StationaryNetwork,
+    x: Inexact[ArrayLike, "..."],
+    states0: States | None = None,
+    *,
+    solver: lx.AbstractLinearSolver
+    | optx.AbstractRootFinder
+    | optx.AbstractLeastSquaresSolver
+    | None = None,
+    adjoint: optx.AbstractAdjoint | None = None,
+    max_steps: int = 256,
+    throw: bool = True,
+) -> Solution:
+    """The exact global solve: all layers' states at once, `F(Psi*) = 0` on the supra-graph.
+
+    `F_l(Psi) = ` layer `l`'s stationarity residual with `s_l = B_l rho_{l-1}(psi_{l-1}) + b_l`
+    (see [`jaxstat.supragraph.StationaryNetwork`][]). A linear network (`network.is_linear`) is
+    one `lineax` solve with the block lower-triangular Jacobian, `Psi* = Psi_0 - J^{-1} F(Psi_0)`;
+    otherwise one `optimistix` root find over all layers (default Newton with matrix-free GMRES).
+    On a branch the sequential forward pass also finds, `Psi*` equals `network.states(x)`.
+
+    Differentiable: the root find carries optimistix's implicit adjoint (one transposed solve
+    with `J`), the linear solve lineax's. For the adjoint of a loss with its parameter gradients
+    in one call use [`jaxstat.supragraph.gradient`][].
+
+    **Arguments:**
+
+    - `network`: a [`jaxstat.supragraph.StationaryNetwork`][].
+    - `x`: the input, the shape layer 1's source reads.
+    - `states0`: initial states `(psi_1, ..., psi_L)` (default zeros); a warm start keeps a branch.
+    - `solver`: a `lineax` linear solver (one linear solve; reports `RESULTS.not_affine` if `F`
+      turns out not to be affine), or an `optimistix` root finder / least-squares solver.
+      Default: GMRES if `network.is_linear`, else Newton-GMRES.
+    - `adjoint`: the optimistix adjoint of the root find (default `ImplicitAdjoint` with GMRES).
+    - `max_steps`: root-finder iterations.
+    - `throw`: raise on failure; with `False` inspect `solution.result`.
+
+    **Returns:** a [`jaxstat.supragraph.Solution`][].
+
+    **Example:**
+
+    ```python
+    sol = solve(network, x)
+    sol.value        # (psi_1, ..., psi_L), equal to network.states(x)
+    sol.residual     # max |F(Psi*)|
+    ```
+    """
+    x = jnp.asarray(x)
+    states0 = initial_states(network, x, states0)
+    dtype = real_dtype(states0)
+    tol = default_tolerance(dtype)
+    y0 = pack_states(states0)
+    args = (network, x)
+    bad_input = any_nonfinite((network, x, states0))
+    if solver is None:
+        solver = default_linear_solver(dtype) if network.is_linear else default_root_finder(dtype)
+
+    if isinstance(solver, lx.AbstractLinearSolver):
+        # Newton's first step is exact for an affine F: Psi* = Psi_0 - J^{-1} F(Psi_0).
+        f0 = _residual_fn(y0, args)
+        op = lx.linearise(lx.JacobianLinearOperator(_residual_fn, y0, args))
+        sol = lx.linear_solve(op, jtu.tree_map(jnp.negative, f0), solver, throw=False)
+        y = jtu.tree_map(jnp.add, y0, sol.value)
+        result = RESULTS.promote(sol.result)
+        num_steps = jnp.array(1)
+        res = layer_residuals(network, unpack_states(y), x)
+        scale = jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in jtu.tree_leaves(f0)]))
+        scale = jax.lax.stop_gradient(scale)
+        not_affine = (result == RESULTS.successful) & (jnp.max(res) > tol * (1 + scale))
+        result = RESULTS.where(not_affine, RESULTS.not_affine, result)
+    elif isinstance(solver, optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver):
+        adjoint = default_adjoint(dtype) if adjoint is None else adjoint
+        sol = optx.root_find(
+            _residual_fn, solver, y0, args, max_steps=max_steps, adjoint=adjoint, throw=False
+        )
+        y = sol.value
+        result = RESULTS.promote(sol.result)
+        num_steps = sol.stats["num_steps"]
+        res = layer_residuals(network, unpack_states(y), x)
+    else:
+        raise TypeError(
+            "solver must be a lineax linear solver or an optimistix root finder / least-squares "
+            f"solver, got {type(solver).__name__}"
+        )
+    states = unpack_states(y)
+    nonfinite = any_nonfinite(states)
+    result = RESULTS.where(nonfinite, RESULTS.nonfinite_state, result)
+    result = RESULTS.where(bad_input, RESULTS.nonfinite_source, result)
+    if throw:
+        states = result.error_if(states, result != RESULTS.successful)
+    return Solution(
+        value=states,
+        result=result,
+        residual=jnp.max(res),
+        layer_residuals=res,
+        num_steps=jnp.asarray(num_steps),
+    )
