@@ -37,6 +37,17 @@ PATTERNS = {
 }
 
 
+@eqx.filter_jit
+def all_densities(W, names=tuple(PATTERNS)):
+    """`t(F, W)` for many patterns in one compilation (compilation dominates these small tests)."""
+    return {k: gn.homomorphism_density(PATTERNS[k], W) for k in names}
+
+
+@eqx.filter_jit
+def all_kernels(W, names=tuple(PATTERNS)):
+    return {k: gn.homomorphism_kernel(PATTERNS[k], W) for k in names}
+
+
 def brute_force_hom(F: nx.Graph, G: nx.Graph, weight=None) -> float:
     """`hom(F, G) = sum over all maps phi: V(F) -> V(G) of prod_{uv in E(F)} w(phi u, phi v)`."""
     fv, gv = list(F.nodes), list(G.nodes)
@@ -81,20 +92,17 @@ def hom_by_monomorphisms(F: nx.Graph, G: nx.Graph) -> int:
     return total
 
 
-@pytest.mark.parametrize("name", list(PATTERNS))
-def test_density_matches_brute_force_on_graphs(name):
-    F = PATTERNS[name]
+def test_density_matches_brute_force_on_graphs():
     for seed in range(3):
         G = nx.gnp_random_graph(6, 0.6, seed=seed)
-        expected = brute_force_hom(F.to_networkx(), G) / 6**F.num_vertices
-        t = gn.homomorphism_density(F, gn.StepGraphon.from_networkx(G))
-        # float64 sums of at most 6^5 terms: agreement to rounding.
-        np.testing.assert_allclose(t, expected, rtol=1e-12, atol=1e-15)
+        t = all_densities(gn.StepGraphon.from_networkx(G))
+        for name, F in PATTERNS.items():
+            expected = brute_force_hom(F.to_networkx(), G) / 6**F.num_vertices
+            # float64 sums of at most 6^5 terms: agreement to rounding.
+            np.testing.assert_allclose(t[name], expected, rtol=1e-12, atol=1e-15, err_msg=name)
 
 
-@pytest.mark.parametrize("name", ["K3", "C4", "K4-e", "house"])
-def test_density_matches_weighted_brute_force(name):
-    F = PATTERNS[name]
+def test_density_matches_weighted_brute_force():
     rng = np.random.default_rng(0)
     n = 5
     W = rng.random((n, n))
@@ -104,17 +112,22 @@ def test_density_matches_weighted_brute_force(name):
         G.add_edge(i, i)  # the step graphon has diagonal blocks: maps may send an edge to a loop
     for a, b in G.edges:
         G[a][b]["weight"] = W[a, b]
-    expected = brute_force_hom(F.to_networkx(), G, weight="weight") / n**F.num_vertices
-    np.testing.assert_allclose(gn.homomorphism_density(F, W), expected, rtol=1e-12)
+    names = ("K3", "C4", "K4-e", "house")
+    t = all_densities(W, names)
+    for name in names:
+        F = PATTERNS[name]
+        expected = brute_force_hom(F.to_networkx(), G, weight="weight") / n**F.num_vertices
+        np.testing.assert_allclose(t[name], expected, rtol=1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("name", ["K3", "C4", "C5", "K4-e", "star3"])
-def test_density_matches_networkx_monomorphism_count(name):
-    F = PATTERNS[name]
+def test_density_matches_networkx_monomorphism_count():
     G = nx.gnp_random_graph(12, 0.4, seed=3)
-    expected = hom_by_monomorphisms(F.to_networkx(), G) / 12**F.num_vertices
-    t = gn.homomorphism_density(F, gn.StepGraphon.from_networkx(G))
-    np.testing.assert_allclose(t, expected, rtol=1e-12)
+    names = ("K3", "C4", "C5", "K4-e", "star3")
+    t = all_densities(gn.StepGraphon.from_networkx(G), names)
+    for name in names:
+        F = PATTERNS[name]
+        expected = hom_by_monomorphisms(F.to_networkx(), G) / 12**F.num_vertices
+        np.testing.assert_allclose(t[name], expected, rtol=1e-12, err_msg=name)
 
 
 def test_pattern_inputs_are_equivalent():
@@ -144,56 +157,55 @@ def test_bad_patterns():
         gn.Pattern.cycle(2)
 
 
-@pytest.mark.parametrize("name", list(PATTERNS))
-def test_known_values(name):
-    F = PATTERNS[name]
+def test_known_values():
     # constant p: t(F, p) = p^|E|, DF(p) = |E| p^(|E| - 1)
     p = 0.37
-    W = jnp.full((4, 4), p)
-    np.testing.assert_allclose(gn.homomorphism_density(F, W), p**F.num_edges, rtol=1e-13)
-    K = gn.homomorphism_kernel(F, W)
-    np.testing.assert_allclose(K, F.num_edges * p ** (F.num_edges - 1), rtol=1e-13)
+    W = gn.StepGraphon(jnp.full((4, 4), p))
+    t, K = all_densities(W), all_kernels(W)
+    for name, F in PATTERNS.items():
+        e = F.num_edges
+        np.testing.assert_allclose(t[name], p**e, rtol=1e-13, err_msg=name)
+        np.testing.assert_allclose(K[name], e * p ** (e - 1), rtol=1e-13, err_msg=name)
     # W(x, y) = x y: t(F, W) = prod_v int x^deg(v) dx = prod_v 1 / (deg(v) + 1). On Gauss-Legendre
-    # blocks with n nodes the tensor rule is exact for degree <= 2n - 1 in each variable.
+    # blocks with n nodes the tensor rule is exact for degree <= 2n - 1 in each variable. Kernel:
+    # DF(x, y) = sum_{uv} sym x^(deg u - 1) y^(deg v - 1) prod_{w != u, v} 1 / (deg w + 1).
     W = gn.discretise(gn.FunctionGraphon(lambda x, y: x * y), 4, rule=gn.GaussLegendre())
-    expected = np.prod([1 / (d + 1) for d in F.degrees()])
-    np.testing.assert_allclose(gn.homomorphism_density(F, W), expected, rtol=1e-13)
-    # and its kernel: DF(x, y) = sum_{uv} x^(deg u - 1) y^(deg v - 1) prod_{w != u, v} 1/(deg w + 1)
+    t, K = all_densities(W), all_kernels(W)
     x = np.asarray(gn.GaussLegendre().nodes_and_weights(4, jnp.float64)[0])
-    deg = F.degrees()
-    K = np.zeros((4, 4))
-    for u, v in F.edges:
-        c = np.prod([1 / (deg[w] + 1) for w in range(F.num_vertices) if w not in (u, v)])
-        T = c * np.outer(x ** (deg[u] - 1), x ** (deg[v] - 1))
-        K += (T + T.T) / 2
-    np.testing.assert_allclose(gn.homomorphism_kernel(F, W), K, rtol=1e-12)
+    for name, F in PATTERNS.items():
+        deg = F.degrees()
+        expected = np.prod([1 / (d + 1) for d in deg])
+        np.testing.assert_allclose(t[name], expected, rtol=1e-13, err_msg=name)
+        expected = np.zeros((4, 4))
+        for u, v in F.edges:
+            c = np.prod([1 / (deg[w] + 1) for w in range(F.num_vertices) if w not in (u, v)])
+            T = c * np.outer(x ** (deg[u] - 1), x ** (deg[v] - 1))
+            expected += (T + T.T) / 2
+        np.testing.assert_allclose(K[name], expected, rtol=1e-12, err_msg=name)
 
 
 def test_product_graphon_midpoint_second_order():
     # The midpoint rule converges at order 2 for smooth W: fit the slope of the error.
     F = PATTERNS["K4-e"]
     expected = np.prod([1 / (d + 1) for d in F.degrees()])
-    W = gn.FunctionGraphon(lambda x, y: x * y)
-    ns = np.array([8, 16, 32, 64])
-    errors = [
-        abs(float(gn.homomorphism_density(F, gn.discretise(W, int(n)))) - expected) for n in ns
-    ]
+    ns = (8, 16, 32, 64)
+    steps = [np.outer(x, x) for x in ((np.arange(n) + 0.5) / n for n in ns)]  # W = xy, midpoints
+    values = jax.jit(lambda As: [gn.homomorphism_density(F, A) for A in As])(steps)
+    errors = [abs(float(v) - expected) for v in values]
     slope = np.polyfit(np.log(ns), np.log(errors), 1)[0]
     assert -2.1 < slope < -1.9
 
 
 def test_complete_bipartite_graphon():
     # W = indicator of the two halves being different: t(F, W) = (#proper 2-colourings) / 2^|V|.
-    W = gn.StepGraphon(jnp.array([[0.0, 1.0], [1.0, 0.0]]))
+    t = all_densities(gn.StepGraphon(jnp.array([[0.0, 1.0], [1.0, 0.0]])))
     for name, F in PATTERNS.items():
         colourings = sum(
             all(c[u] != c[v] for u, v in F.edges)
             for c in itertools.product((0, 1), repeat=F.num_vertices)
         )
         expected = colourings / 2**F.num_vertices
-        np.testing.assert_allclose(
-            gn.homomorphism_density(F, W), expected, atol=1e-15, err_msg=name
-        )
+        np.testing.assert_allclose(t[name], expected, atol=1e-15, err_msg=name)
 
 
 def test_unequal_blocks_match_refinement():
@@ -202,10 +214,9 @@ def test_unequal_blocks_match_refinement():
     W = gn.StepGraphon(A, jnp.array([0.25, 0.75]))
     idx = jnp.array([0, 1, 1, 1])
     W4 = gn.StepGraphon(A[idx][:, idx])
-    for F in PATTERNS.values():
-        np.testing.assert_allclose(
-            gn.homomorphism_density(F, W), gn.homomorphism_density(F, W4), rtol=1e-13
-        )
+    t, t4 = all_densities(W), all_densities(W4)
+    for name in PATTERNS:
+        np.testing.assert_allclose(t[name], t4[name], rtol=1e-13, err_msg=name)
     np.testing.assert_allclose(
         gn.homomorphism_kernel(PATTERNS["C4"], W)[idx][:, idx],
         gn.homomorphism_kernel(PATTERNS["C4"], W4),
@@ -213,20 +224,18 @@ def test_unequal_blocks_match_refinement():
     )
 
 
-@pytest.mark.parametrize("name", ["C5", "house"])
-def test_invariance_relabelling_and_refinement(name, getkey):
-    F = PATTERNS[name]
+def test_invariance_relabelling_and_refinement(getkey):
+    names = ("C5", "K4-e", "house")
     A = gn.sample_weighted_graph(getkey(), gn.FunctionGraphon(lambda x, y: 0.3 + 0.5 * x * y), 9)
     W = gn.StepGraphon(A)
     perm = jr.permutation(getkey(), 9)
-    t = gn.homomorphism_density(F, W)
-    np.testing.assert_allclose(gn.homomorphism_density(F, W.permute(perm)), t, rtol=1e-13)
-    np.testing.assert_allclose(gn.homomorphism_density(F, W.refine(3)), t, rtol=1e-13)
-    K = gn.homomorphism_kernel(F, W)
-    np.testing.assert_allclose(gn.homomorphism_kernel(F, W.permute(perm)), K[perm][:, perm])
-    np.testing.assert_allclose(
-        gn.homomorphism_kernel(F, W.refine(3)), jnp.kron(K, jnp.ones((3, 3))), rtol=1e-13
-    )
+    t, K = all_densities(W, names), all_kernels(W, names)
+    tp, Kp = all_densities(W.permute(perm), names), all_kernels(W.permute(perm), names)
+    tr, Kr = all_densities(W.refine(3), names), all_kernels(W.refine(3), names)
+    for k in names:
+        np.testing.assert_allclose([tp[k], tr[k]], t[k], rtol=1e-13, err_msg=k)
+        np.testing.assert_allclose(Kp[k], K[k][perm][:, perm], rtol=1e-13, err_msg=k)
+        np.testing.assert_allclose(Kr[k], jnp.kron(K[k], jnp.ones((3, 3))), rtol=1e-13, err_msg=k)
 
 
 def test_rooted_density():
@@ -269,59 +278,56 @@ def brute_force_kernel(F: gn.Pattern, A: np.ndarray) -> np.ndarray:
     return (K + K.T) / 2
 
 
-@pytest.mark.parametrize("name", ["K2", "P2", "K3", "C4", "K4-e", "star3", "P3+isolated", "2K2"])
-def test_kernel_definition(name):
-    F = PATTERNS[name]
+def test_kernel_definition():
+    names = ("K2", "P2", "K3", "C4", "K4-e", "star3", "P3+isolated", "2K2")
     rng = np.random.default_rng(4)
     A = rng.random((4, 4))
     A = (A + A.T) / 2
-    np.testing.assert_allclose(gn.homomorphism_kernel(F, A), brute_force_kernel(F, A), rtol=1e-12)
+    K = all_kernels(A, names)
+    for k in names:
+        np.testing.assert_allclose(K[k], brute_force_kernel(PATTERNS[k], A), rtol=1e-12, err_msg=k)
 
 
-@pytest.mark.parametrize("name", ["K2", "C4", "K4-e", "star3", "house"])
-def test_kernel_matches_autodiff_and_finite_differences(name, getkey):
-    F = PATTERNS[name]
+def test_kernel_matches_autodiff_and_finite_differences(getkey):
+    names = ("K2", "C4", "K4-e", "star3", "house")
     A = gn.sample_weighted_graph(getkey(), gn.FunctionGraphon(lambda x, y: 0.2 + 0.6 * x * y), 7)
     W = gn.StepGraphon(A, jnp.array([0.1, 0.2, 0.05, 0.15, 0.2, 0.2, 0.1]))
-    K = gn.homomorphism_kernel(F, W)
-    K_ad = autodiff_kernel(lambda V: gn.homomorphism_density(F, V), W)
-    np.testing.assert_allclose(K, K_ad, rtol=1e-11, atol=1e-14)
+    K = all_kernels(W, names)
+    K_ad = eqx.filter_jit(
+        lambda W: {
+            k: autodiff_kernel(lambda V: gn.homomorphism_density(PATTERNS[k], V), W) for k in names
+        }
+    )(W)
     # <DF, U>_{L^2} against a central difference along a symmetric direction U (float64, step
     # eps^(1/3): truncation and rounding both ~1e-11 relative).
     U = jr.normal(getkey(), A.shape)
     U = (U + U.T) / 2
     fd = finite_difference_jvp(
-        lambda a: gn.homomorphism_density(F, gn.StepGraphon(a, W.sizes, check=False)), (A,), (U,)
+        lambda a: all_densities(gn.StepGraphon(a, W.sizes, check=False), names), (A,), (U,)
     )
-    np.testing.assert_allclose(W.sizes @ (K * U) @ W.sizes, fd, rtol=1e-8, atol=1e-12)
+    for k in names:
+        np.testing.assert_allclose(K[k], K_ad[k], rtol=1e-11, atol=1e-14, err_msg=k)
+        ip = W.sizes @ (K[k] * U) @ W.sizes
+        np.testing.assert_allclose(ip, fd[k], rtol=1e-8, atol=1e-12, err_msg=k)
 
 
-def test_grad_of_density_finite_differences(getkey):
-    F = PATTERNS["house"]
-    A = jr.uniform(getkey(), (6, 6), minval=0.2, maxval=0.8)
-    A = (A + A.T) / 2
-    # graphons are symmetric: differentiate along symmetric directions
-    sym = lambda a: (a + a.T) / 2
-    check_grad_fd(lambda a: gn.homomorphism_density(F, sym(a)), A, key=getkey())
-    K3 = PATTERNS["K3"]
-    check_grad_fd(lambda a: jnp.sum(gn.homomorphism_kernel(K3, sym(a)) ** 2), A, key=getkey())
-
-
-def test_jit_and_vmap(getkey):
-    F = PATTERNS["K4-e"]
-    As = jr.uniform(getkey(), (4, 8, 8))
+def test_jit_vmap_and_grad(getkey):
+    F = PATTERNS["C4"]
+    As = jr.uniform(getkey(), (3, 6, 6), minval=0.2, maxval=0.8)
     As = (As + jnp.swapaxes(As, 1, 2)) / 2
-    density = jax.jit(lambda a: gn.homomorphism_density(F, a))
-    grad = jax.jit(jax.grad(lambda a: gn.homomorphism_density(F, a)))
-    for batched, single in [
-        (jax.vmap(density)(As), [density(a) for a in As]),
-        (
-            jax.vmap(lambda a: gn.homomorphism_kernel(F, a))(As),
-            [gn.homomorphism_kernel(F, a) for a in As],
-        ),
-        (jax.vmap(grad)(As), [grad(a) for a in As]),
-    ]:
-        np.testing.assert_allclose(batched, jnp.stack(single), rtol=1e-13)
+
+    def everything(a):
+        density = lambda b: gn.homomorphism_density(F, (b + b.T) / 2)
+        return density(a), gn.homomorphism_kernel(F, a), jax.grad(density)(a)
+
+    batched = jax.vmap(everything)(As)
+    single = jax.jit(everything)
+    looped = [jnp.stack(x) for x in zip(*(single(a) for a in As))]
+    for b, c in zip(batched, looped):
+        np.testing.assert_allclose(b, c, rtol=1e-13)
+    # grad against a central difference along a random direction (graphons are symmetric: the
+    # density is evaluated at the symmetric part)
+    check_grad_fd(lambda a: gn.homomorphism_density(F, (a + a.T) / 2), As[0], key=getkey())
 
 
 def test_float32():

@@ -84,6 +84,7 @@ def test_invariant_l2_heuristic_for_larger_n(getkey):
     assert 0 < d.lower <= d.upper <= gn.l2_distance(A, C) + 1e-15
 
 
+@pytest.mark.slow
 def test_invariant_l2_jit_and_vmap(getkey):
     # n = 30: the host search (pure_callback) under vmap
     A = random_graphon(getkey(), 30)
@@ -142,7 +143,12 @@ def test_cut_distance(getkey):
     # the cut norm of a constant is its absolute value); the counting lemma is tight on K2
     d = gn.cut_distance(jnp.full((3, 3), 0.2), jnp.full((5, 5), 0.5))
     np.testing.assert_allclose([d.lower, d.upper], 0.3, rtol=1e-13)
+
+
+@pytest.mark.slow
+def test_cut_distance_of_samples_shrinks(getkey):
     # delta_cut(G(n, W), W) -> 0 as n grows (about n^(-1/2)): the upper bound shrinks
+    S = gn.StepGraphon(jnp.array([[0.7, 0.2], [0.2, 0.5]]))
     uppers = []
     for n in (20, 80):
         A = gn.sample_graph(getkey(), S, n, sort=True)
