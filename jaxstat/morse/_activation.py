@@ -56,7 +56,8 @@ class Tanh(AbstractActivation):
 
 
 class Sigmoid(AbstractActivation):
-    """`sigma(z) = 1 / (1 + exp(-z))`, `sigma'(z) = sigma(z) sigma(-z)` (even, decreasing in `|z|`)."""
+    """`sigma(z) = 1 / (1 + exp(-z))`, `sigma'(z) = sigma(z) sigma(-z)` (even, decreasing in
+    `|z|`)."""
 
     def __call__(self, z):
         return jax.nn.sigmoid(z)

@@ -3,8 +3,9 @@
 From every start `x_0` in a batch: Newton's method on `grad f(x) = 0` (`optimistix.root_find`,
 the Jacobian of `grad f` being `hess f`); where Newton fails (a singular or ill-conditioned
 Hessian, divergence) a Levenberg-Marquardt least-squares solve of `min |grad f(x)|^2`
-(`optimistix.least_squares`), which stays well defined when `hess f` is singular. A point is
-accepted when it is finite, lies in the box and `|grad f(x)|_2 <= residual_tol`. Accepted points are
+(`optimistix.least_squares`), which stays well defined when `hess f` is singular, polished by a
+few Gauss-Newton steps with the pseudo-inverse of `hess f` (`lineax.SVD`). A point is accepted
+when it is finite, lies in the box and `|grad f(x)|_2 <= residual_tol`. Accepted points are
 deduplicated (greedy clustering within `distinct_tol`) and each distinct point is certified by the
 spectrum of `hess f`: Morse index, degeneracy test, residual, smallest `|eigenvalue|`.
 """
@@ -16,6 +17,7 @@ import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
+import lineax as lx
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
@@ -41,18 +43,24 @@ def _eps(dtype) -> float:
     return float(jnp.finfo(dtype).eps)
 
 
+def _min_norm_step(g, h):
+    """`H^+ g`, the minimum-norm Newton (Gauss-Newton) correction, with `H^+` the pseudo-inverse
+    (`lineax.SVD`: singular values below `eps * n * s_max` dropped)."""
+    op = lx.MatrixLinearOperator(h, lx.symmetric_tag)
+    return lx.linear_solve(op, g, lx.SVD(), throw=False).value
+
+
 def _certify(g, h, degeneracy_rtol) -> Certificate:
     h = (h + h.T) / 2
     lam = jnp.linalg.eigvalsh(h)
     abs_lam = jnp.abs(lam)
     min_abs = jnp.min(abs_lam)
     tol = degeneracy_rtol * jnp.max(abs_lam)
-    gnorm = jnp.linalg.norm(g)
     return Certificate(
-        gradient_norm=gnorm,
+        gradient_norm=jnp.linalg.norm(g),
         eigenvalues=lam,
         min_abs_eigenvalue=min_abs,
-        newton_bound=gnorm / min_abs,
+        newton_step=jnp.max(jnp.abs(_min_norm_step(g, h))),
         tolerance=tol,
         degenerate=min_abs <= tol,
         nullity=jnp.sum(abs_lam <= tol),
@@ -181,6 +189,32 @@ class _GuardedLeastSquares(optx.AbstractLeastSquaresSolver):
         return self.solver.postprocess(fn, y, aux, args, options, state, tags, result)
 
 
+_POLISH_STEPS = 4
+
+
+def _polish(vgh, y):
+    """A few Gauss-Newton steps `y <- y - H^+ grad f(y)` (`H^+` the pseudo-inverse of `hess f`,
+    dropping singular values below `eps * n * s_max`), each kept only if it lowers `|grad f|`.
+
+    Newton's method where `hess f` is invertible (quadratic convergence); on a manifold of critical
+    points of constant rank, the minimum-norm step converges quadratically to the manifold
+    (Levenberg-Marquardt, damped, stalls there at residuals ~1e-7). A point near a positive local
+    minimum of `|grad f|` (no critical point) is not improved, and the residual test rejects it.
+    """
+
+    def step(carry, _):
+        y, g = carry
+        _, g_now, h = vgh(y)
+        y_new = y - _min_norm_step(g_now, (h + h.T) / 2)
+        g_new = vgh(y_new)[1]
+        better = jnp.all(jnp.isfinite(y_new)) & (jnp.linalg.norm(g_new) < jnp.linalg.norm(g))
+        return (jnp.where(better, y_new, y), jnp.where(better, g_new, g)), None
+
+    g0 = vgh(y)[1]
+    (y, _), _ = lax.scan(step, (y, g0), length=_POLISH_STEPS)
+    return y
+
+
 def _batched(fn, xs, batch_size):
     """`vmap(fn)(xs)`, computed in batches of `batch_size` one after another."""
     k = jax.tree_util.tree_leaves(xs)[0].shape[0]
@@ -200,21 +234,23 @@ def _cluster(ys, accepted, residual, tol, max_points):
     k, n = ys.shape
 
     def cond(carry):
-        assigned, _, _, count = carry
+        assigned, _, _, count, _ = carry
         return jnp.any(~assigned) & (count < max_points)
 
     def body(carry):
-        assigned, reps, hits, count = carry
+        assigned, reps, hits, count, labels = carry
         seed = jnp.argmax(~assigned)
         near = (jnp.max(jnp.abs(ys - ys[seed]), axis=1) <= tol) & ~assigned
         best = jnp.argmin(jnp.where(near, residual, jnp.inf))
         reps = reps.at[count].set(best)
         hits = hits.at[count].set(jnp.sum(near))
-        return assigned | near, reps, hits, count + 1
+        labels = jnp.where(near, count, labels)
+        return assigned | near, reps, hits, count + 1, labels
 
-    init = (~accepted, jnp.zeros(max_points, int), jnp.zeros(max_points, int), jnp.array(0))
-    assigned, reps, hits, count = lax.while_loop(cond, body, init)
-    return reps, hits, count, jnp.any(~assigned)
+    labels = jnp.full(k, max_points)
+    init = (~accepted, jnp.zeros(max_points, int), jnp.zeros(max_points, int), jnp.array(0), labels)
+    assigned, reps, hits, count, labels = lax.while_loop(cond, body, init)
+    return reps, hits, count, labels, jnp.any(~assigned)
 
 
 @eqx.filter_jit
@@ -248,8 +284,12 @@ def find_critical_points(
 
     - Newton and Levenberg-Marquardt stop at `rtol = atol = eps^(2/3)` (about `4e-11` in float64);
       Newton then converges quadratically, so a non-degenerate point is located to rounding error.
-    - `residual_tol` (default `eps^(1/2) * G`, `G = max |grad f|` over the starts: the gradient
-      field's own scale): a point with a larger residual is not accepted as critical.
+    - `residual_tol` (default `eps^(2/3) * G`, `G = max |grad f|` over the starts: the gradient
+      field's own scale): a point with a larger residual is not accepted as critical. Newton
+      reaches rounding level at non-degenerate points; fallback results are polished by a few
+      Gauss-Newton steps with the pseudo-inverse of `hess f`, which reach rounding level on
+      manifolds of degenerate critical points too. A positive local minimum of `|grad f|` (a
+      near miss, no critical point) cannot be polished and is rejected.
     - `distinct_tol` (default `eps^(1/3) * max(1, max |start|)`, max norm): points closer than this
       are one point. Newton-located points agree to `~eps`, far below it.
     - `degeneracy_rtol` (default `eps^(1/3)`, about `6e-6` in float64): a point is degenerate when
@@ -351,6 +391,7 @@ def find_critical_points(
         escaped = jax.vmap(_escaped, in_axes=(0, None, None))(y_newton, guard_lower, guard_upper)
         y_fb0 = jnp.where(escaped[:, None], starts[idx], y_newton)
         y_fb = _batched(lambda ya: least_squares(*ya), (y_fb0, active), batch_size)
+        y_fb = _batched(lambda y: _polish(vgh, y), y_fb, batch_size)
         target = jnp.where(active, idx, k)  # out of range: dropped
         ys = ys.at[target].set(y_fb, mode="drop")
         used_fallback = used_fallback.at[target].set(True, mode="drop")
@@ -360,7 +401,7 @@ def find_critical_points(
     norms = _batched(lambda y: jnp.linalg.norm(grad_fn(y)), jnp.concatenate([starts, ys]), None)
     grad_scale, residual = jnp.max(norms[:k]), norms[k:]
     if residual_tol is None:
-        residual_tol = eps**0.5 * grad_scale
+        residual_tol = eps ** (2 / 3) * grad_scale
     if distinct_tol is None:
         distinct_tol = eps ** (1 / 3) * jnp.maximum(1.0, jnp.max(jnp.abs(starts)))
     residual_tol = jnp.asarray(residual_tol, dtype)
@@ -369,13 +410,18 @@ def find_critical_points(
     if lower is not None:
         accepted = accepted & jnp.all((ys >= lower) & (ys <= upper), axis=1)
 
-    reps, hits, count, overflow = _cluster(ys, accepted, residual, distinct_tol, max_points)
-    mask = jnp.arange(max_points) < count
+    reps, hits, count, labels, overflow = _cluster(ys, accepted, residual, distinct_tol, max_points)
     points = ys[reps]
     values, grads, hessians = jax.vmap(vgh)(points)
     cert = jax.vmap(lambda g, h: _certify(g, h, degeneracy_rtol))(grads, hessians)
+    # A converged point has a minimum-norm Newton correction below the clustering radius. A small
+    # residual without that is a near miss: e.g. a drift into a saturated region, where the
+    # gradient of a tanh network decays exponentially while the iterate keeps moving.
+    mask = (jnp.arange(max_points) < count) & (cert.newton_step <= distinct_tol)
+    start_ok = jnp.append(mask, False)[labels]  # labels == max_points: in no cluster
+    count = jnp.sum(mask)
     order = jnp.argsort(jnp.where(mask, values, jnp.inf))
-    points, values, hits = points[order], values[order], hits[order]
+    points, values, hits, mask = points[order], values[order], hits[order], mask[order]
     cert = jax.tree_util.tree_map(lambda leaf: leaf[order], cert)
     nan = jnp.array(jnp.nan, dtype)
     points = jnp.where(mask[:, None], points, nan)
@@ -391,8 +437,8 @@ def find_critical_points(
         mask=mask,
         count=count,
         num_starts=k,
-        num_converged=jnp.sum(accepted),
-        num_fallback=jnp.sum(accepted & used_fallback),
+        num_converged=jnp.sum(start_ok),
+        num_fallback=jnp.sum(start_ok & used_fallback),
         residual_tol=residual_tol,
         distinct_tol=distinct_tol,
         degeneracy_rtol=jnp.asarray(degeneracy_rtol, dtype),

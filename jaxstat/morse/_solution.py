@@ -24,8 +24,10 @@ class Certificate(eqx.Module):
     - `gradient_norm`: the residual `|grad f(x)|_2`.
     - `eigenvalues`: the eigenvalues of `hess f(x)`, ascending.
     - `min_abs_eigenvalue`: `min_i |lambda_i|`, the distance of the Hessian to singularity.
-    - `newton_bound`: `|grad f(x)| / min |lambda_i|`, the length bound on the Newton correction: a
-        non-degenerate critical point lies within about this distance of `x`.
+    - `newton_step`: `|H^+ grad f(x)|_inf`, the minimum-norm Newton correction (`H^+` the
+        pseudo-inverse of `hess f`): about the distance from `x` to the critical point (or critical
+        manifold) that Newton's method converges to. A converged point has a step far below the
+        search's `distinct_tol`; a near miss (small gradient, no critical point nearby) does not.
     - `tolerance`: `degeneracy_rtol * max_i |lambda_i|`, the threshold below which an eigenvalue
         counts as zero.
     - `degenerate`: `min |lambda_i| <= tolerance` (the Hessian is numerically singular).
@@ -37,7 +39,7 @@ class Certificate(eqx.Module):
     gradient_norm: Float[Array, "*batch"]
     eigenvalues: Float[Array, "*batch n"]
     min_abs_eigenvalue: Float[Array, "*batch"]
-    newton_bound: Float[Array, "*batch"]
+    newton_step: Float[Array, "*batch"]
     tolerance: Float[Array, "*batch"]
     degenerate: Bool[Array, "*batch"]
     nullity: Int[Array, "*batch"]
@@ -112,7 +114,7 @@ class CriticalPoints(eqx.Module):
             "gradient_norm": np.asarray(c.gradient_norm)[m],
             "eigenvalues": np.asarray(c.eigenvalues)[m],
             "min_abs_eigenvalue": np.asarray(c.min_abs_eigenvalue)[m],
-            "newton_bound": np.asarray(c.newton_bound)[m],
+            "newton_step": np.asarray(c.newton_step)[m],
             "index": np.asarray(c.index)[m],
             "nullity": np.asarray(c.nullity)[m],
             "degenerate": np.asarray(c.degenerate)[m],

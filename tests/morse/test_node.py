@@ -37,7 +37,7 @@ def exact_f_grad_hess(x):
     e, c = np.exp(-T), (1 - np.exp(-2 * T)) / 2
     a = np.asarray(A)
     value = a @ shear_flow(y, T)
-    # d/dy of a^T phi_T(y) = (a1 e + a3 c y2, a2 e + a3 c y1, a3); second derivative a3 c [[0,1],[1,0]]
+    # d/dy of a^T phi_T(y) = (a1 e + a3 c y2, a2 e + a3 c y1, a3); d2/dy2 = a3 c [[0,1],[1,0]]
     gy = np.array([a[0] * e + a[2] * c * y[1], a[1] * e + a[2] * c * y[0], a[2]])
     hy = np.zeros((3, 3))
     hy[0, 1] = hy[1, 0] = a[2] * c

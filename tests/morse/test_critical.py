@@ -1,0 +1,351 @@
+"""Batched critical-point search: closed forms, the theorems' predictions on random weights,
+hand-built degenerate cases, a Morse count, an independent scipy search, failure paths."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+import scipy.ndimage
+import scipy.optimize
+
+import jaxstat.morse as jm
+
+
+# One number of starts and one set of static options throughout, so that a search compiled for one
+# architecture is reused by every test on that architecture (compilation dominates the run time).
+K = 256
+BOX2 = (-3.0 * jnp.ones(2), 3.0 * jnp.ones(2))
+
+
+def search(fn, key, box, k=K, max_points=16, throw=False):
+    lo, hi = box
+    starts = jm.uniform_starts(key, lo, hi, k)
+    cps = jm.find_critical_points(
+        fn, starts, lower=lo, upper=hi, max_points=max_points, throw=throw
+    )
+    return cps
+
+
+def cubic_saddle(x):
+    """`x0^3 - 3 x0 + x1^2`: a minimum at (1, 0) (eigenvalues 6, 2) and a saddle at (-1, 0)
+    (eigenvalues -6, 2)."""
+    return x[0] ** 3 - 3 * x[0] + x[1] ** 2
+
+
+def test_closed_form(getkey):
+    cps = search(cubic_saddle, getkey(), BOX2)
+    d = cps.as_numpy()
+    assert int(cps.count) == 2
+    order = np.argsort(d["points"][:, 0])
+    # Newton converges quadratically: the points are exact to rounding, eigenvalues to ~1e-14.
+    np.testing.assert_allclose(d["points"][order], [[-1.0, 0.0], [1.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(d["eigenvalues"][order], [[-6.0, 2.0], [2.0, 6.0]], atol=1e-10)
+    np.testing.assert_array_equal(d["index"][order], [1, 0])
+    assert not d["degenerate"].any() and (d["gradient_norm"] < 1e-12).all()
+    assert (d["newton_step"] < 1e-12).all()
+    np.testing.assert_array_equal(cps.index_counts(), [1, 1, 0])
+    assert int(cps.euler_characteristic()) == 0
+    assert int(cps.hits.sum()) == int(cps.num_converged)
+    cert = jm.certify_critical_point(lambda x: x[0] ** 2 - x[1] ** 2, jnp.zeros(2))
+    assert int(cert.index) == 1 and not bool(cert.degenerate)
+
+
+def test_hand_built_degenerate():
+    """`tanh(2 x) - 2 tanh(x)` (a 1 -> 2 -> 1 network without bottleneck) has a single critical
+    point, x = 0, where f' ~ -6 x^2: degenerate, although generic weights give Morse functions.
+    In 2-D, adding `tanh(y - 1) - tanh(y + 1)` (minimum at y = 0, f'' = 4 tanh(1) sech(1)^2)
+    keeps the origin the only critical point, degenerate with nullity 1."""
+    w1 = jnp.array([[2.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    b1 = jnp.array([0.0, 0.0, -1.0, 1.0])
+    a = jnp.array([[1.0, -2.0, 1.0, -1.0]])
+    # Padded with four dead units (zero readout weights; f is unchanged) to the 2 -> 8 -> 1 shape
+    # of the other tests, whose compiled search it reuses.
+    w1 = jnp.concatenate([w1, jnp.ones((4, 2))])
+    b1 = jnp.concatenate([b1, jnp.zeros(4)])
+    a = jnp.concatenate([a, jnp.zeros((1, 4))], axis=1)
+    net = jm.ScalarMLP([jm.PostActivationLayer(w1, b1), jm.AffineLayer(a)], jm.Tanh())
+    assert jm.classify(net).verdict is jm.Verdict.GENERICALLY_MORSE  # the exception is measure 0
+    cps = search(net, jr.key(0), BOX2)
+    d = cps.as_numpy()
+    assert int(cps.count) == 1
+    # Newton converges only linearly (ratio 1/2) in the degenerate direction: the point is located
+    # to ~1e-10, its small eigenvalue f'''(0) x ~ 1e-9 sits far below the degeneracy threshold.
+    np.testing.assert_allclose(d["points"][0], [0.0, 0.0], atol=1e-8)
+    assert d["degenerate"][0] and d["nullity"][0] == 1
+    h_yy = 4 * np.tanh(1.0) / np.cosh(1.0) ** 2
+    np.testing.assert_allclose(d["eigenvalues"][0], [0.0, h_yy], atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "widths, seed",
+    [([2, 1, 4, 1], 0), ([2, 1, 4, 1], 1), ([3, 2, 6, 1], 1)],
+)
+def test_bottleneck_every_critical_point_degenerate(widths, seed):
+    """Theorem 2: with a bottleneck before the first widening every critical point is degenerate
+    (hess f has rank <= 1 resp. 2, nullity >= n0 - r); critical sets are continua, so the search
+    returns one point per start until its slots run out."""
+    net = jm.random_mlp(jr.key(seed), widths, weight_scale=2.0)
+    c = jm.classify(net)
+    assert c.verdict is jm.Verdict.ALL_DEGENERATE
+    n0 = widths[0]
+    box = (-4.0 * jnp.ones(n0), 4.0 * jnp.ones(n0))
+    cps = search(net, jr.key(10 + seed), box)
+    d = cps.as_numpy()
+    assert len(d["points"]) >= 1
+    assert d["degenerate"].all()
+    assert (d["nullity"] >= n0 - c.ranks[c.bottleneck - 1]).all()
+    assert (d["gradient_norm"] <= float(cps.residual_tol)).all()
+    assert int(cps.num_fallback) >= 1  # Newton fails on the singular Hessians
+
+
+def test_rank_deficient_weight_degenerate(getkey):
+    """A rank-1 first weight: f(x) = g(v . x), hess f = g'' v v^T of rank 1 everywhere."""
+    net = jm.random_mlp(jr.key(3), [2, 8, 1], weight_scale=3.0)
+    w = net.layers[0].weight
+    net = eqx.tree_at(lambda m: m.layers[0].weight, net, jnp.outer(w[:, 0], jnp.array([1.0, 0.5])))
+    assert jm.classify(net).verdict is jm.Verdict.ALL_DEGENERATE
+    cps = search(net, getkey(), BOX2)
+    d = cps.as_numpy()
+    assert len(d["points"]) >= 1 and d["degenerate"].all() and (d["nullity"] >= 1).all()
+
+
+@pytest.mark.parametrize(
+    "widths, layer, act",
+    [
+        ([2, 8, 1], jm.PostActivationLayer, jm.Tanh()),
+        ([2, 6, 1], jm.SandwichLayer, jm.Softplus()),
+        ([3, 5, 2, 1], jm.PostActivationLayer, jm.Tanh()),
+        pytest.param([2, 6, 6, 1], jm.PostActivationLayer, jm.Sigmoid(), marks=pytest.mark.slow),
+        pytest.param([2, 6, 1], jm.PreActivationLayer, jm.Tanh(), marks=pytest.mark.slow),
+    ],
+    ids=["2-8-1-tanh", "sandwich-2-6-1-softplus", "3-5-2-1-tanh", "2-6-6-1-sigmoid", "pre-2-6-1"],
+)
+def test_augmented_networks_are_morse(widths, layer, act):
+    """Theorem 3 on random weights: every critical point found passes the degeneracy test
+    (smallest |eigenvalue| above 6e-6 of the largest), located to rounding by Newton."""
+    n0 = widths[0]
+    box = (-3.0 * jnp.ones(n0), 3.0 * jnp.ones(n0))
+    found = 0
+    for seed in range(3):
+        net = jm.random_mlp(jr.key(seed), widths, layer=layer, activation=act, weight_scale=3.0)
+        assert jm.classify(net).verdict is jm.Verdict.GENERICALLY_MORSE
+        d = search(net, jr.key(20 + seed), box).as_numpy()
+        found += len(d["points"])
+        assert not d["degenerate"].any()
+        assert (d["gradient_norm"] < 1e-12).all() and (d["newton_step"] < 1e-10).all()
+    assert found >= 1
+
+
+def test_undecided_architecture_has_both_kinds():
+    """2 -> 5 -> 1 -> 5 -> 1: the width-1 layer after the first widening is a bottleneck followed
+    by a widening. Critical points of psi(x) = the first two layers stay non-degenerate, while
+    those where the tail's derivative vanishes (whole level curves of psi) are degenerate: neither
+    'all degenerate' nor 'Morse' holds, as the classifier states."""
+    net = jm.random_mlp(jr.key(1), [2, 5, 1, 5, 1], weight_scale=2.0)
+    assert jm.classify(net).verdict is jm.Verdict.UNDECIDED
+    d = search(net, jr.key(7), BOX2).as_numpy()
+    assert d["degenerate"].any() and (~d["degenerate"]).any()
+    ratio = d["min_abs_eigenvalue"] / np.abs(d["eigenvalues"]).max(axis=1)
+    assert (ratio[~d["degenerate"]] > 1e-3).all() and (d["nullity"][d["degenerate"]] >= 1).all()
+
+
+def test_non_augmented_network_has_none(getkey):
+    """Theorem 1: no start converges, and the certified gradient bound is positive."""
+    net = jm.random_mlp(getkey(), [2, 2, 1], weight_scale=3.0)
+    assert jm.classify(net).verdict is jm.Verdict.NO_CRITICAL_POINTS
+    cps = search(net, getkey(), BOX2)
+    assert int(cps.count) == 0 and int(cps.num_converged) == 0
+    assert float(jm.gradient_lower_bound(net, *BOX2)) > 0
+
+
+# An independent search: numpy gradient and Hessian, dense-grid seeds, scipy root finding.
+def _numpy_derivatives(net):
+    """Hand-derived gradient and Hessian of `a^T tanh(W2 tanh(W1 x + b1) + b2) + c`."""
+    w1, b1 = np.asarray(net.layers[0].weight), np.asarray(net.layers[0].bias)
+    w2, b2 = np.asarray(net.layers[1].weight), np.asarray(net.layers[1].bias)
+    a = np.asarray(net.layers[2].weight[0])
+
+    def parts(x):
+        z1 = w1 @ x + b1
+        z2 = w2 @ np.tanh(z1) + b2
+        with np.errstate(over="ignore"):  # cosh overflows to inf where sech^2 = 0: harmless
+            d1, d2 = 1 / np.cosh(z1) ** 2, 1 / np.cosh(z2) ** 2
+        dd1, dd2 = -2 * np.tanh(z1) * d1, -2 * np.tanh(z2) * d2
+        v1 = w2.T @ (d2 * a)
+        return d1, dd1, dd2, v1
+
+    def grad(x):
+        d1, _, _, v1 = parts(x)
+        return w1.T @ (d1 * v1)
+
+    def hess(x):
+        d1, dd1, dd2, v1 = parts(x)
+        j = w2 @ (d1[:, None] * w1)  # d z2 / d x
+        return w1.T @ ((dd1 * v1)[:, None] * w1) + j.T @ ((dd2 * a)[:, None] * j)
+
+    return grad, hess
+
+
+def _grid_scipy_search(grad, hess, lo, hi, n_grid):
+    """Seeds at the grid's local minima of |grad f|, refined by scipy's `hybr` (a small initial
+    step bound, `factor=0.01`, so that each seed converges to its nearby zero)."""
+    xs = np.linspace(lo, hi, n_grid)
+    grid = np.stack(np.meshgrid(xs, xs, indexing="ij"), -1)
+    g = np.linalg.norm(np.apply_along_axis(grad, -1, grid), axis=-1)
+    seeds = grid[g == scipy.ndimage.minimum_filter(g, size=3, mode="nearest")]
+    points = []
+    for s in seeds:
+        sol = scipy.optimize.root(
+            grad, s, jac=hess, method="hybr", tol=1e-14, options={"factor": 0.01}
+        )
+        x = sol.x
+        if np.linalg.norm(grad(x)) < 1e-10 and np.all(np.abs(x) <= hi):
+            if not any(np.allclose(x, p, atol=1e-7) for p in points):
+                points.append(x)
+    return np.array(points)
+
+
+def _winding_number(grad, lo, hi, n):
+    """Degree of grad f / |grad f| along the boundary of the square, by unwrapping its angle."""
+    t = np.linspace(lo, hi, n)
+    one = np.ones_like(t)
+    loop = np.concatenate(
+        [
+            np.stack([t, lo * one], 1),
+            np.stack([hi * one, t], 1),
+            np.stack([t[::-1], hi * one], 1),
+            np.stack([lo * one, t[::-1]], 1),
+        ]
+    )
+    g = np.array([grad(x) for x in loop])
+    angle = np.unwrap(np.arctan2(g[:, 1], g[:, 0]))
+    # The unwrapping is unambiguous when consecutive angles differ by well under pi.
+    assert np.abs(np.diff(angle)).max() < np.pi / 4
+    assert np.linalg.norm(g, axis=1).min() > 1e-4  # no critical point on the boundary
+    return (angle[-1] - angle[0]) / (2 * np.pi)
+
+
+def test_morse_count_and_scipy(getkey):
+    """Morse count on the square D = [-3, 3]^2 (Poincare-Hopf / Kronecker): the indices of the
+    zeros of grad f in D, sign det hess f = (-1)^(Morse index) at non-degenerate points, add up to
+    the winding number of grad f along the boundary. The winding number is computed independently
+    (numpy gradient on 4 x 4000 boundary points). The same critical points, with the same indices,
+    come out of an independent dense-grid + scipy search."""
+    net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
+    cps = search(net, jr.key(1), BOX2, k=2048, max_points=32)
+    d = cps.as_numpy()
+    assert len(d["points"]) >= 10 and not d["degenerate"].any()
+    assert cps.result == jm.RESULTS.successful
+    grad, hess = _numpy_derivatives(net)
+    winding = _winding_number(grad, -3.0, 3.0, 4000)
+    assert abs(winding - round(winding)) < 1e-9
+    assert int(cps.euler_characteristic()) == round(winding)
+
+    ref = _grid_scipy_search(grad, hess, -3.0, 3.0, 241)
+    assert len(ref) == len(d["points"])
+    for p, idx in zip(d["points"], d["index"]):
+        dist = np.linalg.norm(ref - p, axis=1)
+        j = np.argmin(dist)
+        # Both searches converge quadratically: the points agree to rounding.
+        assert dist[j] < 1e-9
+        assert np.sum(np.linalg.eigvalsh(hess(ref[j])) < 0) == idx
+
+
+@pytest.mark.slow
+def test_vmap_over_networks_matches_loop(getkey):
+    nets = [jm.random_mlp(jr.key(s), [2, 8, 1], weight_scale=3.0) for s in range(3)]
+    batch = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *nets)
+    starts = jm.uniform_starts(getkey(), *BOX2, K)
+
+    def run(net):
+        return jm.find_critical_points(
+            net, starts, lower=BOX2[0], upper=BOX2[1], max_points=16, throw=False
+        )
+
+    batched = eqx.filter_vmap(run)(batch)
+    for i, net in enumerate(nets):
+        single = run(net)
+        assert int(batched.count[i]) == int(single.count)
+        m = np.asarray(single.mask)
+        np.testing.assert_allclose(batched.points[i][m], single.points[m], atol=1e-12)
+        np.testing.assert_array_equal(batched.index[i], single.index)
+
+
+@pytest.mark.slow
+def test_critical_point_gradient_wrt_weights(getkey):
+    """d x*/d theta through the solvers' implicit adjoints equals the implicit-function-theorem
+    value -H^{-1} d(grad f)/d theta and a central difference of the whole search."""
+    net = jm.random_mlp(jr.key(2), [2, 8, 1], weight_scale=3.0)
+    starts = jm.uniform_starts(getkey(), *BOX2, K)
+
+    def first_point(b):
+        moved = eqx.tree_at(lambda m: m.layers[0].bias, net, b)
+        cps = jm.find_critical_points(
+            moved, starts, lower=BOX2[0], upper=BOX2[1], max_points=16, throw=False
+        )
+        return cps.points[0]
+
+    b0 = net.layers[0].bias
+    x0 = first_point(b0)
+    assert bool(jnp.all(jnp.isfinite(x0)))
+    jac = jax.jacrev(first_point)(b0)
+
+    def grad_f(x, b):
+        return eqx.tree_at(lambda m: m.layers[0].bias, net, b).gradient(x)
+
+    ift = -jnp.linalg.solve(jax.jacfwd(grad_f)(x0, b0), jax.jacfwd(grad_f, argnums=1)(x0, b0))
+    np.testing.assert_allclose(jac, ift, rtol=1e-9, atol=1e-10)
+    v = jr.normal(getkey(), b0.shape)
+    h = 1e-5
+    fd = (first_point(b0 + h * v) - first_point(b0 - h * v)) / (2 * h)
+    # Central difference with h = 1e-5 on a smooth map: error ~h^2 |x'''| ~ 1e-9.
+    np.testing.assert_allclose(jac @ v, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_float32(getkey):
+    net64 = jm.random_mlp(jr.key(0), [2, 8, 1], weight_scale=3.0)
+    net32 = jax.tree_util.tree_map(
+        lambda x: x.astype(jnp.float32) if eqx.is_inexact_array(x) else x, net64
+    )
+    box32 = tuple(b.astype(jnp.float32) for b in BOX2)
+    d64 = search(net64, jr.key(1), BOX2).as_numpy()
+    cps32 = search(net32, jr.key(1), box32)
+    d32 = cps32.as_numpy()
+    assert cps32.points.dtype == jnp.float32 and cps32.residual_tol.dtype == jnp.float32
+    assert len(d32["points"]) == len(d64["points"]) >= 1
+    # float32 locates a non-degenerate point to ~eps32 * cond(H) ~ 1e-5.
+    np.testing.assert_allclose(d32["points"], d64["points"], atol=1e-4)
+    np.testing.assert_array_equal(d32["index"], d64["index"])
+    assert not d32["degenerate"].any()
+
+
+def test_failure_paths(getkey):
+    net = jm.random_mlp(getkey(), [2, 8, 1], weight_scale=3.0)
+    starts = jm.uniform_starts(getkey(), *BOX2, K)
+    kw = dict(lower=BOX2[0], upper=BOX2[1], max_points=16, throw=False)
+    # A vector instead of a (k, n) batch: our ValueError, or jaxtyping's TypeError when active.
+    with pytest.raises((ValueError, TypeError), match=r"shape \(k, n\)|starts"):
+        jm.find_critical_points(net, starts[0])
+    with pytest.raises(TypeError):
+        jm.find_critical_points(net, jnp.ones((4, 2), int))
+    with pytest.raises(ValueError, match="inputs"):
+        jm.find_critical_points(net, jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match="both"):
+        jm.find_critical_points(net, starts, lower=BOX2[0])
+    with pytest.raises(ValueError, match="max_points"):
+        jm.find_critical_points(net, starts, max_points=0)
+    with pytest.raises(Exception, match="not finite"):
+        jm.find_critical_points(net, starts.at[3, 1].set(jnp.nan), **kw)
+    with pytest.raises(ValueError, match="upper > lower"):
+        jm.uniform_starts(getkey(), jnp.ones(2), jnp.zeros(2), 10)
+    # More distinct points than slots: a result code with throw=False, an error with throw=True.
+    bottleneck = jm.random_mlp(jr.key(0), [2, 1, 4, 1], weight_scale=2.0)
+    box4 = (-4.0 * jnp.ones(2), 4.0 * jnp.ones(2))
+    cps = search(bottleneck, jr.key(10), box4)
+    assert cps.result == jm.RESULTS.max_points_exceeded and int(cps.count) == 16
+    assert cps.mask.all()
+    with pytest.raises(Exception, match="max_points"):
+        search(cubic_saddle, jr.key(0), BOX2, max_points=1, throw=True)
