@@ -107,7 +107,7 @@ def low_rank_lift(
 
 
 def hidden_node_lift(
-    A: Inexact[ArrayLike, "m m"],
+    A: Inexact[ArrayLike, "rows cols"],
     *,
     base: Graph | Inexact[ArrayLike, " m"] | None = None,
     shift: float = 0.0,

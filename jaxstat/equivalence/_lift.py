@@ -22,6 +22,8 @@ combinatorial graph (no connection). The inverse map is `Graph.as_dense()`.
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -64,70 +66,81 @@ def check_hermitian(H, rtol: float | None = None, name: str = "H") -> Array:
     return eqx.error_if(H, bad, f"{name} is not Hermitian (or not finite)")
 
 
-def _from_blocks(senders, receivers, blocks, diag, num_nodes, *, rtol, project) -> Graph:
-    """The graph with `H[s_e, r_e] = blocks[e]` (shape `(E, k, k)`) and diagonal blocks `diag`
-    (shape `(n, k, k)`), following the module docstring."""
+@functools.partial(jax.jit, static_argnames=("num_nodes", "project"))
+def _lift_values(senders, receivers, blocks, diag, num_nodes: int, project: bool):
+    """The numbers of the lift (one compiled program): `(w, transport, V, conformal error,
+    diagonal error, scale)`; `transport` is `theta` (complex, k = 1), `U` (k = 1 real: signs;
+    k > 1: blocks)."""
     k = blocks.shape[-1]
     real = jnp.finfo(jnp.result_type(blocks, diag)).dtype
     scale = jnp.maximum(_scale(blocks), _scale(diag))
     m = -blocks
+    conformal_err = jnp.zeros((), real)
     if k == 1:
         h = m[:, 0, 0]
         w = jnp.abs(h).astype(real)
         if jnp.iscomplexobj(h):
-            connection = PhaseConnection(jnp.angle(h).astype(real))
+            transport = jnp.angle(h).astype(real)
         else:
-            u = jnp.where(h < 0, -1.0, 1.0).astype(real)
-            signed = not (is_concrete(u) and bool(jnp.all(u > 0)))
-            connection = BlockConnection(u[:, None, None], tol=None) if signed else None
+            transport = jnp.where(h < 0, -1.0, 1.0).astype(real)[:, None, None]
         v = jnp.real(diag[:, 0, 0])
         diag_err = jnp.max(jnp.abs(jnp.imag(diag[:, 0, 0])), initial=0.0)
     elif project:
         # Frobenius-nearest `w U`: U the polar factor of m, w its mean singular value.
         left, sigma, right = jnp.linalg.svd(m)
         w = jnp.mean(sigma, axis=-1).astype(real)
-        connection = BlockConnection(left @ right, tol=None)
+        transport = left @ right
         v = jnp.real(jnp.trace(diag, axis1=-2, axis2=-1)) / k
         diag_err = jnp.zeros((), real)
     else:
         # Exact: m = w U with U unitary, so w = |m|_F / sqrt(k) and U = m / w (differentiable,
         # unlike an SVD at the repeated singular values of a conformal block).
-        w = (jnp.sqrt(jnp.sum(jnp.abs(m) ** 2, axis=(-2, -1)) / k)).astype(real)
+        w = jnp.sqrt(jnp.sum(jnp.abs(m) ** 2, axis=(-2, -1)) / k).astype(real)
         safe = jnp.where(w > 0, w, 1.0)
-        gram_in = m / safe[:, None, None]
-        gram = jnp.conj(gram_in).swapaxes(-1, -2) @ gram_in
+        u = m / safe[:, None, None]
         eye = jnp.eye(k, dtype=m.dtype)
+        gram = jnp.conj(u).swapaxes(-1, -2) @ u
         conformal_err = jnp.max(jnp.abs(gram - eye) * (w > 0)[:, None, None], initial=0.0)
-        m = _require(
-            m,
+        transport = jnp.where(w[:, None, None] > 0, u, eye)
+        v = jnp.real(jnp.trace(diag, axis1=-2, axis2=-1)) / k
+        diag_err = jnp.max(jnp.abs(diag - v[:, None, None] * jnp.eye(k)), initial=0.0)
+    deg = jax.ops.segment_sum(w, senders, num_nodes) + jax.ops.segment_sum(w, receivers, num_nodes)
+    return w, transport, (v - deg).astype(real), conformal_err, diag_err, scale
+
+
+def _from_blocks(senders, receivers, blocks, diag, num_nodes, *, rtol, project) -> Graph:
+    """The graph with `H[s_e, r_e] = blocks[e]` (shape `(E, k, k)`) and diagonal blocks `diag`
+    (shape `(n, k, k)`), following the module docstring."""
+    senders, receivers = np.asarray(senders), np.asarray(receivers)
+    k = blocks.shape[-1]
+    project = bool(project) and k > 1
+    w, transport, V, conformal_err, diag_err, scale = _lift_values(
+        senders, receivers, blocks, diag, num_nodes, project
+    )
+    if not project:
+        w = _require(
+            w,
             conformal_err <= rtol,
             "an off-diagonal block is not a multiple of a unitary (H_ij^H H_ij != w^2 I): the "
             f"admissible lift needs conformal blocks (max |U^H U - I| = {{err:.3e}} > rtol = "
             f"{rtol:.1e}); pass project=True for the nearest admissible lift",
             conformal_err,
         )
-        u = m / safe[:, None, None]
-        connection = BlockConnection(jnp.where(w[:, None, None] > 0, u, eye), tol=None)
-        v = jnp.real(jnp.trace(diag, axis1=-2, axis2=-1)) / k
-        diag_err = jnp.max(jnp.abs(diag - v[:, None, None] * jnp.eye(k)), initial=0.0)
-    if not project:
-        v = _require(
-            v,
+        V = _require(
+            V,
             diag_err <= rtol * scale,
             "a diagonal block is not a real multiple of the identity (max deviation "
             "{err:.3e}): a graph Hamiltonian has diagonal blocks (deg_i + V_i) I; pass "
             "project=True for the nearest admissible lift",
             diag_err,
         )
-    deg = jax.ops.segment_sum(w, senders, num_nodes) + jax.ops.segment_sum(w, receivers, num_nodes)
-    return Graph(
-        senders,
-        receivers,
-        w,
-        num_nodes,
-        connection=connection,
-        potential=(v - deg).astype(real),
-    )
+    if k == 1 and jnp.iscomplexobj(blocks):
+        connection = PhaseConnection(transport)
+    elif k == 1 and is_concrete(transport) and bool(jnp.all(transport > 0)):
+        connection = None  # real, non-positive off-diagonals: the combinatorial graph
+    else:
+        connection = BlockConnection(transport, tol=None)
+    return Graph(senders, receivers, w, num_nodes, connection=connection, potential=V)
 
 
 def _require(x, ok, message: str, err):
@@ -151,7 +164,7 @@ def _edges_from_pattern(norms, atol: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hermitian_lift(
-    H: Inexact[ArrayLike, "N N"],
+    H: Inexact[ArrayLike, "rows cols"],
     fiber: int = 1,
     *,
     edges=None,
