@@ -175,6 +175,12 @@ def scalar_entropy_kernel(W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Ar
     **Arguments:** `W`, a `StepGraphon` or a matrix.
 
     **Returns:** the block values of `h'(W)`.
+
+    **Example:**
+
+    ```python
+    scalar_entropy_kernel(jnp.full((2, 2), 0.5))  # zeros: 1/2 minimises h
+    ```
     """
     W = as_step_graphon(W)
     A = W.values

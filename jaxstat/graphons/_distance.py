@@ -223,7 +223,7 @@ def _alternate(K, mu, s0, max_iter):
 @eqx.filter_jit
 def cut_norm(
     K: StepGraphon | Shaped[ArrayLike, "n n"],
-    sizes: Float[Array, " n"] | None = None,
+    sizes: Float[ArrayLike, " n"] | None = None,
     *,
     exact_limit: int = 14,
     num_starts: int = 16,
@@ -312,6 +312,13 @@ def cut_distance(
     **Returns:** a `DistanceBounds`: `lower` from the counting lemma, `upper` the cut norm (exact
     for at most 14 overlay cells, else its upper bound `min(op, L^1)`) of `U^sigma - W^tau` at the
     relabellings found for `delta_2`.
+
+    **Example:**
+
+    ```python
+    A = sample_graph(jr.key(0), W, 100, sort=True)
+    d = cut_distance(A, discretise(W, 100))  # d.lower <= delta_cut <= d.upper
+    ```
     """
     U, W = as_step_graphon(U), as_step_graphon(W)
     lower = jnp.max(

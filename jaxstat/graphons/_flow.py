@@ -42,14 +42,24 @@ from ._objective import AbstractObjective
 
 
 @eqx.filter_jit
-def tangent_cone_projection(A: Float[Array, "n n"], V: Float[Array, "n n"]) -> Float[Array, "n n"]:
-    """Projection of a velocity `V` onto the tangent cone of the box `[0, 1]^{n x n}` at `A`.
+def tangent_cone_projection(
+    A: Float[Array, "*shape"], V: Float[Array, "*shape"]
+) -> Float[Array, "*shape"]:
+    """Projection of a velocity `V` onto the tangent cone of the box `[0, 1]^{n x n}` at `A`
+    (any shape: the box is a product of intervals).
 
     `(P V)_ij = max(V_ij, 0)` where `A_ij <= 0`, `min(V_ij, 0)` where `A_ij >= 1`, `V_ij` inside.
 
     **Arguments:** `A`, the point; `V`, the velocity (same shape).
 
     **Returns:** the projected velocity.
+
+    **Example:**
+
+    ```python
+    A, V = jnp.array([0.0, 0.5, 1.0]), jnp.array([-1.0, -1.0, -1.0])
+    tangent_cone_projection(A, V)  # [0, -1, -1]
+    ```
     """
     if jnp.shape(A) != jnp.shape(V):
         raise ValueError(f"point and velocity shapes differ: {jnp.shape(A)} vs {jnp.shape(V)}")
@@ -67,6 +77,12 @@ def projected_gradient(
 
     **Returns:** the block values of the velocity. A non-finite kernel (the entropy's at 0 or 1)
     raises through `eqx.error_if`.
+
+    **Example:**
+
+    ```python
+    projected_gradient(-HomomorphismDensity(Pattern.cycle(3)), jnp.ones((4, 4)))  # zeros: at 1
+    ```
     """
     if not isinstance(objective, AbstractObjective):
         raise TypeError(f"expected an objective, got {type(objective).__name__}")
@@ -277,6 +293,13 @@ def graphon_flow(
 
     **Returns:** `(W0_n, solution)`: the discretised initial graphon (its `sizes` are the block
     lengths of `solution.ys`) and the `diffrax.Solution`.
+
+    **Example:**
+
+    ```python
+    W = FunctionGraphon(lambda x, y: 0.2 + 0.6 * x * y)
+    Wn, sol = graphon_flow(HomomorphismDensity(Pattern.cycle(3)), W, 1.0, n=256)
+    ```
     """
     Wn = discretise(W0, n, rule=rule)
     return Wn, gradient_flow(objective, Wn, t1, **kwargs)

@@ -46,11 +46,12 @@ class AbstractObjective(eqx.Module):
     """
 
     @abc.abstractmethod
-    def __call__(self, W: StepGraphon) -> Float[Array, ""]:
+    def __call__(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
         """`F(W)`."""
 
-    def kernel(self, W: StepGraphon) -> Float[Array, "n n"]:
+    def kernel(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
         """The derivative kernel `DF(W)` on the blocks of `W`."""
+        W = as_step_graphon(W)
         return autodiff_kernel(self, W)
 
     def __add__(self, other):
@@ -94,20 +95,31 @@ class HomomorphismDensity(AbstractObjective):
     def __init__(self, pattern):
         self.pattern = as_pattern(pattern)
 
-    def __call__(self, W: StepGraphon) -> Float[Array, ""]:
+    def __call__(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
+        W = as_step_graphon(W)
         return homomorphism_density(self.pattern, W)
 
-    def kernel(self, W: StepGraphon) -> Float[Array, "n n"]:
+    def kernel(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
+        W = as_step_graphon(W)
         return homomorphism_kernel(self.pattern, W)
 
 
 class ScalarEntropy(AbstractObjective):
-    """`Ent(W) = int h(W)`, `h(p) = p log p + (1 - p) log(1 - p)`, kernel `log(W / (1 - W))`."""
+    """`Ent(W) = int h(W)`, `h(p) = p log p + (1 - p) log(1 - p)`, kernel `log(W / (1 - W))`.
 
-    def __call__(self, W: StepGraphon) -> Float[Array, ""]:
+    **Example:**
+
+    ```python
+    F = HomomorphismDensity(Pattern.cycle(3)) + 0.1 * ScalarEntropy()  # entropy-regularised
+    ```
+    """
+
+    def __call__(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
+        W = as_step_graphon(W)
         return scalar_entropy(W)
 
-    def kernel(self, W: StepGraphon) -> Float[Array, "n n"]:
+    def kernel(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
+        W = as_step_graphon(W)
         return scalar_entropy_kernel(W)
 
 
@@ -135,15 +147,26 @@ class LinearCombination(AbstractObjective):
         self.terms = terms
         self.coefficients = coefficients
 
-    def __call__(self, W: StepGraphon) -> Float[Array, ""]:
+    def __call__(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
+        W = as_step_graphon(W)
         return sum(c * t(W) for c, t in zip(self.coefficients, self.terms))
 
-    def kernel(self, W: StepGraphon) -> Float[Array, "n n"]:
+    def kernel(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
+        W = as_step_graphon(W)
         return sum(c * t.kernel(W) for c, t in zip(self.coefficients, self.terms))
 
 
 class Product(AbstractObjective):
-    """`F = prod_i F_i`, `DF = sum_i (prod_{j != i} F_j) DF_i`."""
+    """`F = prod_i F_i`, `DF = sum_i (prod_{j != i} F_j) DF_i`.
+
+    **Arguments:** `terms`: the objectives `F_i`.
+
+    **Example:**
+
+    ```python
+    F = Product((HomomorphismDensity([(0, 1)]), HomomorphismDensity(Pattern.cycle(3))))  # also `*`
+    ```
+    """
 
     terms: tuple[AbstractObjective, ...]
 
@@ -153,10 +176,12 @@ class Product(AbstractObjective):
             raise TypeError("a product needs one or more objectives")
         self.terms = terms
 
-    def __call__(self, W: StepGraphon) -> Float[Array, ""]:
+    def __call__(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
+        W = as_step_graphon(W)
         return jnp.prod(jnp.stack([t(W) for t in self.terms]))
 
-    def kernel(self, W: StepGraphon) -> Float[Array, "n n"]:
+    def kernel(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
+        W = as_step_graphon(W)
         values = [t(W) for t in self.terms]
         out = 0
         for i, t in enumerate(self.terms):
@@ -191,10 +216,12 @@ class Composition(AbstractObjective):
         self.fn = fn
         self.terms = terms
 
-    def __call__(self, W: StepGraphon) -> Float[Array, ""]:
+    def __call__(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
+        W = as_step_graphon(W)
         return jnp.asarray(self.fn(*(t(W) for t in self.terms)))
 
-    def kernel(self, W: StepGraphon) -> Float[Array, "n n"]:
+    def kernel(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, "n n"]:
+        W = as_step_graphon(W)
         values = tuple(t(W) for t in self.terms)
         partials = jax.grad(lambda v: jnp.asarray(self.fn(*v)))(values)
         return sum(p * t.kernel(W) for p, t in zip(partials, self.terms))
@@ -216,7 +243,8 @@ class CustomObjective(AbstractObjective):
 
     fn: Callable
 
-    def __call__(self, W: StepGraphon) -> Float[Array, ""]:
+    def __call__(self, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
+        W = as_step_graphon(W)
         return jnp.asarray(self.fn(W))
 
 
@@ -229,6 +257,13 @@ def derivative_kernel(
     **Arguments:** `objective`; `W`, a `StepGraphon` or a matrix (uniform blocks).
 
     **Returns:** the symmetric matrix of block values of `DF(W)`.
+
+    **Example:**
+
+    ```python
+    F = HomomorphismDensity(Pattern.cycle(3)) * HomomorphismDensity([(0, 1)])
+    derivative_kernel(F, jnp.full((3, 3), 0.5))  # 4 * 0.5**3 everywhere (F = p^4 on constants)
+    ```
     """
     if not isinstance(objective, AbstractObjective):
         raise TypeError(f"expected an objective, got {type(objective).__name__}")

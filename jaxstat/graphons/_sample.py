@@ -26,6 +26,16 @@ def sample_latent(key: PRNGKeyArray, n: int, *, sort: bool = False, dtype=None) 
 
     Sorting relabels the nodes and so changes no invariant of the sampled graph; it aligns the
     sample with `W` so that `W_{A_n} -> W` in `L^2` and not only in cut distance.
+
+    **Arguments:** `key`; `n`; `sort`; `dtype` (default: the default float dtype).
+
+    **Returns:** the `n` positions.
+
+    **Example:**
+
+    ```python
+    x = sample_latent(jr.key(0), 100, sort=True)
+    ```
     """
     dtype = jnp.result_type(float) if dtype is None else dtype
     x = jr.uniform(key, (n,), dtype=dtype)
