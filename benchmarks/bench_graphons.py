@@ -41,7 +41,7 @@ PATTERNS = {
 
 def closed_form(name, A):
     """The hand-derived closed form, for numpy or jax.numpy arrays."""
-    n = A.shape[0]
+    n = float(A.shape[0])
     B = A @ A
     if name == "triangle":
         return (B * A).sum() / n**3
