@@ -190,6 +190,10 @@ def test_relabelling_and_block_refinement_commute_with_the_flow(getkey):
     np.testing.assert_allclose(batched, jnp.stack([Y, Yp]), rtol=1e-13, atol=1e-15)
     Yr = gn.gradient_flow(F, W.refine(2), 1.0, **HEUN).ys[-1]
     np.testing.assert_allclose(Yr, jnp.kron(Y, jnp.ones((2, 2))), rtol=1e-12, atol=1e-14)
+    # the graphon flow of a step graphon on a grid that refines it is the same flow
+    Wn, sol = gn.graphon_flow(F, W, 1.0, n=8, **HEUN)
+    np.testing.assert_allclose(Wn.values, W.refine(2).values)
+    np.testing.assert_allclose(sol.ys[-1], Yr, rtol=1e-12, atol=1e-14)
     # unequal blocks: lengths (1/4, 3/4) = the uniform 4-partition with block 2 repeated
     # (checks the speed-up 1 / (mu_i mu_j) of the edge-weight gradient)
     B = jnp.array([[0.3, 0.8], [0.8, 0.6]])
