@@ -119,8 +119,8 @@ class Dirichlet(AbstractBoundary):
     **Example:** `Dirichlet(1.0, -1.0)`.
     """
 
-    left: ArrayLike = 0.0
-    right: ArrayLike = 0.0
+    left: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
+    right: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
 
     def pad(self, y, width, axis, spacing):
         del spacing
@@ -146,8 +146,8 @@ class Neumann(AbstractBoundary):
     **Example:** `Neumann()` (zero flux), `Neumann(0.5, 0.5)`.
     """
 
-    left: ArrayLike = 0.0
-    right: ArrayLike = 0.0
+    left: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
+    right: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
 
     def pad(self, y, width, axis, spacing):
         n = y.shape[axis]

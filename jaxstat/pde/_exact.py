@@ -26,6 +26,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
 from ._flux import AbstractConvexFlux, Quadratic
+from ._misc import jit
 
 
 def _nodes(half_width, num_nodes: int, d: int, dtype):
@@ -90,7 +91,7 @@ def _check_batch(name, value, batch):
     return value
 
 
-@eqx.filter_jit
+@jit(arrays=("t", "nu"))
 def cole_hopf(
     u0,
     x: Float[Array, "*points d"],
@@ -147,7 +148,7 @@ def cole_hopf(
     return u, p
 
 
-@eqx.filter_jit
+@jit(arrays=("gamma", "beta"))
 def local_entropy(
     loss,
     x: Float[Array, "*points d"],
@@ -195,7 +196,7 @@ def local_entropy(
     return _smoothed(loss, x, beta, gamma, half_width, num_nodes, batch_size)
 
 
-@eqx.filter_jit
+@jit(arrays=("t",))
 def hopf_lax(
     u0,
     x: Float[Array, "*points d"],
@@ -286,7 +287,7 @@ def rankine_hugoniot(
     return jnp.where(same, flux.derivative(left), (flux(left) - flux(right)) / denominator)
 
 
-@eqx.filter_jit
+@jit(arrays=("left", "right", "t"))
 def riemann(
     left: Float[ArrayLike, ""],
     right: Float[ArrayLike, ""],

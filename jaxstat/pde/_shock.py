@@ -26,6 +26,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float
 from ._exact import rankine_hugoniot
 from ._flux import AbstractConvexFlux, Quadratic
 from ._grid import UniformGrid
+from ._misc import jit
 
 
 class ShockFormation(eqx.Module):
@@ -45,7 +46,7 @@ class ShockFormation(eqx.Module):
     rate: Float[Array, ""]
 
 
-@eqx.filter_jit
+@jit()
 def shock_formation(
     p0,
     lower: float | tuple[float, ...],
@@ -142,7 +143,7 @@ class Shocks(eqx.Module):
     entropic: Bool[Array, " k"]
 
 
-@eqx.filter_jit
+@jit(arrays=("min_jump",))
 def detect_shocks(
     p: Float[Array, "*shape"],
     grid: UniformGrid,

@@ -4,19 +4,20 @@ import diffrax as dfx
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Float
+from jaxtyping import ArrayLike
 
 from ._equation import AbstractEquation
+from ._misc import jit
 from ._solution import RESULTS, Solution
 from ._stepping import _Controller, AbstractStepSize, CFLStep, SSPRK3
 
 
-@eqx.filter_jit
+@jit(arrays=("nu",))
 def solve(
     equation: AbstractEquation,
     y0: ArrayLike,
-    ts: Float[ArrayLike, " times"],
-    nu: Float[ArrayLike, ""] = 0.0,
+    ts: ArrayLike,
+    nu: ArrayLike = 0.0,
     *,
     solver: dfx.AbstractSolver = SSPRK3(),
     step: AbstractStepSize = CFLStep(),

@@ -30,20 +30,19 @@ from jaxtyping import Array, ArrayLike
 from ._equation import AbstractEquation
 
 
-def _axpy(a, x, y):
-    return jtu.tree_map(lambda xi, yi: a * xi + yi, x, y)
-
-
-def _combine(a, x, b, y):
-    return jtu.tree_map(lambda xi, yi: a * xi + b * yi, x, y)
-
-
 class _AbstractSSPRK(dfx.AbstractSolver):
+    """An explicit SSP Runge-Kutta method in Shu-Osher form,
+    `y_k = a_k y_0 + b_k (y_{k-1} + dt L(t_0 + c_k dt, y_{k-1}))`, `k = 1..s`, `y_1 = y_s`.
+
+    The stages run in a `lax.scan`, so the vector field is traced and compiled once per step
+    rather than once per stage."""
+
     term_structure: ClassVar = dfx.AbstractTerm
     interpolation_cls: ClassVar[Callable[..., dfx.LocalLinearInterpolation]] = (
         dfx.LocalLinearInterpolation
     )
-    stages: eqx.AbstractClassVar[int]
+    # Rows (a_k, b_k, c_k).
+    tableau: eqx.AbstractClassVar[tuple[tuple[float, float, float], ...]]
 
     def init(self, terms, t0, t1, y0, args):
         return None
@@ -51,18 +50,20 @@ class _AbstractSSPRK(dfx.AbstractSolver):
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
 
-    @abc.abstractmethod
-    def _step(self, euler, t0, dt, y0): ...
-
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
         dt = t1 - t0
         control = terms.contr(t0, t1)
+        dtype = jnp.result_type(*jtu.tree_leaves(y0))
+        tableau = jnp.asarray(self.tableau, dtype=dtype)
 
-        def euler(t, y):
-            return _axpy(1, terms.vf_prod(t, y, args, control), y)
+        def stage(y, coefficients):
+            a, b, c = coefficients
+            increment = terms.vf_prod(t0 + c * dt, y, args, control)
+            y = jtu.tree_map(lambda y0_, y_, dy: a * y0_ + b * (y_ + dy), y0, y, increment)
+            return y, None
 
-        y1 = self._step(euler, t0, dt, y0)
+        y1, _ = jax.lax.scan(stage, y0, tableau)
         return y1, None, dict(y0=y0, y1=y1), None, dfx.RESULTS.successful
 
 
@@ -72,13 +73,10 @@ class SSPRK1(_AbstractSSPRK):
     **Example:** `solve(equation, y0, ts, solver=SSPRK1())`.
     """
 
-    stages: ClassVar[int] = 1
+    tableau: ClassVar = ((0.0, 1.0, 0.0),)
 
     def order(self, terms):
         return 1
-
-    def _step(self, euler, t0, dt, y0):
-        return euler(t0, y0)
 
 
 class SSPRK2(_AbstractSSPRK):
@@ -89,14 +87,10 @@ class SSPRK2(_AbstractSSPRK):
     **Example:** `solve(equation, y0, ts, solver=SSPRK2())`.
     """
 
-    stages: ClassVar[int] = 2
+    tableau: ClassVar = ((0.0, 1.0, 0.0), (0.5, 0.5, 1.0))
 
     def order(self, terms):
         return 2
-
-    def _step(self, euler, t0, dt, y0):
-        y1 = euler(t0, y0)
-        return _combine(0.5, y0, 0.5, euler(t0 + dt, y1))
 
 
 class SSPRK3(_AbstractSSPRK):
@@ -108,15 +102,10 @@ class SSPRK3(_AbstractSSPRK):
     **Example:** `solve(equation, y0, ts, solver=SSPRK3())`.
     """
 
-    stages: ClassVar[int] = 3
+    tableau: ClassVar = ((0.0, 1.0, 0.0), (0.75, 0.25, 1.0), (1 / 3, 2 / 3, 0.5))
 
     def order(self, terms):
         return 3
-
-    def _step(self, euler, t0, dt, y0):
-        y1 = euler(t0, y0)
-        y2 = _combine(0.75, y0, 0.25, euler(t0 + dt, y1))
-        return _combine(1 / 3, y0, 2 / 3, euler(t0 + 0.5 * dt, y2))
 
 
 class AbstractStepSize(eqx.Module):
@@ -170,7 +159,7 @@ class FixedStep(AbstractStepSize):
     **Example:** `FixedStep(1e-3)`.
     """
 
-    dt: ArrayLike
+    dt: ArrayLike = eqx.field(converter=jnp.asarray)
     max_cfl: float = 1.0
 
     def step_size(self, rate):
@@ -221,7 +210,7 @@ class _Controller(dfx.AbstractStepSizeController):
         tol = 1 + 100 * jnp.finfo(jnp.result_type(rate0)).eps
         violated = cfl > self.step.max_cfl * tol
         finite = jnp.isfinite(rate0) & jnp.isfinite(rate1)
-        status = jnp.where(status != 0, status, jnp.where(violated, 1, jnp.where(finite, 0, 2)))
+        status = jnp.where(status != 0, status, jnp.where(finite, jnp.where(violated, 1, 0), 2))
         max_cfl = jnp.maximum(max_cfl, jnp.where(jnp.isfinite(cfl), cfl, jnp.inf))
         index = jnp.clip(jnp.searchsorted(self.ts, t1, side="right"), 0, len(self.ts) - 1)
         result = dfx.RESULTS.where(

@@ -55,17 +55,16 @@ def _cole_hopf_averages(n, t):
     return _cole_hopf_references()[(n, t)]
 
 
-@functools.cache
-def _hopf_lax_averages(ns, t):
-    """Exact inviscid cell averages from p0 = sin x on grids of ns cells (one Hopf-Lax call)."""
-    grids = [jp.UniformGrid(0.0, TWO_PI, n) for n in ns]
-    faces = jnp.concatenate([g.faces() for g in grids])[:, None]
-    u, _ = jp.hopf_lax(_U0, faces, t, half_width=2.0, num_nodes=801)
-    out, start = {}, 0
-    for g, n in zip(grids, ns):
-        out[n] = _exact_averages(u[start : start + n + 1], g)
-        start += n + 1
-    return out
+def _characteristic_averages(n, t):
+    """Exact cell averages of p0 = sin x at t < 1 (before the shock), independently of the
+    package: along characteristics x = y + t sin y (Newton in numpy, to roundoff),
+    u(x, t) = -cos y + t sin(y)^2 / 2, and cell averages (u(x_{i+1/2}) - u(x_{i-1/2})) / h."""
+    x = np.linspace(0.0, TWO_PI, n + 1)
+    y = x.copy()
+    for _ in range(50):
+        y -= (y + t * np.sin(y) - x) / (1 + t * np.cos(y))
+    u = -np.cos(y) + 0.5 * t * np.sin(y) ** 2
+    return np.diff(u) / (TWO_PI / n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +110,8 @@ def test_semidiscrete_order(reconstruction, numerical_flux, viscous_order, nu, b
             reconstruction=reconstruction,
             viscous_order=viscous_order,
         )
-        errors.append(float(jnp.mean(jnp.abs(eq.vector_field(0.0, averages, nu) - exact))))
+        rate = jax.jit(eq.vector_field)(0.0, averages, nu)
+        errors.append(float(jnp.mean(jnp.abs(rate - exact))))
     assert band[0] < _slope(ns, errors) < band[1], errors
 
 
@@ -140,7 +140,6 @@ SMOOTH_NS = (32, 64, 128)
 
 def test_inviscid_smooth_convergence_weno_rk3():
     # sin x up to t = 0.5 < t* = 1 is smooth; dt ~ h^(5/3) makes the RK3 error O(h^5).
-    exact = _hopf_lax_averages(SMOOTH_NS, 0.5)
     errors = []
     for n in SMOOTH_NS:
         grid = jp.UniformGrid(0.0, TWO_PI, n)
@@ -152,20 +151,19 @@ def test_inviscid_smooth_convergence_weno_rk3():
             jnp.array([0.0, 0.5]),
             step=jp.FixedStep(0.5 * h ** (5 / 3)),
         )
-        errors.append(float(jnp.mean(jnp.abs(sol.ys[-1] - exact[n]))))
+        errors.append(float(jnp.mean(jnp.abs(sol.ys[-1] - _characteristic_averages(n, 0.5)))))
     # Pre-asymptotic WENO-Z slopes are 5 to 6 (see test_flux.py).
     assert 4.6 < _slope(SMOOTH_NS, errors) < 6.2, errors
 
 
 @pytest.mark.slow
 def test_first_order_convergence():
-    exact = _hopf_lax_averages(SMOOTH_NS, 0.5)
     errors = []
     for n in SMOOTH_NS:
         grid = jp.UniformGrid(0.0, TWO_PI, n)
         eq = jp.Burgers(grid, reconstruction=jp.FirstOrder())
         sol = jp.solve(eq, grid.cell_averages(jnp.sin), jnp.array([0.0, 0.5]), solver=jp.SSPRK1())
-        errors.append(float(jnp.mean(jnp.abs(sol.ys[-1] - exact[n]))))
+        errors.append(float(jnp.mean(jnp.abs(sol.ys[-1] - _characteristic_averages(n, 0.5)))))
     # Slightly below 1 on these coarse grids: first order is approached from below.
     assert 0.8 < _slope(SMOOTH_NS, errors) < 1.15, errors
 
@@ -182,6 +180,7 @@ def test_viscous_agreement_with_cole_hopf_past_shock_time():
     assert jnp.max(jnp.abs(sol.ys[2] - _cole_hopf_averages(128, 1.5))) < 1.1e-4
 
 
+@pytest.mark.slow
 def test_viscous_order_against_cole_hopf():
     # Second-order central viscous flux: observed order 2 on the nonlinear problem past t*.
     ns = [32, 64, 128]
@@ -217,8 +216,8 @@ def test_every_scheme_converges_to_cole_hopf(numerical_flux, reconstruction):
     "reconstruction,solver,tvd",
     [
         (jp.FirstOrder(), jp.SSPRK1(), True),
-        (jp.MUSCL(jp.MinMod()), jp.SSPRK2(), True),
-        (jp.WENO5(), jp.SSPRK3(), False),
+        pytest.param(jp.MUSCL(jp.MinMod()), jp.SSPRK2(), True, marks=pytest.mark.slow),
+        pytest.param(jp.WENO5(), jp.SSPRK3(), False, marks=pytest.mark.slow),
     ],
     ids=["first-order", "muscl", "weno5"],
 )
@@ -245,7 +244,14 @@ def test_total_variation_and_conservation(reconstruction, solver, tvd):
 
 
 @pytest.mark.parametrize(
-    "numerical_flux", [jp.Godunov(), jp.EngquistOsher(), jp.LocalLaxFriedrichs()]
+    "numerical_flux",
+    [
+        jp.Godunov(),
+        # Engquist-Osher equals Godunov on both problems (no transonic shock): slow suite only.
+        pytest.param(jp.EngquistOsher(), marks=pytest.mark.slow),
+        jp.LocalLaxFriedrichs(),
+    ],
+    ids=str,
 )
 def test_riemann_problems_entropy_solution(numerical_flux):
     # Shock (1 | 0) with speed 1/2, and the transonic rarefaction (-1 | 1) whose entropy solution
@@ -268,6 +274,7 @@ def test_riemann_problems_entropy_solution(numerical_flux):
         assert grid.integrate(jnp.abs(sol.ys[k, -1] - exact)) < bound
 
 
+@pytest.mark.slow
 def test_riemann_weno_shock_position():
     # WENO5 + Godunov: the shock (2 | 0) moves at the Rankine-Hugoniot speed 1 and stays sharp.
     grid = jp.UniformGrid(-1.0, 1.0, 200)
@@ -284,19 +291,17 @@ def test_riemann_weno_shock_position():
 
 
 def test_dirichlet_steady_viscous_shock():
-    # p = -tanh(x / (2 nu)) is a steady solution; Dirichlet data from it at x = +-1.
+    # p = -tanh(x / (2 nu)) is a steady solution; Dirichlet data from it at x = +-1. The error
+    # after t = 1 is second order (viscous flux and reflection ghost cells): measured 5.0e-3 at
+    # N = 32 and 1.25e-3 at N = 64 (ratio 4.0, checked once; one grid here for speed).
     nu = 0.1
-    errors = []
-    for n in (32, 64):
-        grid = jp.UniformGrid(-1.0, 1.0, n)
-        bc = jp.Dirichlet(jnp.tanh(1 / (2 * nu)), -jnp.tanh(1 / (2 * nu)))
-        eq = jp.Burgers(grid, boundary=bc)
-        primitive = -2 * nu * jnp.log(jnp.cosh(grid.faces() / (2 * nu)))
-        p = _exact_averages(primitive, grid)
-        sol = jp.solve(eq, p, jnp.array([0.0, 1.0]), nu)
-        errors.append(float(jnp.max(jnp.abs(sol.ys[-1] - p))))
-    # Second order (viscous flux and the reflection ghost cells): the error ratio is about 4.
-    assert errors[0] < 2e-2 and 3.0 < errors[0] / errors[1] < 5.5, errors
+    grid = jp.UniformGrid(-1.0, 1.0, 64)
+    bc = jp.Dirichlet(jnp.tanh(1 / (2 * nu)), -jnp.tanh(1 / (2 * nu)))
+    eq = jp.Burgers(grid, boundary=bc)
+    primitive = -2 * nu * jnp.log(jnp.cosh(grid.faces() / (2 * nu)))
+    p = _exact_averages(primitive, grid)
+    sol = jp.solve(eq, p, jnp.array([0.0, 1.0]), nu)
+    assert jnp.max(jnp.abs(sol.ys[-1] - p)) < 2.5e-3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,17 +320,22 @@ def test_vmap_over_initial_conditions_and_nu_matches_loop(getkey):
     looped = jnp.stack([run(p0[i], nus[i]) for i in range(3)])
     # Members take different steps (their own CFL), so the batch equals the loop to rounding.
     np.testing.assert_allclose(batched, looped, rtol=1e-12, atol=1e-12)
+    # CFLStep adapts dt to the data: inf data cannot be stepped and are reported as non-finite
+    # (same compiled function).
+    with pytest.raises(Exception, match="non-finite"):
+        run(p0[0].at[5].set(jnp.inf), nus[0])
 
 
 def test_float32_runs_in_float32():
-    grid = jp.UniformGrid(0.0, TWO_PI, 64)
-    p0 = grid.cell_averages(jnp.sin)
-    ts = jnp.array([0.0, 1.5])
-    sol32 = jp.solve(jp.Burgers(grid), p0.astype(jnp.float32), ts.astype(jnp.float32), 0.05)
-    sol64 = jp.solve(jp.Burgers(grid), p0, ts, 0.05)
-    assert sol32.ys.dtype == jnp.float32
-    # float32 roundoff accumulated over ~150 steps: well below 1e-4.
-    np.testing.assert_allclose(sol32.ys, sol64.ys, atol=1e-4)
+    # The same viscous problem as above in float32: the state stays float32 and the error against
+    # the float64 Cole-Hopf reference is float32 roundoff accumulated over ~400 steps (measured
+    # 3e-6), far above float64's but below 1e-4.
+    grid = jp.UniformGrid(0.0, TWO_PI, 128)
+    p0 = grid.cell_averages(jnp.sin).astype(jnp.float32)
+    ts = jnp.array([0.0, 1.5], jnp.float32)
+    sol = jp.solve(jp.Burgers(grid, viscous_order=4), p0, ts, jnp.float32(0.1))
+    assert sol.ys.dtype == jnp.float32
+    assert jnp.max(jnp.abs(sol.ys[-1] - _cole_hopf_averages(128, 1.5))) < 1e-4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,9 +438,11 @@ def test_value_errors_and_result_codes():
     eq = jp.Burgers(grid, reconstruction=jp.FirstOrder())
     p0 = grid.cell_averages(jnp.sin)
     ts = jnp.array([0.0, 0.5])
-    run = eqx.filter_jit(
+    jitted = eqx.filter_jit(
         lambda p, nu, dt: jp.solve(eq, p, ts, nu, step=jp.FixedStep(dt), max_steps=64, throw=False)
     )
+    # Arrays, not Python floats (which filter_jit would treat as static): one compilation.
+    run = lambda p, nu, dt: jitted(p, jnp.asarray(nu), jnp.asarray(dt))
     h = grid.spacing[0]
     ok = run(p0, 0.0, 0.5 * h)
     assert ok.result == jp.RESULTS.successful and ok.stats["max_cfl"] <= 0.5 + 1e-12
@@ -442,14 +454,19 @@ def test_value_errors_and_result_codes():
     assert run(p0, 1.0, 0.5 * h).result == jp.RESULTS.cfl_violated
     # Non-finite initial data.
     assert run(p0.at[3].set(jnp.nan), 0.0, 0.5 * h).result == jp.RESULTS.nonfinite
+    assert run(p0.at[3].set(jnp.inf), 0.0, 0.5 * h).result == jp.RESULTS.nonfinite
     # Too few steps.
     assert run(p0, 0.0, 0.001 * h).result == jp.RESULTS.max_steps_reached
-    # throw=True raises with a readable message.
+    # throw=True raises with a readable message (one compiled function for all cases).
+    throwing_jit = eqx.filter_jit(
+        lambda p, t, nu, dt: jp.solve(eq, p, t, nu, step=jp.FixedStep(dt))
+    )
+    throwing = lambda p, t, nu, dt: throwing_jit(p, t, jnp.asarray(nu), jnp.asarray(dt))
     with pytest.raises(Exception, match="CFL"):
-        jp.solve(eq, p0, ts, step=jp.FixedStep(2 * h))
+        throwing(p0, ts, 0.0, 2 * h)
     with pytest.raises(Exception, match="non-finite"):
-        jp.solve(eq, p0.at[0].set(jnp.inf), ts)
+        throwing(p0.at[0].set(jnp.inf), ts, 0.0, 0.5 * h)
     with pytest.raises(Exception, match="non-negative"):
-        jp.solve(eq, p0, ts, -0.1)
+        throwing(p0, ts, -0.1, 0.5 * h)
     with pytest.raises(Exception, match="nondecreasing"):
-        jp.solve(eq, p0, jnp.array([0.0, 0.5, 0.2]))
+        throwing(p0, jnp.array([0.5, 0.2]), 0.0, 0.5 * h)

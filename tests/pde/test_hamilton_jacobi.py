@@ -64,7 +64,7 @@ def test_semidiscrete_hamiltonian_order():
 @pytest.mark.parametrize(
     "reconstruction,solver,small_steps,band",
     [
-        (jp.FirstOrder(), jp.SSPRK1(), False, (0.85, 1.15)),
+        pytest.param(jp.FirstOrder(), jp.SSPRK1(), False, (0.85, 1.15), marks=pytest.mark.slow),
         (jp.WENO5Z(), jp.SSPRK3(), True, (4.3, 6.0)),
     ],
     ids=["first-order", "weno5z"],
@@ -88,7 +88,13 @@ def test_inviscid_convergence_to_hopf_lax_past_the_kink(reconstruction, solver, 
 
 
 @pytest.mark.parametrize(
-    "numerical_hamiltonian", [jp.Godunov(), jp.EngquistOsher(), jp.LocalLaxFriedrichs()], ids=str
+    "numerical_hamiltonian",
+    [
+        jp.Godunov(),
+        pytest.param(jp.EngquistOsher(), marks=pytest.mark.slow),
+        pytest.param(jp.LocalLaxFriedrichs(), marks=pytest.mark.slow),
+    ],
+    ids=str,
 )
 def test_viscous_hj_matches_cole_hopf(numerical_hamiltonian):
     # u at the nodes against Cole-Hopf, nu = 0.1, t = 1.5; fourth-order viscous term. Measured
@@ -110,36 +116,33 @@ def _cole_hopf_2d(n):
 
 
 def test_2d_hj_and_burgers_against_cole_hopf():
-    # Non-separable 2-D data, nu = 0.1, t = 0.5. HJ values at nodes and Burgers cell averages
-    # (compared with Cole-Hopf point values at the centres: an O(h^2) difference by itself) both
-    # converge at second order (second-order viscous terms). Measured errors at n = 16, 32: HJ
-    # 3.6e-3, 1.1e-3; Burgers 2.0e-2, 5.1e-3.
-    hj_errors, burgers_errors = [], []
-    for n in (16, 32):
-        grid = jp.UniformGrid((0.0, 0.0), (TWO_PI, TWO_PI), (n, n))
-        u_exact, p_exact = _cole_hopf_2d(n)
-        x = jnp.moveaxis(grid.mesh(), 0, -1)
-        u0 = jax.vmap(jax.vmap(_U2))(x)
-        sol = jp.solve(jp.HamiltonJacobi(grid), u0, jnp.array([0.0, 0.5]), 0.1)
-        hj_errors.append(float(jnp.max(jnp.abs(sol.ys[-1] - u_exact))))
-        burgers = jp.Burgers(grid)  # LocalLaxFriedrichs in 2-D
-        sol = jp.solve(burgers, grid.cell_averages(_P2), jnp.array([0.0, 0.5]), 0.1)
-        assert sol.ys.shape == (2, 2, n, n)
-        burgers_errors.append(float(jnp.max(jnp.abs(sol.ys[-1] - jnp.moveaxis(p_exact, -1, 0)))))
-    assert hj_errors[1] < 2e-3 and 2.5 < hj_errors[0] / hj_errors[1] < 5.0, hj_errors
-    assert burgers_errors[1] < 1e-2 and 3.0 < burgers_errors[0] / burgers_errors[1] < 5.0
+    # Non-separable 2-D data, nu = 0.1, t = 0.5, 32 x 32 cells. HJ values at the nodes: measured
+    # max error 1.1e-3 (3.6e-3 on 16 x 16: second order, from the viscous term). Burgers cell
+    # averages against Cole-Hopf point values at the centres (an O(h^2) difference by itself):
+    # measured 5.1e-3 (2.0e-2 on 16 x 16).
+    n = 32
+    grid = jp.UniformGrid((0.0, 0.0), (TWO_PI, TWO_PI), (n, n))
+    u_exact, p_exact = _cole_hopf_2d(n)
+    x = jnp.moveaxis(grid.mesh(), 0, -1)
+    u0 = jax.vmap(jax.vmap(_U2))(x)
+    sol = jp.solve(jp.HamiltonJacobi(grid), u0, jnp.array([0.0, 0.5]), 0.1)
+    assert jnp.max(jnp.abs(sol.ys[-1] - u_exact)) < 2e-3
+    burgers = jp.Burgers(grid)  # LocalLaxFriedrichs in 2-D
+    sol = jp.solve(burgers, grid.cell_averages(_P2), jnp.array([0.0, 0.5]), 0.1)
+    assert sol.ys.shape == (2, 2, n, n)
+    assert jnp.max(jnp.abs(sol.ys[-1] - jnp.moveaxis(p_exact, -1, 0))) < 1e-2
 
 
-def test_neumann_and_outflow_keep_linear_potentials_exact():
+def test_neumann_keeps_linear_potentials_exact():
     # u0 = a x is an exact solution u = a x - t a^2 / 2 on [0, 1] when the boundary conditions
-    # continue the slope: Neumann(a, a) and linear Outflow; every scheme is exact to rounding.
+    # continue the slope, Neumann(a, a): the scheme is exact to rounding.
     a = 0.7
     grid = jp.UniformGrid(0.0, 1.0, 20)
     x = grid.centres()
-    for boundary in (jp.Neumann(a, a), jp.Outflow(order=1)):
-        eq = jp.HamiltonJacobi(grid, boundary=boundary)
-        sol = jp.solve(eq, a * x, jnp.array([0.0, 0.5]), 0.05)
-        np.testing.assert_allclose(sol.ys[-1], a * x - 0.5 * a**2 / 2, atol=1e-13)
+    # (Outflow(order=1) fills the same ghost values for linear data, see test_grid.py.)
+    eq = jp.HamiltonJacobi(grid, boundary=jp.Neumann(a, a))
+    sol = jp.solve(eq, a * x, jnp.array([0.0, 0.5]), 0.05)
+    np.testing.assert_allclose(sol.ys[-1], a * x - 0.5 * a**2 / 2, atol=1e-13)
 
 
 def test_hj_errors():

@@ -43,17 +43,17 @@ def test_shock_time_with_general_flux():
 
 def test_shock_time_2d_from_hessian_matches_brute_force():
     # t* = 1 / max(-lambda_min(Hess u0)) for a non-separable loss; independent check: numpy
-    # eigenvalues of the Hessian on a 601^2 grid (grid error O(h^2) ~ 1e-5 in the rate).
+    # eigenvalues of the Hessian on a 301^2 grid (grid error O(h^2) ~ 1e-4 in the rate).
     u0 = lambda y: -jnp.cos(y[0]) - 0.5 * jnp.cos(y[1]) - 0.3 * jnp.sin(y[0] + y[1])
     sf = jp.shock_formation(jax.grad(u0), (0.0, 0.0), (TWO_PI, TWO_PI), num_samples=64)
-    g = np.linspace(0, TWO_PI, 601)
+    g = np.linspace(0, TWO_PI, 301)
     X, Y = np.meshgrid(g, g, indexing="ij")
     points = jnp.stack([X.ravel(), Y.ravel()], -1)
     lam = np.linalg.eigvalsh(np.asarray(jax.vmap(jax.hessian(u0))(points)))[:, 0]
     best = np.argmin(lam)
     assert -lam[best] <= float(sf.rate) + 1e-12  # the refined maximum beats every grid point
-    np.testing.assert_allclose(sf.rate, -lam[best], rtol=1e-4)
-    np.testing.assert_allclose(sf.origin, np.asarray(points[best]), atol=2e-2)
+    np.testing.assert_allclose(sf.rate, -lam[best], rtol=3e-4)
+    np.testing.assert_allclose(sf.origin, np.asarray(points[best]), atol=4e-2)
     np.testing.assert_allclose(
         sf.position, sf.origin + sf.time * jax.grad(u0)(sf.origin), rtol=1e-12
     )
@@ -64,7 +64,7 @@ def moving_shock():
     # p0 = sin x + 1/2 on 512 cells: by Galilean invariance the (viscous or inviscid) shock sits at
     # pi + t / 2 and moves at 1/2; inviscid states 1/2 +- sin(y), y + t sin y = pi.
     grid = jp.UniformGrid(0.0, TWO_PI, 512)
-    ts = jnp.array([0.0, 1.5, 1.6])
+    ts = jnp.array([0.0, 0.7, 1.5, 1.6])
     p0 = grid.cell_averages(lambda x: jnp.sin(x) + 0.5)
     nus = jnp.array([0.0, 0.01])
     ys = jax.vmap(lambda nu: jp.solve(jp.Burgers(grid), p0, ts, nu).ys)(nus)
@@ -74,8 +74,10 @@ def moving_shock():
 def test_detect_moving_shock(moving_shock):
     grid, ts, ys = moving_shock
     for k, nu in enumerate((0.0, 0.01)):
-        before = jp.detect_shocks(ys[k, 1], grid)
-        after = jp.detect_shocks(ys[k, 2], grid)
+        # Before t* = 1 the solution is smooth: nothing is detected.
+        assert not jnp.any(jp.detect_shocks(ys[k, 1], grid).valid)
+        before = jp.detect_shocks(ys[k, 2], grid)
+        after = jp.detect_shocks(ys[k, 3], grid)
         assert int(jnp.sum(after.valid)) == 1
         i = int(jnp.argmax(after.valid))
         # Position: exact pi + t / 2 up to a fraction of a cell (measured < 1e-4).
@@ -88,7 +90,7 @@ def test_detect_moving_shock(moving_shock):
         np.testing.assert_allclose(after.right[i], 0.5 - np.sin(y), atol=tol)
         assert after.entropic[i]
         # Speed: measured between the snapshots and from Rankine-Hugoniot, both 1/2.
-        speed, ok = jp.shock_speed(before, after, ts[2] - ts[1], period=TWO_PI)
+        speed, ok = jp.shock_speed(before, after, ts[3] - ts[2], period=TWO_PI)
         assert ok[i]
         np.testing.assert_allclose(speed[i], 0.5, atol=2e-3)
         np.testing.assert_allclose(after.speed[i], 0.5, atol=2e-3 if nu == 0 else 1e-2)
@@ -116,11 +118,8 @@ def test_detect_shocks_rankine_hugoniot_for_asymmetric_data():
         np.testing.assert_allclose(speed[i], rh, atol=2e-2)
 
 
-def test_no_shock_in_smooth_or_expanding_data():
+def test_steps_rarefaction_data_and_shock_data():
     grid = jp.UniformGrid(0.0, TWO_PI, 256)
-    # Before t* the solution is smooth: nothing is detected.
-    sol = jp.solve(jp.Burgers(grid), grid.cell_averages(jnp.sin), jnp.array([0.0, 0.7]))
-    assert not jnp.any(jp.detect_shocks(sol.ys[-1], grid).valid)
     # A rising step (rarefaction data) is not compressive.
     step = jnp.where(grid.centres() < np.pi, -1.0, 1.0)
     detected = jp.detect_shocks(step, grid, periodic=False)
