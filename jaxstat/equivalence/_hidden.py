@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Inexact
+from jaxtyping import ArrayLike, Float, Inexact
 
 from .._checks import is_concrete
 from ..graphs import Graph
@@ -54,11 +54,11 @@ def _base_entries(base, m: int | None):
 
 
 def low_rank_lift(
-    base: Graph | Inexact[ArrayLike, " m"],
-    R: Inexact[ArrayLike, "m r"],
+    base: Graph | Float[ArrayLike, " m"],
+    R: Inexact[ArrayLike, "rows r"],
     *,
     shift: float = 0.0,
-    hidden_diagonal: Inexact[ArrayLike, " r"] | None = None,
+    hidden_diagonal: Float[ArrayLike, "*hidden"] | None = None,
 ) -> Graph:
     """The graph on `m + r` nodes (visible `0..m-1`, hidden hubs `m..m+r-1`) whose Kron reduction
     at shift `c` is `H_base - R R^H + c I`.
@@ -109,7 +109,7 @@ def low_rank_lift(
 def hidden_node_lift(
     A: Inexact[ArrayLike, "rows cols"],
     *,
-    base: Graph | Inexact[ArrayLike, " m"] | None = None,
+    base: Graph | Float[ArrayLike, " d"] | None = None,
     shift: float = 0.0,
     rtol: float | None = None,
 ) -> Graph:
