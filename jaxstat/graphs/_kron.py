@@ -8,6 +8,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, Inexact
 
+from .._krylov import GMRES
 from ._graph import Graph
 
 
@@ -34,8 +35,8 @@ def kron_reduction(
     - `graph`: the graph (its connection and potential are included).
     - `keep`: integer indices of the kept nodes (concrete).
     - `shift`: `c`, a scalar or shape `(n,)`; default 0.
-    - `solver`: a lineax solver for `M_BB` (default `lx.GMRES`, tolerance set by the dtype;
-      `lx.BiCGStab` in lineax 0.1 returns NaN when it converges exactly in one step);
+    - `solver`: a lineax solver for `M_BB` (default `jaxstat.GMRES`, relative tolerance set by
+      the dtype);
       pass `lx.LU()` to solve densely for small graphs.
 
     **Returns:** `K`, shape `(|S| k, |S| k)`.
@@ -81,6 +82,6 @@ def kron_reduction(
     op_bb = lx.FunctionLinearOperator(block(elim, elim), jax.ShapeDtypeStruct(elim.shape, dtype))
     if solver is None:
         tol = 10 * float(jnp.finfo(dtype).eps) ** 0.75
-        solver = lx.GMRES(rtol=tol, atol=tol, max_steps=10 * elim.size, restart=50)
+        solver = GMRES(rtol=tol, atol=0.0, restart=50, max_steps=10 * elim.size)
     z = jax.vmap(lambda b: lx.linear_solve(op_bb, b, solver).value, 1, 1)(m_bs)
     return k_ss - jax.vmap(block(elim, kept), 1, 1)(z)

@@ -2,6 +2,7 @@
 on a graph, solved implicitly and differentiated by the implicit adjoint.
 """
 
+from .._krylov import GMRES as GMRES
 from ._model import (
     AbstractModel as AbstractModel,
     AbstractNonlinearity as AbstractNonlinearity,

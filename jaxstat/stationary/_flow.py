@@ -97,7 +97,9 @@ class _Complex(eqx.Module):
 
 def _pack_tree(tree):
     return jtu.tree_map(
-        lambda x: _Complex(jnp.real(x), jnp.imag(x)) if eqx.is_array(x) and jnp.iscomplexobj(x) else x,
+        lambda x: (
+            _Complex(jnp.real(x), jnp.imag(x)) if eqx.is_array(x) and jnp.iscomplexobj(x) else x
+        ),
         tree,
     )
 

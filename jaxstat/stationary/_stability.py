@@ -68,7 +68,9 @@ class DenseSpectrum(AbstractStabilityMethod):
         jac = jax.jacfwd(f)(flat)
         lam = _eigvals_host(jac)
         alpha = jnp.max(jnp.real(lam)).astype(flat.dtype)
-        return Stability(abscissa=alpha, ritz_residual=jnp.zeros((), flat.dtype), stable=alpha < -self.tol)
+        return Stability(
+            abscissa=alpha, ritz_residual=jnp.zeros((), flat.dtype), stable=alpha < -self.tol
+        )
 
 
 class CayleyArnoldi(AbstractStabilityMethod):
@@ -130,7 +132,8 @@ class CayleyArnoldi(AbstractStabilityMethod):
         i = jnp.argmax(jnp.real(lam))
         # Ritz residual of the Cayley eigenpair: |h_{m+1,m}| |last component of its eigenvector|.
         vecs = jnp.linalg.solve(
-            hess[:m].astype(mu.dtype) - mu[i] * jnp.eye(m, dtype=mu.dtype)
+            hess[:m].astype(mu.dtype)
+            - mu[i] * jnp.eye(m, dtype=mu.dtype)
             + 1e3 * jnp.finfo(dtype).eps * jnp.eye(m, dtype=mu.dtype),
             jnp.zeros(m, mu.dtype).at[-1].set(1),
         )

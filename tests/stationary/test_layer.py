@@ -73,8 +73,10 @@ def test_implicit_gradient_equals_dense_closed_form(getkey):
 
     g_dense = eqx.filter_grad(dense)(layer, x)
     g_impl = eqx.filter_grad(implicit)(layer, x)
+    # The adjoint solve stops at a 2-norm relative residual of 1e-11; with a condition number of
+    # ~|H| / gamma ~ 1e2 the gradient is accurate to ~1e-9 relative in norm, leaf by leaf.
     for a, b in zip(jax.tree.leaves(g_impl), jax.tree.leaves(g_dense)):
-        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+        assert float(jnp.linalg.norm(a - b)) <= 1e-8 * float(jnp.linalg.norm(b))
 
 
 def test_relu_layer_gradient(getkey):
