@@ -264,7 +264,7 @@ def find_critical_points(
     fallback: optx.AbstractLeastSquaresSolver | None | bool = None,
     max_steps: int = 100,
     max_fallback: int = 256,
-    batch_size: int | None = 1024,
+    batch_size: int | None = 256,
     max_points: int = 64,
     residual_tol: float | None = None,
     distinct_tol: float | None = None,
