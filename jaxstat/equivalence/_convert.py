@@ -60,7 +60,7 @@ def _is_zero(x) -> bool:
     return is_concrete(x) and not np.any(np.asarray(x) != 0)
 
 
-def _linear_model(model) -> tuple[Array, complex, Array | None]:
+def _linear_model(model) -> tuple[Array, complex | float, Array | None]:
     """`(z, phase, mu)` of a linear model: `B_res = phase * B`; `mu` the uniform shift of `M`."""
     if isinstance(model, DrivenDampedModel):
         if not _is_zero(model.kappa):
