@@ -66,7 +66,7 @@ def kron_reduction(
         """`y -> M[rows_out, rows_in] y`, matrix-free: embed, apply `M`, restrict."""
 
         def fn(y):
-            full = jnp.zeros((n * k,), dtype).at[rows_in].set(y)
+            full = jnp.zeros((n * k,), dtype).at[rows_in].set(y, unique_indices=True)
             mx = op.mv(full.reshape(node_shape)).reshape(-1) + diag_c * full
             return mx[rows_out]
 

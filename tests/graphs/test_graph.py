@@ -221,6 +221,17 @@ def test_kron_series_and_parallel():
     np.testing.assert_allclose(jg.kron_reduction(square, [0, 3]), [[1, -1], [-1, 1]], atol=1e-12)
 
 
+def test_kron_reduction_gradient():
+    """Reverse mode through the matrix-free Schur complement: the series conductance
+    `w1 w2 / (w1 + w2)` has derivative `(w2^2, w1^2) / (w1 + w2)^2`."""
+
+    def conductance(w):
+        return jg.kron_reduction(jg.from_edges([[0, 1], [1, 2]], w), [0, 2])[0, 0]
+
+    w = jnp.array([2.0, 3.0])
+    np.testing.assert_allclose(jax.grad(conductance)(w), w[::-1] ** 2 / w.sum() ** 2, rtol=1e-10)
+
+
 def test_float32_default_and_x64(getkey):
     g = jg.from_edges([[0, 1]], jnp.ones(1, jnp.float32))
     assert g.hamiltonian(jnp.ones((2, 3), jnp.float32)).dtype == jnp.float32
