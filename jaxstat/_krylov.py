@@ -25,6 +25,12 @@ import jax.numpy as jnp
 import lineax as lx
 
 
+def _dot(a, b):
+    """`a @ b` in full precision: Gram-Schmidt loses orthogonality under the reduced-precision
+    (TF32) float32 matmuls that GPUs use by default."""
+    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+
+
 class GMRES(lx.AbstractLinearSolver):
     """Restarted GMRES(m) for square, nonsingular operators (real or complex), matrix-free.
 
@@ -88,10 +94,10 @@ class GMRES(lx.AbstractLinearSolver):
                 j, basis, hess, cs, sn, g, _ = carry
                 w = matvec(basis[j])
                 mask = (jnp.arange(m + 1) <= j).astype(real)
-                h1 = mask * (jnp.conj(basis) @ w)
-                w = w - h1 @ basis
-                h2 = mask * (jnp.conj(basis) @ w)
-                w = w - h2 @ basis
+                h1 = mask * _dot(jnp.conj(basis), w)
+                w = w - _dot(h1, basis)
+                h2 = mask * _dot(jnp.conj(basis), w)
+                w = w - _dot(h2, basis)
                 h = h1 + h2
                 norm = jnp.linalg.norm(w)
                 basis = basis.at[j + 1].set(w / jnp.where(norm > 0, norm, 1))
@@ -130,7 +136,7 @@ class GMRES(lx.AbstractLinearSolver):
             R = jnp.where(active[:, None] & active[None, :], hess[:m], jnp.eye(m, dtype=dtype))
             rhs = jnp.where(active, g[:m], 0)
             y = jax.scipy.linalg.solve_triangular(R, rhs, lower=False)
-            x = x + y @ basis[:m]
+            x = x + _dot(y, basis[:m])
             return x, jnp.abs(g[k]).astype(real), k + 1
 
         def outer_cond(carry):

@@ -21,7 +21,7 @@ from jaxtyping import Array, ArrayLike, Float, Inexact, Int
 
 from .._checks import is_concrete
 from ._connection import AbstractConnection
-from ._sparse import csr_matmul, csr_structure
+from ._sparse import csr_matmul, csr_structure, permute
 
 
 class SparseHamiltonian(eqx.Module):
@@ -67,6 +67,7 @@ class _Structure(eqx.Module):
     """Integer structure of the CSR form (non-differentiable)."""
 
     order: Int[Array, " nnz"]
+    inverse: Int[Array, " nnz"]
     indices: Int[Array, " nnz"]
     indptr: Int[Array, " nk1"]
     rows: Int[Array, " nnz"]
@@ -200,7 +201,7 @@ class Graph(eqx.Module):
         diag = jnp.repeat(diag, k)
         st = self.structure
         return SparseHamiltonian(
-            data=vals[st.order],
+            data=permute(vals, st.order, st.inverse),
             diagonal=diag,
             indices=st.indices,
             indptr=st.indptr,
@@ -255,6 +256,7 @@ def _build_structure(s: np.ndarray, r: np.ndarray, n: int, k: int) -> _Structure
     order, indices, indptr, rows_sorted, tperm = csr_structure(rows, cols, n * k)
     return _Structure(
         order=jnp.asarray(order, dtype=jnp.int32),
+        inverse=jnp.asarray(np.argsort(order), dtype=jnp.int32),
         indices=jnp.asarray(indices),
         indptr=jnp.asarray(indptr),
         rows=jnp.asarray(rows_sorted),

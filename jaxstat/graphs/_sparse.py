@@ -163,6 +163,57 @@ def csr_matmul(
     return y.reshape(shape)
 
 
+# A permutation of the leading axis, `v[perm]`, whose transpose is the inverse permutation (a
+# gather) rather than the scatter-add JAX would derive for a general gather: assembling `A(w)` from
+# edge weights permutes the half-edge values into CSR order, and the weight gradient pays the
+# transpose.
+permute_p = Primitive("jaxstat_permute")
+permute_p.def_abstract_eval(lambda v, perm, inverse: jax.core.ShapedArray(v.shape, v.dtype))
+permute_p.def_impl(jax.jit(permute_p.bind))
+mlir.register_lowering(
+    permute_p,
+    mlir.lower_fun(
+        lambda v, perm, inverse: v.at[perm].get(unique_indices=True, mode="promise_in_bounds"),
+        multiple_results=False,
+    ),
+)
+
+
+def _permute_jvp(primals, tangents):
+    v, perm, inverse = primals
+    y = permute_p.bind(v, perm, inverse)
+    if type(tangents[0]) is ad.Zero:
+        return y, ad.Zero.from_primal_value(y)
+    return y, permute_p.bind(tangents[0], perm, inverse)
+
+
+def _permute_transpose(ct, v, perm, inverse):
+    if type(ct) is ad.Zero:
+        return None, None, None
+    return permute_p.bind(ct, inverse, perm), None, None
+
+
+ad.primitive_jvps[permute_p] = _permute_jvp
+ad.primitive_transposes[permute_p] = _permute_transpose
+
+
+def _permute_batch(args, dims):
+    v, perm, inverse = args
+    vdim, pdim, idim = dims
+    if pdim is not None or idim is not None:
+        raise NotImplementedError("permute: batching over the permutation")
+    return permute_p.bind(jnp.moveaxis(v, vdim, 1), perm, inverse), 1
+
+
+batching.primitive_batchers[permute_p] = _permute_batch
+
+
+def permute(v: Array, perm: Int[Array, " m"], inverse: Int[Array, " m"]) -> Array:
+    """`v[perm]` along the leading axis, for a permutation `perm` with inverse `inverse`;
+    differentiable (its transpose is `ct[inverse]`) and vmappable."""
+    return permute_p.bind(v, perm, inverse)
+
+
 def csr_structure(rows: np.ndarray, cols: np.ndarray, num_rows: int):
     """Sort entries given in any order into CSR order.
 

@@ -3,6 +3,19 @@ on a graph, solved implicitly and differentiated by the implicit adjoint.
 """
 
 from .._krylov import GMRES as GMRES
+from ._flow import flow as flow
+from ._layer import (
+    AbstractReadout as AbstractReadout,
+    AbstractSource as AbstractSource,
+    feature_layer as feature_layer,
+    FeatureSource as FeatureSource,
+    Identity as Identity,
+    Intensity as Intensity,
+    LinearReadout as LinearReadout,
+    NodeSource as NodeSource,
+    ReIm as ReIm,
+    StationaryLayer as StationaryLayer,
+)
 from ._model import (
     AbstractModel as AbstractModel,
     AbstractNonlinearity as AbstractNonlinearity,
@@ -25,17 +38,4 @@ from ._stability import (
     AbstractStabilityMethod as AbstractStabilityMethod,
     CayleyArnoldi as CayleyArnoldi,
     DenseSpectrum as DenseSpectrum,
-)
-from ._flow import flow as flow
-from ._layer import (
-    AbstractReadout as AbstractReadout,
-    AbstractSource as AbstractSource,
-    FeatureSource as FeatureSource,
-    feature_layer as feature_layer,
-    Identity as Identity,
-    Intensity as Intensity,
-    LinearReadout as LinearReadout,
-    NodeSource as NodeSource,
-    ReIm as ReIm,
-    StationaryLayer as StationaryLayer,
 )

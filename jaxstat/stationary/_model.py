@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
+import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Inexact
 
@@ -151,8 +152,9 @@ class GradientModel(AbstractModel):
 
     def energy(self, psi, source, H) -> Float[Array, ""]:
         """`E(psi) = 1/2 <psi, H psi> + Phi(psi) - Re <s, psi>`."""
-        quad = 0.5 * jnp.real(jnp.vdot(psi, H.mv(psi)))
-        return quad + self.potential.value(psi) - jnp.real(jnp.vdot(source, psi))
+        hi = lax.Precision.HIGHEST  # not TF32 on GPUs
+        quad = 0.5 * jnp.real(jnp.vdot(psi, H.mv(psi), precision=hi))
+        return quad + self.potential.value(psi) - jnp.real(jnp.vdot(source, psi, precision=hi))
 
     def check(self):
         return [(jnp.asarray(self.gamma) <= 0, "gamma must be positive")]

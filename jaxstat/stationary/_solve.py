@@ -6,7 +6,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import lineax as lx
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 

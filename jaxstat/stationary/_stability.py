@@ -24,6 +24,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import PyTree
 
+from .._krylov import _dot
 from ._solution import Stability
 
 
@@ -116,10 +117,10 @@ class CayleyArnoldi(AbstractStabilityMethod):
             w = cayley(basis[j])
             mask = (jnp.arange(m + 1) <= j).astype(dtype)
             # Classical Gram-Schmidt, twice (numerically as good as modified Gram-Schmidt).
-            c1 = mask * (basis @ w)
-            w = w - c1 @ basis
-            c2 = mask * (basis @ w)
-            w = w - c2 @ basis
+            c1 = mask * _dot(basis, w)
+            w = w - _dot(c1, basis)
+            c2 = mask * _dot(basis, w)
+            w = w - _dot(c2, basis)
             norm = jnp.linalg.norm(w)
             safe = jnp.where(norm > 0, norm, 1)
             basis = basis.at[j + 1].set(w / safe)

@@ -53,7 +53,10 @@ def test_matvec_matches_dense(getkey, kind, xdtype):
     x = node_features(getkey(), g, xdtype)
     M = g.as_dense()
     y = g.hamiltonian(x)
-    expect = (M @ x.reshape(M.shape[0], -1)).reshape(x.shape)
+    # Reference in float64 numpy (a float32 `M @ x` on a GPU runs in TF32, ~1e-3 relative).
+    hi = np.result_type(np.asarray(M), np.asarray(x), np.float64)
+    xs = np.asarray(x, hi).reshape(M.shape[0], -1)
+    expect = (np.asarray(M, hi) @ xs).reshape(x.shape)
     # float32: sums of ~10 terms of size ~1, relative rounding ~1e-6.
     tol = 1e-5 if dtype == jnp.float32 else 1e-12
     np.testing.assert_allclose(y, expect, rtol=tol, atol=tol)
