@@ -200,9 +200,15 @@ ad.primitive_transposes[permute_p] = _permute_transpose
 def _permute_batch(args, dims):
     v, perm, inverse = args
     vdim, pdim, idim = dims
-    if pdim is not None or idim is not None:
-        raise NotImplementedError("permute: batching over the permutation")
-    return permute_p.bind(jnp.moveaxis(v, vdim, 1), perm, inverse), 1
+    if pdim is None and idim is None:
+        return permute_p.bind(jnp.moveaxis(v, vdim, 1), perm, inverse), 1
+    # A batch of permutations: plain gathers, vmapped.
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    v, perm = (
+        jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
+        for a, d in ((v, vdim), (perm, pdim))
+    )
+    return jax.vmap(lambda v, p: v[p])(v, perm), 0
 
 
 batching.primitive_batchers[permute_p] = _permute_batch
