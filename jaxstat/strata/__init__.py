@@ -5,6 +5,7 @@
 """
 
 from ._coordinates import graph_labels as graph_labels
+from ._fit import fit as fit, FitResult as FitResult
 from ._potential import (
     AbstractHessianPotential as AbstractHessianPotential,
     Entropy as Entropy,
