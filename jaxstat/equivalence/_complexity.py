@@ -219,8 +219,12 @@ def _layers(obj) -> tuple:
         return (obj,)
     if isinstance(obj, StationaryNetwork | ResolventNetwork):
         return obj.layers
-    if isinstance(obj, Sequence):
-        return tuple(obj)
+    layer_types = StationaryLayer | ResolventLayer
+    if isinstance(obj, Sequence) and not isinstance(obj, str):
+        if all(isinstance(layer, layer_types) for layer in obj):
+            return tuple(obj)
+        bad = next(type(layer).__name__ for layer in obj if not isinstance(layer, layer_types))
+        raise TypeError(f"expected a layer or a network, got a sequence holding a {bad}")
     raise TypeError(f"expected a layer or a network, got {type(obj).__name__}")
 
 

@@ -61,17 +61,10 @@ def test_sparse_minus_low_rank(getkey):
     np.testing.assert_allclose(kron(je.low_rank_lift(base, R), m), A, atol=1e-11)
 
 
-def schur(g, shift):
-    """The dense Schur complement onto the first M nodes (reverse-differentiable; the matrix-free
-    `kron_reduction` is not, see /work/notes/requests_equivalence.md)."""
-    Mat = g.as_dense() + shift * jnp.eye(g.num_nodes)
-    S, B = slice(0, M), slice(M, g.num_nodes)
-    return Mat[S, S] - Mat[S, B] @ jnp.linalg.solve(Mat[B, B], Mat[B, S])
-
-
 def test_low_rank_lift_is_differentiable(getkey):
-    """`low_rank_lift` is differentiable in `R` and the base: the Kron reduction, a function of
-    the lift's weights, phases and potentials, is `H_base - R R^H + c` to first order too."""
+    """`low_rank_lift` is differentiable in `R` and the base, and `jg.kron_reduction` in the
+    lift's weights, phases and potentials (reverse mode through the matrix-free Schur
+    complement): the reduction is `H_base - R R^H + c` to first order too."""
     base = jg.random_graph(getkey(), M, 12)
     base = jg.Graph(base.senders, base.receivers, base.weights + 0.5, M)  # away from w = 0
     R0 = jr.normal(getkey(), (M, 2)) + 1j * jr.normal(getkey(), (M, 2))
@@ -79,7 +72,7 @@ def test_low_rank_lift_is_differentiable(getkey):
 
     def through_lift(R, weights):
         b = jg.Graph(base.senders, base.receivers, weights, M)
-        return jnp.real(jnp.sum(W * schur(je.low_rank_lift(b, R, shift=0.5), 0.5)))
+        return jnp.real(jnp.sum(W * kron(je.low_rank_lift(b, R, shift=0.5), M, 0.5)))
 
     def closed_form(R, weights):
         b = jg.Graph(base.senders, base.receivers, weights, M)

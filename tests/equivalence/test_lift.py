@@ -224,8 +224,12 @@ def test_scalar_to_sheaf_errors(getkey):
         je.scalar_to_sheaf(path, 2)
     with pytest.raises(ValueError, match="scalar graph"):
         je.scalar_to_sheaf(simple_graph(getkey(), 4, 3, connection="unitary"), 2)
-    # Grouping nodes whose blocks are not conformal.
-    g = je.hermitian_lift(hermitian(getkey(), 6))
+    # Grouping nodes whose blocks are not conformal: no edge inside a group (pairs (0, 1),
+    # (2, 3), (4, 5) are zero), a constant diagonal, generic (non-conformal) 2 x 2 blocks between.
+    group = np.arange(6) // 2
+    H = jnp.where(group[:, None] == group[None, :], 0, hermitian(getkey(), 6)) + 8 * jnp.eye(6)
+    g = je.hermitian_lift(H)
+    assert not np.any(np.asarray(g.senders) // 2 == np.asarray(g.receivers) // 2)
     with pytest.raises(ValueError, match="not a multiple of a unitary"):
         je.scalar_to_sheaf(g, 2)
 
