@@ -23,6 +23,8 @@ class RESULTS(eqx.Enumeration):
         "or `t / (cfl h^2 / (2 nu))` when viscosity dominates)."
     )
     solver_failed = "The time integrator failed (see the diffrax result for details)."
+    invalid_ts = "`ts` must be nondecreasing."
+    invalid_nu = "`nu` must be finite and non-negative."
 
 
 class Solution(eqx.Module):

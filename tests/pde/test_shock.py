@@ -59,25 +59,31 @@ def test_shock_time_2d_from_hessian_matches_brute_force():
     )
 
 
+_ASYMMETRIC = lambda x: jnp.sin(x) + 0.3 * jnp.sin(2 * x) + 0.5
+
+
 @pytest.fixture(scope="module")
-def moving_shock():
-    # p0 = sin x + 1/2 on 512 cells: by Galilean invariance the (viscous or inviscid) shock sits at
-    # pi + t / 2 and moves at 1/2; inviscid states 1/2 +- sin(y), y + t sin y = pi.
+def shock_solutions():
+    # One vmapped solve (one compilation) on 512 cells for three cases:
+    # - p0 = sin x + 1/2, nu = 0 and 0.01: by Galilean invariance the (viscous or inviscid) shock
+    #   sits at pi + t / 2 and moves at 1/2; inviscid states 1/2 +- sin(y), y + t sin y = pi.
+    # - p0 = sin x + 0.3 sin 2x + 1/2, nu = 0.005: two shocks.
     grid = jp.UniformGrid(0.0, TWO_PI, 512)
-    ts = jnp.array([0.0, 0.7, 1.5, 1.6])
-    p0 = grid.cell_averages(lambda x: jnp.sin(x) + 0.5)
-    nus = jnp.array([0.0, 0.01])
-    ys = jax.vmap(lambda nu: jp.solve(jp.Burgers(grid), p0, ts, nu).ys)(nus)
+    ts = jnp.array([0.0, 0.7, 1.5, 1.55, 1.6])
+    moving = grid.cell_averages(lambda x: jnp.sin(x) + 0.5)
+    p0 = jnp.stack([moving, moving, grid.cell_averages(_ASYMMETRIC)])
+    nus = jnp.array([0.0, 0.01, 0.005])
+    ys = jax.vmap(lambda p, nu: jp.solve(jp.Burgers(grid), p, ts, nu).ys)(p0, nus)
     return grid, ts, ys
 
 
-def test_detect_moving_shock(moving_shock):
-    grid, ts, ys = moving_shock
+def test_detect_moving_shock(shock_solutions):
+    grid, ts, ys = shock_solutions
     for k, nu in enumerate((0.0, 0.01)):
         # Before t* = 1 the solution is smooth: nothing is detected.
         assert not jnp.any(jp.detect_shocks(ys[k, 1], grid).valid)
         before = jp.detect_shocks(ys[k, 2], grid)
-        after = jp.detect_shocks(ys[k, 3], grid)
+        after = jp.detect_shocks(ys[k, 4], grid)
         assert int(jnp.sum(after.valid)) == 1
         i = int(jnp.argmax(after.valid))
         # Position: exact pi + t / 2 up to a fraction of a cell (measured < 1e-4).
@@ -90,27 +96,20 @@ def test_detect_moving_shock(moving_shock):
         np.testing.assert_allclose(after.right[i], 0.5 - np.sin(y), atol=tol)
         assert after.entropic[i]
         # Speed: measured between the snapshots and from Rankine-Hugoniot, both 1/2.
-        speed, ok = jp.shock_speed(before, after, ts[3] - ts[2], period=TWO_PI)
+        speed, ok = jp.shock_speed(before, after, ts[4] - ts[2], period=TWO_PI)
         assert ok[i]
         np.testing.assert_allclose(speed[i], 0.5, atol=2e-3)
         np.testing.assert_allclose(after.speed[i], 0.5, atol=2e-3 if nu == 0 else 1e-2)
 
 
-def test_detect_shocks_rankine_hugoniot_for_asymmetric_data():
+def test_detect_shocks_rankine_hugoniot_for_asymmetric_data(shock_solutions):
     # p0 = sin x + 0.3 sin 2x + 0.5 forms two shocks; each moves at its Rankine-Hugoniot speed
     # (measured between t = 1.55 and 1.6 vs the mean of the two RH speeds: within 2e-2, the
     # shocks accelerate as they approach each other).
-    grid = jp.UniformGrid(0.0, TWO_PI, 512)
-    ts = jnp.array([0.0, 1.55, 1.6])
-    sol = jp.solve(
-        jp.Burgers(grid),
-        grid.cell_averages(lambda x: jnp.sin(x) + 0.3 * jnp.sin(2 * x) + 0.5),
-        ts,
-        0.005,
-    )
-    before, after = jp.detect_shocks(sol.ys[1], grid), jp.detect_shocks(sol.ys[2], grid)
+    grid, ts, ys = shock_solutions
+    before, after = jp.detect_shocks(ys[2, 3], grid), jp.detect_shocks(ys[2, 4], grid)
     assert int(jnp.sum(after.valid)) == 2
-    speed, ok = jp.shock_speed(before, after, 0.05, period=TWO_PI)
+    speed, ok = jp.shock_speed(before, after, ts[4] - ts[3], period=TWO_PI)
     for i in np.flatnonzero(np.asarray(after.valid)):
         j = int(jnp.argmin(jnp.abs(before.position - after.position[i])))
         rh = 0.5 * (before.speed[j] + after.speed[i])
