@@ -21,5 +21,9 @@ from ._solution import (
     RESULTS as RESULTS,
     Solution as Solution,
 )
-from ._solve import solve as solve
+from ._solve import (
+    default_linear_solver as default_linear_solver,
+    default_root_finder as default_root_finder,
+    solve as solve,
+)
 from ._supragraph import SupraGraph as SupraGraph, supragraph as supragraph

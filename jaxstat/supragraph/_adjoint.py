@@ -69,7 +69,6 @@ def max_abs(tree) -> Float[Array, ""]:
     return jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in leaves]))
 
 
-@eqx.filter_jit
 def gradient(
     network: StationaryNetwork,
     x: Inexact[ArrayLike, "..."],
@@ -124,11 +123,18 @@ def gradient(
     ```
     """
     x = jnp.asarray(x)
+    # Two jitted stages (inlined under an outer jit): the forward solve is `solve` itself, so
+    # eager callers share its compilation.
     if states is None:
-        fwd = solve(network, x, solver=solver, max_steps=max_steps, throw=False)
+        fwd = solve(network, x, solver=solver, max_steps=max_steps, throw=throw)
         states, result = fwd.value, fwd.result
     else:
         states, result = initial_states(network, x, states), RESULTS.successful
+    return _adjoint_gradient(network, x, loss, args, states, result, linear_solver, throw)
+
+
+@eqx.filter_jit
+def _adjoint_gradient(network, x, loss, args, states, result, linear_solver, throw) -> Gradient:
     states = jax.lax.stop_gradient(states)
     dtype = real_dtype(states)
     linear_solver = default_linear_solver(dtype) if linear_solver is None else linear_solver
@@ -147,9 +153,10 @@ def gradient(
     grads, input_grad = parameter_gradients(network, y, x, lam)
     adjoint_residual = max_abs(jtu.tree_map(jnp.subtract, op.T.mv(lam), rhs))
 
-    result = RESULTS.where(result == RESULTS.successful, RESULTS.promote(adj.result), result)
+    ok = result == RESULTS.successful
     bad = ~jnp.isfinite(value) | any_nonfinite(grad_y)
-    result = RESULTS.where(bad & (result == RESULTS.successful), RESULTS.nonfinite_gradient, result)
+    result = RESULTS.where(ok, RESULTS.promote(adj.result), result)
+    result = RESULTS.where(ok & bad, RESULTS.nonfinite_gradient, result)
     lam = unpack_states(lam)
     if throw:
         lam = result.error_if(lam, result != RESULTS.successful)

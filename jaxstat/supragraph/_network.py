@@ -153,9 +153,9 @@ class StationaryNetwork(eqx.Module):
         layer (keeps a branch)."""
         states0 = self._check_states0(states0)
         h = jnp.asarray(x)
+        self.state_structure(h)  # shape errors before any solve
         sols = []
         for i, layer in enumerate(self.layers):
-            _check_source(layer, h, i)
             sol = layer.solve(h, None if states0 is None else states0[i], throw=throw)
             sols.append(sol)
             h = layer.readout(sol.value)

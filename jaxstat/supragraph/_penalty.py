@@ -18,13 +18,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import lineax as lx
 import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 from .._checks import is_concrete
-from ._adjoint import is_scalar, Loss, max_abs, parameter_gradients, scalar_loss
+from .._krylov import GMRES
+from ._adjoint import Loss, max_abs, parameter_gradients, scalar_loss
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import PenalizedSolution, RESULTS
 from ._solve import any_nonfinite, default_tolerance, initial_states, real_dtype
@@ -42,13 +42,7 @@ def default_penalized_solver(dtype) -> optx.Newton:
     """
     tol = default_tolerance(dtype)
     small = jnp.finfo(dtype).bits <= 32
-    inner = lx.GMRES(
-        rtol=1e-4 if small else tol / 100,
-        atol=tol / 100,
-        restart=80,
-        stagnation_iters=80,
-        max_steps=20_000,
-    )
+    inner = GMRES(rtol=1e-4 if small else tol / 100, atol=0.0, restart=60, max_steps=20_000)
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 
@@ -89,7 +83,7 @@ def penalized_solve(
     network: StationaryNetwork,
     x: Inexact[ArrayLike, "..."],
     loss: Loss,
-    mu: Float[ArrayLike, ""],
+    mu: Inexact[ArrayLike, "..."],
     args: PyTree = None,
     states0: States | None = None,
     adjoint0: States | None = None,
@@ -163,9 +157,10 @@ def _penalized_solve(network, x, loss, mu, args, states0, adjoint0, *, solver, m
     y0 = pack_states(states0)
     if adjoint0 is not None:
         network._check_structure(adjoint0)
-        adjoint0 = pack_states(tuple(jnp.asarray(a, s.dtype) for a, s in zip(adjoint0, states0)))
-        if jtu.tree_structure(adjoint0) != jtu.tree_structure(y0):
+        adjoint0 = tuple(jnp.asarray(a) for a in adjoint0)
+        if any(a.shape != s.shape for a, s in zip(adjoint0, states0)):
             raise ValueError("adjoint0 must be shaped like the states")
+        adjoint0 = pack_states(tuple(a.astype(s.dtype) for a, s in zip(adjoint0, states0)))
     dyn_args, static_args = eqx.partition(args, eqx.is_inexact_array)
     fargs = (network, x, mu, dyn_args)
 
@@ -199,7 +194,8 @@ def _penalized_solve(network, x, loss, mu, args, states0, adjoint0, *, solver, m
     elif isinstance(solver, optx.AbstractMinimiser):
         sol = optx.minimise(objective, solver, y0, fargs, max_steps=max_steps, throw=False)
     elif isinstance(solver, optx.AbstractLeastSquaresSolver):
-        if is_scalar(jax.eval_shape(lambda s: loss(s, args), states0)):
+        out = jtu.tree_leaves(jax.eval_shape(lambda s: loss(s, args), states0))
+        if len(out) == 1 and out[0].shape == ():
             raise TypeError(
                 "a least-squares solver needs the loss in residual form (return the residuals "
                 "r, with l = 1/2 |r|^2, not a scalar); or use a minimiser or root finder"

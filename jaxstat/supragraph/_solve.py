@@ -8,6 +8,7 @@ import lineax as lx
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 
+from .._krylov import GMRES
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import RESULTS, Solution
 
@@ -18,24 +19,26 @@ def default_tolerance(dtype) -> float:
     return 1e-4 if jnp.finfo(dtype).bits <= 32 else 1e-10
 
 
-def _gmres(rtol: float, atol: float) -> lx.GMRES:
+def _gmres(rtol: float, atol: float) -> GMRES:
     # The global Jacobian is block lower-triangular: Krylov spaces need about L times the
-    # dimension a single layer needs, hence a longer restart than `jaxstat.stationary`'s 40.
-    return lx.GMRES(rtol=rtol, atol=atol, restart=80, stagnation_iters=80, max_steps=20_000)
+    # dimension a single layer needs, hence a longer restart than `jaxstat.stationary`'s.
+    # `jaxstat.stationary.GMRES` (restarted, relative stopping rule), not `lineax.GMRES`: see
+    # `jaxstat._krylov` for why.
+    return GMRES(rtol=rtol, atol=atol, restart=60, max_steps=20_000)
 
 
-def default_linear_solver(dtype) -> lx.GMRES:
-    """Matrix-free GMRES for one solve with the global Jacobian (or its transpose): relative and
-    absolute tolerance `1e-12` in double precision, `1e-5` in single."""
+def default_linear_solver(dtype) -> GMRES:
+    """Matrix-free GMRES for one solve with the global Jacobian (or its transpose): stops at
+    `|b - A x| <= 1e-12 |b|` in double precision, `1e-5 |b|` in single."""
     tol = 1e-5 if jnp.finfo(dtype).bits <= 32 else 1e-12
-    return _gmres(tol, tol)
+    return _gmres(tol, 0.0)
 
 
 def default_root_finder(dtype) -> optx.Newton:
     """Newton's method over all layers at once, with matrix-free GMRES inner solves (inexact-Newton
     forcing `1e-3` in single precision, tight in double)."""
     tol = default_tolerance(dtype)
-    inner = _gmres(1e-3, tol / 10) if jnp.finfo(dtype).bits <= 32 else _gmres(tol / 10, tol / 10)
+    inner = _gmres(1e-3 if jnp.finfo(dtype).bits <= 32 else tol / 10, 0.0)
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 

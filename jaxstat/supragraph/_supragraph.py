@@ -77,8 +77,8 @@ class SupraGraph(eqx.Module):
         return np.stack([np.asarray(self.graph.senders), np.asarray(self.graph.receivers)], 1)
 
     def max_degree(self) -> int:
-        """The largest number of edges at a node (unweighted)."""
-        e = self.edges()
+        """The largest number of neighbours of a node (parallel edges count once)."""
+        e = np.unique(np.sort(self.edges(), axis=1), axis=0)
         return int(np.bincount(e.ravel(), minlength=self.num_nodes).max(initial=0))
 
     def jacobian_pattern(self) -> scipy.sparse.csr_array:
