@@ -95,7 +95,8 @@ def test_planted_graph_is_recovered(seed):
     np.testing.assert_allclose(model.b, truth.b, atol=0.05)
 
 
-def test_entropic_metric_cannot_recover_the_support(getkey):
+@pytest.mark.slow  # a second compiled training; the claim is also tested in test_transform.py
+def test_entropic_metric_cannot_recover_the_support():
     """Same problem under the entropic metric (`eps = 0`, mirror steps): the missing edges, at 0,
     are never born and the spurious edges never reach 0, so the support stays wrong."""
     truth, start, x, missing = problem(1)

@@ -330,11 +330,12 @@ def test_vmap_over_weights_matches_loop(getkey):
     gs = jr.normal(getkey(), (4, 6))
     tx = st.natural_gradient(0.8, st.ShiftedEntropy(0.1))
 
+    @jax.jit
     def step(w, g):
         u, state = tx.update(g, tx.init(w), w)
         return u, st.stratum(state).died
 
-    u, died = jax.vmap(step)(ws, gs)
+    u, died = jax.jit(jax.vmap(step))(ws, gs)
     for i in range(4):
         ui, di = step(ws[i], gs[i])
         np.testing.assert_allclose(u[i], ui, rtol=1e-14)
