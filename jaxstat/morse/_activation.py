@@ -99,14 +99,17 @@ def as_activation(fn) -> AbstractActivation:
     """
     if isinstance(fn, AbstractActivation):
         return fn
-    z = jnp.linspace(-4.0, 4.0, 17)
-    try:
-        values = jnp.asarray(jax.vmap(fn)(z))
-    except Exception as e:  # noqa: BLE001 - any failure means "not an elementwise activation"
-        raise ValueError(f"cannot evaluate the activation {fn!r} elementwise: {e}") from e
-    for act in _KNOWN:
-        if values.shape == z.shape and bool(jnp.allclose(values, act(z), rtol=1e-6, atol=1e-6)):
-            return act
+    # Evaluated eagerly even under `jit`/`vmap` (e.g. an `eqx.nn.MLP` converted inside a jitted
+    # search): the test points are constants.
+    with jax.ensure_compile_time_eval():
+        z = jnp.linspace(-4.0, 4.0, 17)
+        try:
+            values = jnp.asarray(jax.vmap(fn)(z))
+        except Exception as e:  # noqa: BLE001 - any failure means "not an elementwise activation"
+            raise ValueError(f"cannot evaluate the activation {fn!r} elementwise: {e}") from e
+        for act in _KNOWN:
+            if values.shape == z.shape and bool(jnp.allclose(values, act(z), rtol=1e-6, atol=1e-6)):
+                return act
     raise ValueError(
         f"activation {fn!r} is not one of tanh, sigmoid, softplus: `jaxstat.morse` needs a "
         "strictly monotone smooth activation with a known derivative."

@@ -374,9 +374,11 @@ def from_eqx_mlp(mlp: eqx.nn.MLP) -> ScalarMLP:
     final = mlp.final_activation
     if mlp.out_size == 1 and any(eqx.is_array(x) for x in jtu.tree_leaves(final)):
         raise ValueError("learnt final activations are not supported")
-    z = jnp.linspace(-3.0, 3.0, 13)
     final_fn = final if mlp.out_size == "scalar" else (lambda v: v)
-    if not bool(jnp.allclose(jax.vmap(final_fn)(z), z)):
+    with jax.ensure_compile_time_eval():  # constants: evaluated eagerly even under `jit`
+        z = jnp.linspace(-3.0, 3.0, 13)
+        identity = bool(jnp.allclose(jax.vmap(final_fn)(z), z))
+    if not identity:
         raise ValueError("the MLP's final activation must be the identity")
     activation = as_activation(mlp.activation)
     if mlp.scan and mlp.depth > 0:

@@ -44,9 +44,11 @@ class NeuralODE(AbstractScalarMap):
     - `readout`: `a`, shape `(m,)`. `readout_bias`: `c` (default 0).
     - `t1`: `T > 0`.
     - `solver`, `stepsize_controller`, `dt0`, `max_steps`, `adjoint`: passed to
-        `diffrax.diffeqsolve` (`dt0=None` with constant steps means `T / 32`). The adjoint is used
-        when `f` itself is differentiated (e.g. `jax.grad` in training); `gradient`, `hessian` and
-        `flow_jacobian` always use forward mode (`diffrax.ForwardMode`).
+        `diffrax.diffeqsolve` (`dt0=None` with constant steps means `T / 32`; a JAX array `dt0`
+        is traced, so models differing only in their step size share one compilation). The
+        adjoint is used when `f` itself is differentiated (e.g. `jax.grad` in training);
+        `gradient`, `hessian` and `flow_jacobian` always use forward mode
+        (`diffrax.ForwardMode`).
 
     **Returns:** calling it on `x` of shape `(n,)` gives the scalar `f(x)`.
 
@@ -65,7 +67,7 @@ class NeuralODE(AbstractScalarMap):
     t1: float
     solver: dfx.AbstractSolver
     stepsize_controller: dfx.AbstractStepSizeController
-    dt0: float | None
+    dt0: float | Array | None
     max_steps: int = eqx.field(static=True)
     adjoint: dfx.AbstractAdjoint
 
@@ -80,7 +82,7 @@ class NeuralODE(AbstractScalarMap):
         t1: float = 1.0,
         solver: dfx.AbstractSolver = dfx.Tsit5(),
         stepsize_controller: dfx.AbstractStepSizeController = dfx.ConstantStepSize(),
-        dt0: float | None = None,
+        dt0: float | Array | None = None,
         max_steps: int = 4096,
         adjoint: dfx.AbstractAdjoint = dfx.RecursiveCheckpointAdjoint(),
     ):

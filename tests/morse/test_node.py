@@ -1,4 +1,6 @@
-"""Neural ODEs: time-T maps, variational derivatives, convergence order, failure paths."""
+"""Neural ODEs: time-T maps, variational derivatives, convergence order, critical points (a known
+one, a degenerate family, the theorems on random weights), the universal embedding, failure
+paths."""
 
 import diffrax as dfx
 import equinox as eqx
@@ -31,9 +33,10 @@ A = jnp.array([0.3, -0.2, 1.0])
 T = 1.3
 
 
-def exact_f_grad_hess(x):
-    """Closed forms for `f(x) = a^T phi_T(W x + b)` with the shear flow."""
-    y = np.asarray(W) @ x + np.asarray(B)
+def exact_f_grad_hess(x, w=W):
+    """Closed forms for `f(x) = a^T phi_T(w x + b)` with the shear flow."""
+    w = np.asarray(w)
+    y = w @ x + np.asarray(B)
     e, c = np.exp(-T), (1 - np.exp(-2 * T)) / 2
     a = np.asarray(A)
     value = a @ shear_flow(y, T)
@@ -41,24 +44,49 @@ def exact_f_grad_hess(x):
     gy = np.array([a[0] * e + a[2] * c * y[1], a[1] * e + a[2] * c * y[0], a[2]])
     hy = np.zeros((3, 3))
     hy[0, 1] = hy[1, 0] = a[2] * c
-    w = np.asarray(W)
     return value, w.T @ gy, w.T @ hy @ w
 
 
-def shear_node(steps=32, solver=dfx.Tsit5()):
-    return jm.NeuralODE(shear_field, W, B, A, t1=T, solver=solver, dt0=T / steps)
+def shear_node(steps=32, w=W):
+    # A traced step size: nodes differing only in `steps` (or `w`) share one compilation.
+    return jm.NeuralODE(shear_field, w, B, A, t1=T, dt0=jnp.asarray(T / steps))
 
 
-def test_exact_flow_and_derivatives():
-    node = shear_node()
+@eqx.filter_jit
+def _evaluate(node, x):
+    y0 = node.weight @ x + node.bias
+    return node(x), node.gradient(x), node.flow(y0), node.value_gradient_hessian(x)
+
+
+def test_exact_flow_derivatives_and_order():
+    """Against the closed forms of the shear flow: `f`, `grad f` (first variational equation),
+    `hess f` (second) and the time-T map. Tsit5 is (at least) fifth order and the variational
+    equations inherit its order: the errors of f, grad f and hess f fall like dt^p with fitted p
+    in [4.5, 6.5] (observed about 6 on this problem: Tsit5's fifth-order error constants are small
+    here)."""
     x = jnp.array([0.7, -0.4])
-    value, grad, hess = exact_f_grad_hess(np.asarray(x))
+    exact = exact_f_grad_hess(np.asarray(x))
+    value, grad, flow, (value2, grad2, hess) = _evaluate(shear_node(32), x)
     # Tsit5 with 32 steps: local error ~ (h L)^5 ~ 1e-9 on this O(1) field.
-    np.testing.assert_allclose(node(x), value, atol=1e-8)
-    np.testing.assert_allclose(node.gradient(x), grad, atol=1e-8)
-    np.testing.assert_allclose(node.hessian(x), hess, atol=1e-8)
-    y0 = W @ x + B
-    np.testing.assert_allclose(node.flow(y0), shear_flow(np.asarray(y0), T), atol=1e-8)
+    np.testing.assert_allclose(value, exact[0], atol=1e-8)
+    np.testing.assert_allclose(grad, exact[1], atol=1e-8)
+    np.testing.assert_allclose(hess, exact[2], atol=1e-8)
+    y0 = np.asarray(W @ x + B)
+    np.testing.assert_allclose(flow, shear_flow(y0, T), atol=1e-8)
+    # One solve with the variational equations integrates the same discrete map: same value and
+    # gradient to rounding.
+    np.testing.assert_allclose(value2, value, rtol=1e-14)
+    np.testing.assert_allclose(grad2, grad, rtol=1e-13)
+
+    steps = np.array([4, 8, 16])
+    errors = []
+    for s in steps:
+        got = _evaluate(shear_node(int(s)), x)[3]
+        errors.append([np.max(np.abs(np.asarray(g) - e)) for g, e in zip(got, exact)])
+    errors = np.array(errors)
+    for k in range(3):
+        slope = -np.polyfit(np.log(steps), np.log(errors[:, k]), 1)[0]
+        assert 4.5 <= slope <= 6.5, (k, slope, errors[:, k])
 
 
 def test_variational_equals_autodiff_of_discrete_map(getkey):
@@ -66,7 +94,6 @@ def test_variational_equals_autodiff_of_discrete_map(getkey):
     derivatives are the derivatives of the discrete map (agreement to rounding)."""
     node = jm.random_node(getkey(), 2, 3, width=8, field_scale=2.0)
     x = jr.normal(getkey(), (2,))
-
     v = jr.normal(getkey(), (2,))
 
     @eqx.filter_jit
@@ -74,28 +101,36 @@ def test_variational_equals_autodiff_of_discrete_map(getkey):
         def f_fwd(z):
             return node._call(z, dfx.ForwardMode())
 
-        y0 = node.weight @ x + node.bias
+        def grad_and_value(z):
+            g = jax.jacfwd(f_fwd)(z)
+            return g, (g, f_fwd(z))
+
+        hess_ad, (grad_ad, value_ad) = jax.jacfwd(grad_and_value, has_aux=True)(x)
         return (
             node.value_gradient_hessian(x),
-            (node(x), jax.jacfwd(f_fwd)(x), jax.jacfwd(jax.jacfwd(f_fwd))(x)),
+            (value_ad, grad_ad, hess_ad),
             jax.jvp(node.gradient, (x,), (v,))[1],
-            jax.grad(node)(x),
-            node.flow_jacobian(y0),
-            jax.jacfwd(lambda y: node._flow(y, dfx.ForwardMode()))(y0),
         )
 
-    (value, grad, hess), (value_ad, grad_ad, hess_ad), jvp, grad_rev, jac, jac_ad = everything(
-        node, x, v
-    )
+    (value, grad, hess), (value_ad, grad_ad, hess_ad), jvp = everything(node, x, v)
     np.testing.assert_allclose(value, value_ad, rtol=1e-14)
     np.testing.assert_allclose(grad, grad_ad, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(hess, hess_ad, rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(hess, hess.T, atol=1e-14)
     # The custom JVP of `gradient` is the Hessian.
     np.testing.assert_allclose(jvp, hess @ v, rtol=1e-12)
-    # Reverse mode through the default adjoint agrees with the forward-mode gradient.
-    np.testing.assert_allclose(grad_rev, grad, rtol=1e-12)
-    np.testing.assert_allclose(jac, jac_ad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_reverse_mode_and_flow_jacobian(getkey):
+    """Reverse mode through the default adjoint agrees with the forward-mode gradient; the flow
+    Jacobian from the variational equation is the forward-mode Jacobian of the discrete map."""
+    node = jm.random_node(getkey(), 2, 3, width=8, field_scale=2.0)
+    x = jr.normal(getkey(), (2,))
+    y0 = node.weight @ x + node.bias
+    np.testing.assert_allclose(jax.grad(node)(x), node.gradient(x), rtol=1e-12)
+    jac_ad = jax.jacfwd(lambda y: node._flow(y, dfx.ForwardMode()))(y0)
+    np.testing.assert_allclose(node.flow_jacobian(y0), jac_ad, rtol=1e-12, atol=1e-14)
 
 
 def test_gradient_parameter_tangents(getkey):
@@ -126,36 +161,17 @@ def test_linear_field_flow_jacobian(getkey):
     np.testing.assert_allclose(node.flow_jacobian(y0), expm, atol=1e-9)
 
 
-def test_convergence_order():
-    """Tsit5 is (at least) fifth order and the variational equations inherit its order: the
-    errors of f, grad f and hess f fall like dt^p with fitted p in [4.5, 6.5] (observed about 6 on
-    this problem: Tsit5's fifth-order error constants are small here)."""
-    x = jnp.array([0.7, -0.4])
-    exact = exact_f_grad_hess(np.asarray(x))
-    steps = np.array([4, 8, 16])
-    errors = []
-    for s in steps:
-        got = shear_node(int(s)).value_gradient_hessian(x)
-        errors.append([np.max(np.abs(np.asarray(g) - e)) for g, e in zip(got, exact)])
-    errors = np.array(errors)
-    for k in range(3):
-        slope = -np.polyfit(np.log(steps), np.log(errors[:, k]), 1)[0]
-        assert 4.5 <= slope <= 6.5, (k, slope, errors[:, k])
-
-
 def test_mlp_field_jit_vmap(getkey):
     mlp = eqx.nn.MLP(3, 3, 8, 1, activation=jnp.tanh, key=getkey())
     node = jm.NeuralODE(mlp, jr.normal(getkey(), (3, 2)), None, jr.normal(getkey(), (3,)))
     assert isinstance(node.field, jm.MLPField)
+    assert node.in_size == 2 and node.phase_size == 3
     xs = jr.normal(getkey(), (3, 2))
     # vmap against a loop of the same jitted function.
-    f = eqx.filter_jit(lambda m, x: (m(x), m.gradient(x)))
+    f = eqx.filter_jit(lambda m, x: m.gradient(x))
     batched = eqx.filter_vmap(f, in_axes=(None, 0))(node, xs)
-    for x, value, grad in zip(xs, *batched):
-        loop_value, loop_grad = f(node, x)
-        np.testing.assert_allclose(value, loop_value, rtol=1e-13)
-        np.testing.assert_allclose(grad, loop_grad, rtol=1e-13)
-    assert node.in_size == 2 and node.phase_size == 3
+    for x, grad in zip(xs, batched):
+        np.testing.assert_allclose(grad, f(node, x), rtol=1e-13)
 
 
 def test_node_errors():
@@ -172,3 +188,101 @@ def test_node_errors():
         node(jnp.ones(3))
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
         node.flow(jnp.ones(2))
+
+
+BOX = (-2.0 * jnp.ones(2), 2.0 * jnp.ones(2))
+
+
+def test_known_critical_point():
+    """`f(x) = a^T phi_T(W x + b)` with the shear flow is quadratic in `x` (closed forms in
+    `exact_f_grad_hess`): its one critical point is `x* = -H^{-1} grad f(0)`, a saddle with
+    hess f = W^T a3 c [[0,1,0],[1,0,0],[0,0,0]] W, c = (1 - exp(-2T)) / 2."""
+    node = shear_node()
+    assert jm.classify(node).verdict is jm.Verdict.GENERICALLY_MORSE
+    _, g0, hess = exact_f_grad_hess(np.zeros(2))
+    x_star = -np.linalg.solve(hess, g0)
+    np.testing.assert_allclose(exact_f_grad_hess(x_star)[1], 0, atol=1e-14)
+    starts = jm.uniform_starts(jr.key(0), *BOX, 64)
+    cps = jm.find_critical_points(node, starts, lower=BOX[0], upper=BOX[1], fallback=False)
+    d = cps.as_numpy()
+    assert int(cps.count) == 1
+    # Tsit5 with 32 steps: the discrete map's critical point is within ~1e-9 of the exact one.
+    np.testing.assert_allclose(d["points"][0], x_star, atol=1e-8)
+    np.testing.assert_allclose(d["eigenvalues"][0], np.linalg.eigvalsh(hess), atol=1e-8)
+    assert d["index"][0] == 1 and not d["degenerate"][0]
+
+
+def test_rank_deficient_known_degenerate_line():
+    """The shear neural ODE with a rank-1 `W = w u^T`: `f(x) = h(u . x)` with `h` quadratic, so
+    the critical set is the whole line `u . x = s*` and hess f = h'' u u^T has a zero eigenvalue
+    there (theorem: `rank W < n`, every critical point degenerate)."""
+    w_col, u = np.array([1.0, -0.5, 0.8]), np.array([0.6, 0.8])
+    node = shear_node(w=jnp.asarray(np.outer(w_col, u)))
+    assert jm.classify(node).verdict is jm.Verdict.ALL_DEGENERATE
+    e, c = np.exp(-T), (1 - np.exp(-2 * T)) / 2
+    a, b = np.asarray(A), np.asarray(B)
+    lin = e * (a[0] * w_col[0] + a[1] * w_col[1]) + a[2] * (
+        w_col[2] + c * (b[0] * w_col[1] + b[1] * w_col[0])
+    )
+    quad = a[2] * c * w_col[0] * w_col[1]  # h(s) = h(0) + lin s + quad s^2
+    s_star = -lin / (2 * quad)
+    perp = np.array([-u[1], u[0]])
+    for t in (-1.0, 0.5):  # two points of the critical line
+        x = jnp.asarray(s_star * u / (u @ u) + t * perp)
+        _, grad, _, (_, _, hess) = _evaluate(node, x)
+        # Tsit5, 32 steps: derivatives of the discrete map within ~1e-9 of the exact ones.
+        np.testing.assert_allclose(grad, 0.0, atol=1e-8)
+        lam = np.linalg.eigvalsh(np.asarray(hess))
+        np.testing.assert_allclose(lam, sorted([0.0, 2 * quad * (u @ u)]), atol=1e-8)
+
+
+def cubic_saddle(x):
+    return x[0] ** 3 - 3 * x[0] + x[1] ** 2
+
+
+def test_universal_embedding():
+    """The augmented neural ODE (m = n + 1) represents g exactly, with g's derivatives (hence g's
+    critical points: the search on an embedded map is in the notebook)."""
+    node = jm.universal_embedding(cubic_saddle, 2)
+    assert node.phase_size == 3
+    assert jm.classify(node).verdict is jm.Verdict.GENERICALLY_MORSE
+    xs = jr.normal(jr.key(1), (16, 2))
+
+    @eqx.filter_jit
+    def evaluate(node, xs):
+        return jax.vmap(node)(xs), jax.vmap(node.value_gradient_hessian)(xs)
+
+    values, (_, g, h) = evaluate(node, xs)
+    # The field is constant along trajectories: one Euler step integrates it exactly.
+    np.testing.assert_allclose(values, jax.vmap(cubic_saddle)(xs), rtol=1e-14)
+    np.testing.assert_allclose(g, jax.vmap(jax.grad(cubic_saddle))(xs), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(h, jax.vmap(jax.hessian(cubic_saddle))(xs), rtol=1e-13, atol=1e-14)
+    with pytest.raises(ValueError, match="scalar"):
+        jm.universal_embedding(lambda x: x, 2)
+    with pytest.raises(ValueError, match="positive"):
+        jm.universal_embedding(cubic_saddle, 0)
+
+
+@pytest.mark.slow
+def test_random_nodes_theorems():
+    """Augmented (m = 3 > n = 2, W of full rank): non-degenerate critical points. The same field
+    with a rank-1 W: hess f = W^T H W has rank 1, every critical point is degenerate."""
+    node = jm.random_node(jr.key(4), 2, 3, width=8, field_scale=3.0)
+    box = (-3.0 * jnp.ones(2), 3.0 * jnp.ones(2))
+    starts = jm.uniform_starts(jr.key(0), *box, 256)
+
+    def run(model):
+        return jm.find_critical_points(
+            model, starts, lower=box[0], upper=box[1], max_points=16, throw=False
+        ).as_numpy()
+
+    d = run(node)
+    assert jm.classify(node).verdict is jm.Verdict.GENERICALLY_MORSE
+    assert len(d["points"]) >= 1 and not d["degenerate"].any()
+    w = node.weight
+    low = jm.NeuralODE(
+        node.field, jnp.outer(w[:, 0], jnp.array([1.0, -0.5])), node.bias, node.readout
+    )
+    assert jm.classify(low).verdict is jm.Verdict.ALL_DEGENERATE
+    d = run(low)
+    assert len(d["points"]) >= 1 and d["degenerate"].all() and (d["nullity"] >= 1).all()
