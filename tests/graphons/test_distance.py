@@ -52,13 +52,14 @@ def hoffman_wielandt(A, B):
 
 
 def test_invariant_l2_exact_for_small_n(getkey):
+    # (step graphons throughout: one compilation for every 6-block pair)
     A, B = np.asarray(random_graphon(getkey(), 6)), np.asarray(random_graphon(getkey(), 6))
-    d = gn.invariant_l2_distance(A, B)
+    U, W = gn.StepGraphon(A), gn.StepGraphon(B)
+    d = gn.invariant_l2_distance(U, W)
     np.testing.assert_allclose(d.upper, brute_force_perm_distance(A, B), rtol=1e-13)
     np.testing.assert_allclose(d.lower, hoffman_wielandt(A, B), rtol=1e-12)
     assert d.lower <= d.upper
     # the relabellings reproduce the upper bound
-    U, W = gn.StepGraphon(A), gn.StepGraphon(B)
     np.testing.assert_allclose(
         gn.l2_distance(U.permute(d.permutation_u), W.permute(d.permutation_w)), d.upper, rtol=1e-13
     )
@@ -68,20 +69,6 @@ def test_invariant_l2_exact_for_small_n(getkey):
     np.testing.assert_allclose([d.lower, d.upper], 0.0, atol=1e-13)
     d = gn.invariant_l2_distance(U, U.refine(2))
     np.testing.assert_allclose([d.lower, d.upper], 0.0, atol=1e-13)
-
-
-def test_invariant_l2_heuristic_for_larger_n(getkey):
-    # a relabelled 30-node two-community graph: the degree / FAQ alignment recovers distance 0
-    S = gn.StepGraphon(jnp.array([[0.8, 0.1], [0.1, 0.6]]))
-    A = gn.sample_graph(getkey(), S, 30)
-    perm = jr.permutation(getkey(), 30)
-    B = A[perm][:, perm]
-    d = gn.invariant_l2_distance(A, B)
-    np.testing.assert_allclose([d.lower, d.upper], 0.0, atol=1e-12)
-    # two independent samples: the bounds bracket, and the upper bound improves on the identity
-    C = gn.sample_graph(getkey(), S, 30)
-    d = gn.invariant_l2_distance(A, C)
-    assert 0 < d.lower <= d.upper <= gn.l2_distance(A, C) + 1e-15
 
 
 @pytest.mark.slow
@@ -134,11 +121,21 @@ def test_cut_norm_bounds_for_larger_n(getkey):
 
 
 def test_cut_distance(getkey):
+    # Above the exact limit (20 blocks): the degree / FAQ alignment of `invariant_l2_distance`
+    # recovers a relabelled two-community graph (distance 0), and `cut_distance` reuses it.
     S = gn.StepGraphon(jnp.array([[0.7, 0.2], [0.2, 0.5]]))
     A = gn.sample_graph(getkey(), S, 20)
     perm = jr.permutation(getkey(), 20)
-    d = gn.cut_distance(A, A[perm][:, perm])
+    d2 = gn.invariant_l2_distance(A, A[perm][:, perm])
+    np.testing.assert_allclose([d2.lower, d2.upper], 0.0, atol=1e-12)
+    d = gn.cut_distance(A, A[perm][:, perm], alignment=d2)
     np.testing.assert_allclose([d.lower, d.upper], 0.0, atol=1e-12)
+    # two independent samples: the bounds bracket, and the upper bound improves on the identity
+    C = gn.sample_graph(getkey(), S, 20)
+    d2 = gn.invariant_l2_distance(A, C)
+    assert 0 < d2.lower <= d2.upper <= gn.l2_distance(A, C) + 1e-15
+    d = gn.cut_distance(A, C, alignment=d2)
+    assert 0 < d.lower <= d.upper
     # constant graphons p, q: delta_cut = |p - q| (exact: no relabelling changes a constant, and
     # the cut norm of a constant is its absolute value); the counting lemma is tight on K2
     d = gn.cut_distance(jnp.full((3, 3), 0.2), jnp.full((5, 5), 0.5))

@@ -7,7 +7,7 @@ finite flows to the fine-grid graphon flow as `n` grows, and jit/vmap/grad.
 
 Compilation dominates the run time of these small problems, so objectives that differ only in
 their coefficients are one `LinearCombination` with array coefficients (one compilation, batched
-with `vmap`).
+with `vmap`), and each test compiles as few distinct flows as its claims need.
 """
 
 import diffrax as dfx
@@ -33,9 +33,10 @@ FINE = dict(solver=dfx.Heun(), dt0=1e-3, saveat=dfx.SaveAt(ts=TS))
 HEUN = dict(solver=dfx.Heun(), dt0=0.02)
 
 
-def mix(a, b):
-    """`a t(K3) + b t(K2)`; array coefficients, so every mix shares one compilation."""
-    return gn.LinearCombination((TRIANGLE, EDGE), (jnp.asarray(a, float), jnp.asarray(b, float)))
+def mix(a, b, c=0.0):
+    """`a t(K3) + b t(K2) + c t(K2)^2`; array coefficients, so every mix shares one compilation."""
+    coefficients = tuple(jnp.asarray(x, float) for x in (a, b, c))
+    return gn.LinearCombination((TRIANGLE, EDGE, EDGE * EDGE), coefficients)
 
 
 def constant_flows(make_objective, p0, coefficients):
@@ -51,17 +52,21 @@ def constant_flows(make_objective, p0, coefficients):
 
 
 def test_closed_form_flows_on_constant_graphons():
-    # F = a t(K3) + b t(K2) on a constant graphon p: DF = 3 a p^2 + b, p' = -(3 a p^2 + b).
-    #  1. edge density (a, b) = (0, 1): p = max(p0 - t, 0): reaches 0 at t = p0 and stays (the
-    #     velocity points out of the box).
-    #  2. triangles (1, 0): p = p0 / (1 + 3 p0 t).
-    #  3. maximise triangles (-1, 0): p = p0 / (1 - 3 p0 t) until it reaches 1 at
+    # F = a t(K3) + b t(K2) + c t(K2)^2 on a constant graphon p: DF = 3 a p^2 + b + 2 c p,
+    # p' = -(3 a p^2 + b + 2 c p). One compilation for all rows:
+    #  1. edge density (a, b, c) = (0, 1, 0): p = max(p0 - t, 0): reaches 0 at t = p0 and stays
+    #     (the velocity points out of the box).
+    #  2. triangles (1, 0, 0): p = p0 / (1 + 3 p0 t).
+    #  3. maximise triangles (-1, 0, 0): p = p0 / (1 - 3 p0 t) until it reaches 1 at
     #     t* = (1 - p0) / (3 p0), then stays at 1.
-    #  4. (1, -lam): p' = 3 (s^2 - p^2), s = sqrt(lam / 3): p = s tanh(3 s t + artanh(p0 / s)).
+    #  4. (1, -lam, 0): p' = 3 (s^2 - p^2), s = sqrt(lam / 3): p = s tanh(3 s t + artanh(p0 / s)).
+    #  5.-6. boundary: (t(K2) - k)^2 = t(K2)^2 - 2 k t(K2) + const from p0 = 0, DF = 2 (p - k).
+    #     With k = 0.3 the velocity 2k points into the box and p = k (1 - exp(-2t)); with
+    #     k = -0.2 it points out and p stays exactly 0.
     lam = 0.48
     s = np.sqrt(lam / 3)
-    p0 = np.array([0.35, 0.6, 0.45, 0.1])
-    p = constant_flows(mix, p0, [(0, 1), (1, 0), (-1, 0), (1, -lam)])
+    rows = [(0, 1, 0), (1, 0, 0), (-1, 0, 0), (1, -lam, 0), (0, -0.6, 1), (0, 0.4, 1)]
+    p = constant_flows(mix, [0.35, 0.6, 0.45, 0.1, 0.0, 0.0], rows)
     t, t_star = np.asarray(TS), (1 - 0.45) / (3 * 0.45)
     np.testing.assert_allclose(p[0], np.maximum(0.35 - t, 0), atol=1e-6)
     assert np.all(p[0][t > 0.36] == 0.0)
@@ -70,18 +75,8 @@ def test_closed_form_flows_on_constant_graphons():
     np.testing.assert_allclose(p[2], expected, rtol=1e-5)
     assert np.all(p[2][t > t_star] == 1.0)
     np.testing.assert_allclose(p[3], s * np.tanh(3 * s * t + np.arctanh(0.1 / s)), rtol=1e-5)
-
-
-def test_weight_on_face_leaves_only_if_gradient_points_inward():
-    # F = (t(K2) - c)^2 written as t(K2) * t(K2) - 2 c t(K2) (a Product in a combination), from
-    # W = 0: DF = 2 (p - c). With c = 0.3 the velocity 2c points into the box and
-    # p(t) = c (1 - exp(-2t)); with c = -0.2 it points out and p stays exactly 0.
-    def objective(c):
-        return gn.LinearCombination((EDGE * EDGE, EDGE), (jnp.asarray(1.0), -2 * c))
-
-    p = constant_flows(objective, [0.0, 0.0], [(0.3,), (-0.2,)])
-    np.testing.assert_allclose(p[0], 0.3 * (1 - np.exp(-2 * TS)), rtol=1e-5, atol=1e-9)
-    assert np.all(p[1] == 0.0)
+    np.testing.assert_allclose(p[4], 0.3 * (1 - np.exp(-2 * t)), rtol=1e-5, atol=1e-9)
+    assert np.all(p[5] == 0.0)
 
 
 def test_entropy_flow_against_scipy():
@@ -120,14 +115,19 @@ def target_problem():
 
 
 def test_target_flow_exact_with_faces():
+    # The default adaptive scheme (projected Tsit5, PID controller at rtol = atol = 1e-8): the
+    # controller, fed the wrapped solver's error estimate, shrinks the steps around the hitting
+    # times, so the clipped dense output is accurate between steps too.
     F, A0, T, exact = target_problem()
     np.testing.assert_allclose(gn.derivative_kernel(F, A0), A0 - T, rtol=1e-13)
     saveat = dfx.SaveAt(subs=[dfx.SubSaveAt(ts=TS), dfx.SubSaveAt(steps=True)])
-    sol = gn.gradient_flow(F, A0, TS[-1], **(FINE | dict(saveat=saveat)))
+    controller = dfx.PIDController(rtol=1e-8, atol=1e-8)
+    sol = gn.gradient_flow(F, A0, TS[-1], saveat=saveat, stepsize_controller=controller)
     ys, steps = (np.asarray(y) for y in sol.ys)
     steps = steps[: int(sol.stats["num_accepted_steps"])]
     # every step and the clipped dense output stay in the box
     assert np.all((ys >= 0) & (ys <= 1)) and np.all((steps >= 0) & (steps <= 1))
+    # global error ~ tolerance (measured 1e-9 at 1e-8): asserted to 1e-6
     np.testing.assert_allclose(ys, jax.vmap(exact)(TS), atol=1e-6)
     assert np.all(ys[:, 0, 1] == 0.0) and np.all(ys[:, 1, 2] == 1.0)  # outward: stays
     assert np.all(ys[1:, 2, 3] < 1.0) and np.all(ys[1:, 1, 1] > 0.0)  # inward: leaves at once
@@ -177,30 +177,35 @@ def test_time_stepping_orders(problem):
 
 
 def test_relabelling_and_block_refinement_commute_with_the_flow(getkey):
+    # Three compilations: one 4-block flow (looped), the same under vmap, one 8-block flow.
     F = mix(-1.0, 0.7)  # weights reach 1 and 0 before t = 1
     perm = jr.permutation(getkey(), 4)
     W = A0_SMOOTH
-    Y = gn.gradient_flow(F, W, 1.0, **HEUN).ys[-1]
+    # unequal blocks (1/8, 1/8, 1/4, 1/2): the uniform 8-partition with blocks repeated (checks the
+    # speed-up 1 / (mu_i mu_j) of the edge-weight gradient)
+    U = gn.StepGraphon(W.values, jnp.array([0.125, 0.125, 0.25, 0.5]))
+    idx = jnp.array([0, 1, 2, 2, 3, 3, 3, 3])
+
+    def flow(values, sizes):
+        return gn.gradient_flow(F, gn.StepGraphon(values, sizes, check=False), 1.0, **HEUN).ys[-1]
+
+    starts = [W, W.permute(perm), U]
+    looped = [eqx.filter_jit(flow)(V.values, V.sizes) for V in starts]
+    Y, Yp, Yu = looped
     assert jnp.any(Y == 1.0) and jnp.any(Y == 0.0)
-    Yp = gn.gradient_flow(F, W.permute(perm), 1.0, **HEUN).ys[-1]
     np.testing.assert_allclose(Yp, Y[perm][:, perm], rtol=1e-12, atol=1e-14)
     # vmap over initial graphons against the loop
-    starts = jnp.stack([W.values, W.permute(perm).values])
-    batched = jax.vmap(lambda a: gn.gradient_flow(F, a, 1.0, **HEUN).ys[-1])(starts)
-    np.testing.assert_allclose(batched, jnp.stack([Y, Yp]), rtol=1e-13, atol=1e-15)
-    Yr = gn.gradient_flow(F, W.refine(2), 1.0, **HEUN).ys[-1]
-    np.testing.assert_allclose(Yr, jnp.kron(Y, jnp.ones((2, 2))), rtol=1e-12, atol=1e-14)
-    # the graphon flow of a step graphon on a grid that refines it is the same flow
+    batched = jax.vmap(flow)(
+        *(jnp.stack([getattr(V, k) for V in starts]) for k in ("values", "sizes"))
+    )
+    np.testing.assert_allclose(batched, jnp.stack(looped), rtol=1e-13, atol=1e-15)
+    # the graphon flow of a step graphon on a grid that refines it is its refined flow
     Wn, sol = gn.graphon_flow(F, W, 1.0, n=8, **HEUN)
     np.testing.assert_allclose(Wn.values, W.refine(2).values)
-    np.testing.assert_allclose(sol.ys[-1], Yr, rtol=1e-12, atol=1e-14)
-    # unequal blocks: lengths (1/4, 3/4) = the uniform 4-partition with block 2 repeated
-    # (checks the speed-up 1 / (mu_i mu_j) of the edge-weight gradient)
-    B = jnp.array([[0.3, 0.8], [0.8, 0.6]])
-    idx = jnp.array([0, 1, 1, 1])
-    Y2 = gn.gradient_flow(F, gn.StepGraphon(B, jnp.array([0.25, 0.75])), 1.0, **HEUN).ys[-1]
-    Y4 = gn.gradient_flow(F, B[idx][:, idx], 1.0, **HEUN).ys[-1]
-    np.testing.assert_allclose(Y2[idx][:, idx], Y4, rtol=1e-12)
+    np.testing.assert_allclose(sol.ys[-1], jnp.kron(Y, jnp.ones((2, 2))), rtol=1e-12, atol=1e-14)
+    Un, sol = gn.graphon_flow(F, U, 1.0, n=8, **HEUN)
+    np.testing.assert_allclose(Un.values, W.values[idx][:, idx])
+    np.testing.assert_allclose(sol.ys[-1], Yu[idx][:, idx], rtol=1e-12, atol=1e-14)
 
 
 def test_finite_flows_converge_to_graphon_flow():
@@ -276,8 +281,6 @@ def test_failures():
     # the entropy's kernel is infinite on the faces: an error, not a NaN trajectory
     with pytest.raises(eqx.EquinoxRuntimeError, match="not finite"):
         gn.gradient_flow(gn.ScalarEntropy(), jnp.array([[0.0, 0.5], [0.5, 0.2]]), 1.0, **euler)
-    # too few steps: raised with throw=True, reported in the result code with throw=False
-    with pytest.raises(eqx.EquinoxRuntimeError, match="maximum number of solver steps"):
-        gn.gradient_flow(TRIANGLE, jnp.full((2, 2), 0.5), 1.0, **euler, max_steps=5)
+    # too few steps: reported in the result code with throw=False (diffrax raises with throw=True)
     sol = gn.gradient_flow(TRIANGLE, jnp.full((2, 2), 0.5), 1.0, **euler, max_steps=5, throw=False)
     assert sol.result != dfx.RESULTS.successful
