@@ -216,6 +216,19 @@ def test_warm_start_keeps_branch():
     assert float(jnp.abs(hi[0]) ** 2) > 1.0 > 0.1 > float(jnp.abs(lo[0]) ** 2)
 
 
+def test_float32_large_sources_converge(getkey):
+    """The stopping rule is relative to the source scale: float32 rounding of `F` grows with
+    `|s|`, and an absolute 1e-4 would be unreachable at |s| ~ 1e3 (Newton would hit max_steps)."""
+    g = jg.random_graph(getkey(), 200, 1000, dtype=jnp.float32)
+    model = js.GradientModel(js.Quartic(1.0, 0.5))
+    s = 1e3 * jr.normal(getkey(), (200, 3), jnp.float32)
+    sol = js.solve(model, g, s)
+    g64 = eqx.tree_at(lambda t: t.weights, g, g.weights.astype(jnp.float64))
+    ref = js.solve(model, g64, s.astype(jnp.float64)).value
+    # Newton stops at max|F| <= 1e-4 |s|_inf with F's Jacobian >= 1: relative error ~1e-6..1e-4.
+    np.testing.assert_allclose(sol.value, ref, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+
+
 def test_least_squares_solver(getkey):
     """A globalised solver (Levenberg-Marquardt) from optimistix gives the same state."""
     g = graph(getkey())
