@@ -13,25 +13,25 @@ import time
 def _tour_stationary() -> None:
     import jax.numpy as jnp
     import jax.random as jr
+    import numpy as np
 
     import jaxstat.graphs as jg
     import jaxstat.stationary as js
 
     # A Kerr dimer driven in its bistable range: three stationary states, the middle one unstable.
-    import numpy as np
-
     gamma, kappa, delta, drive = 0.1, -1.0, 1.0, 0.05
     g = jg.from_edges([[0, 1]], [2.0], potential=delta * jnp.ones(2))
     model = js.DrivenDampedModel(gamma=gamma, kappa=kappa)
     s = np.sqrt(drive) * jnp.ones(2, jnp.complex64)
     # Intensities I solving I (gamma^2 + (delta + kappa I)^2) = |s|^2, used as warm starts.
     roots = np.sort(np.roots([kappa**2, 2 * delta * kappa, delta**2 + gamma**2, -drive]).real)
-    for I in roots:
-        guess = 1.05 * s / (gamma + 1j * (delta + kappa * I))
+    for intensity in roots:
+        guess = 1.05 * s / (gamma + 1j * (delta + kappa * intensity))
         sol = js.solve(model, g, s, guess, throw=False)
         stable = "stable" if bool(sol.stability.stable) else "UNSTABLE"
         print(
-            f"  branch |psi|^2 = {float(jnp.abs(sol.value[0]) ** 2):.4f} (closed form {I:.4f}): "
+            f"  branch |psi|^2 = {float(jnp.abs(sol.value[0]) ** 2):.4f} "
+            f"(closed form {intensity:.4f}): "
             f"spectral abscissa {float(sol.stability.abscissa):+.3f}, {stable}"
         )
     # A differentiable graph-stationary layer on a random graph.
@@ -40,13 +40,88 @@ def _tour_stationary() -> None:
     graph = jg.random_graph(jr.key(0), 1000, 5000)
     layer = js.feature_layer(graph, js.GradientModel(js.Quartic(1.0, 0.5)), 8, 8, key=jr.key(1))
     x = jr.normal(jr.key(2), (1000, 8))
-    grads = eqx.filter_grad(lambda l: jnp.mean(l(x) ** 2))(layer)
+    grads = eqx.filter_grad(lambda lay: jnp.mean(lay(x) ** 2))(layer)
     norm = float(jnp.linalg.norm(grads.graph.weights))
     print(f"  stationary layer on 1000 nodes: |d loss / d edge weights| = {norm:.3e}")
 
 
+def _tour_morse() -> None:
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    import jaxstat.morse as jm
+
+    # Critical points of a random augmented tanh MLP R^2 -> R: Morse for almost every weight.
+    net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
+    print("  " + str(jm.classify(net)).replace("\n", "\n  "))
+    lo, hi = -3 * jnp.ones(2), 3 * jnp.ones(2)
+    starts = jm.uniform_starts(jr.key(1), lo, hi, 1024)
+    cps = jm.find_critical_points(net, starts, lower=lo, upper=hi, fallback=False)
+    rtol = float(cps.degeneracy_rtol)
+    print(
+        f"  {int(cps.count)} critical points in [-3, 3]^2; index counts {cps.index_counts()}; "
+        f"numerically degenerate (|lambda| <= {rtol:.0e} max|lambda|, float32): "
+        f"{int(cps.degenerate.sum())}"
+    )
+
+
+def _tour_graphons() -> None:
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    import jaxstat.graphons as gn
+
+    W = gn.FunctionGraphon(lambda x, y: 0.15 + 0.7 * x * y)
+    A = gn.sample_graph(jr.key(0), W, 300, sort=True)
+    print(f"  t(C4, G(300, W)) = {float(gn.homomorphism_density(gn.Pattern.cycle(4), A)):.4f}")
+    F = -gn.HomomorphismDensity(gn.Pattern.cycle(3)) + 0.5 * gn.HomomorphismDensity([(0, 1)])
+    Wn, sol = gn.graphon_flow(F, W, 0.5, n=64)
+    at_one = float(jnp.mean(sol.ys[-1] == 1.0))
+    print(f"  graphon flow to t = 0.5: fraction of weights at 1 = {at_one:.3f}")
+
+
+def _tour_strata() -> None:
+    import jax.numpy as jnp
+    import optax
+
+    import jaxstat.strata as st
+
+    # One natural-gradient step under the shifted entropic metric: dw = -lr (w + eps) g, clipped at
+    # 0. The edge at 0 with an inward gradient is born; the one pushed below 0 dies.
+    w, g = jnp.array([0.5, 0.0, 0.02]), jnp.array([-1.0, -2.0, 10.0])
+    tx = st.natural_gradient(0.1, st.ShiftedEntropy(0.01))
+    u, state = tx.update(g, tx.init(w), w)
+    print(f"  weights {optax.apply_updates(w, u)}; {st.stratum(state).summary()}")
+
+
+def _tour_supragraph() -> None:
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    import jaxstat.supragraph as sg
+
+    # A three-layer Kerr network solved as one global system, against the layer-by-layer pass.
+    g = jg.random_graph(jr.key(0), 30, 90)
+    net = sg.feature_network(g, js.DrivenDampedModel(1.0, 0.3), [4, 8, 4], key=jr.key(1))
+    x = jr.normal(jr.key(2), (30, 4))
+    sol = sg.solve(net, x)
+    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(sol.value, net.states(x)))
+    S = sg.supragraph(net)
+    print(f"  global solve vs sequential pass: max difference {gap:.1e}")
+    print(
+        f"  supra-graph: {S.num_intra_edges} intra-layer + {S.num_inter_edges} inter-layer edges; "
+        f"Jacobian nonzeros {S.jacobian_pattern().nnz} vs dense {S.dense_size()}"
+    )
+
+
 TOUR = {
     "stationary": ("graph-stationary layers (graphs, stationary)", _tour_stationary),
+    "supragraph": ("stationary networks as one global system (supragraph)", _tour_supragraph),
+    "strata": ("learning the graph on its stratified space (strata)", _tour_strata),
+    "morse": ("critical points of network input-output maps (morse)", _tour_morse),
+    "graphons": ("homomorphism densities and graphon flows (graphons)", _tour_graphons),
 }
 
 
