@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import scipy.sparse as sp
-
-from _common import Table, main, timeit
+from _common import main, Table, timeit
 
 import jaxstat.graphs as jg
 from jaxstat.graphs._sparse import _portable_matmul

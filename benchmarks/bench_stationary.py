@@ -1,4 +1,4 @@
-"""A stationary layer at scale: implicit adjoint against backpropagation through unrolled iterations.
+"""A stationary layer at scale: implicit adjoint against backprop through unrolled iterations.
 
 Layer: gradient model with the Gross-Pitaevskii potential `mu/2 |u|^2 + beta/4 |u|^4` (mu = 1,
 beta = 0.5) on a random graph (n = 100,000 nodes, 500,000 edges), 16 float32 features per node,
@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optimistix as optx
-
-from _common import Table, compiled_memory, main, timeit
+from _common import compiled_memory, main, Table, timeit
 
 import jaxstat.graphs as jg
 import jaxstat.stationary as js

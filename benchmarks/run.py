@@ -1,9 +1,9 @@
 """Run the benchmarks and regenerate `benchmarks/README.md`.
 
-    python benchmarks/run.py                 # every benchmark
-    python benchmarks/run.py graphs pde      # the ones whose file name contains these words
-    python benchmarks/run.py --quick         # small sizes (results not written to the README)
-    python benchmarks/run.py --table         # only regenerate the README from results/
+python benchmarks/run.py                 # every benchmark
+python benchmarks/run.py graphs pde      # the ones whose file name contains these words
+python benchmarks/run.py --quick         # small sizes (results not written to the README)
+python benchmarks/run.py --table         # only regenerate the README from results/
 """
 
 import importlib.util

@@ -9,8 +9,8 @@ Subpackages (import them directly, e.g. `import jaxstat.graphs as jg`):
   global solve, adjoint gradients, penalized relaxation `l(Psi) + mu/2 |F(Psi)|^2`.
 - `jaxstat.strata`: natural gradient and mirror descent on edge weights under Hessian metrics
   (optax transformations) that let edges die and be born.
-- `jaxstat.equivalence`: exact conversions between resolvent, graph-stationary, supra-graph and sheaf
-  networks; complexity figures and generalisation bounds from sparse geometry.
+- `jaxstat.equivalence`: exact conversions between resolvent, graph-stationary, supra-graph and
+  sheaf networks; complexity figures and generalisation bounds from sparse geometry.
 - `jaxstat.pde`: finite-volume viscous Hamilton-Jacobi and Burgers solvers, exact solutions, shocks.
 - `jaxstat.morse`: critical points and Morse classification of network input-output maps.
 - `jaxstat.graphons`: homomorphism densities and graphon gradient flows.

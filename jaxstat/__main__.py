@@ -116,10 +116,28 @@ def _tour_supragraph() -> None:
     )
 
 
+def _tour_pde() -> None:
+    import jax.numpy as jnp
+
+    import jaxstat.pde as jp
+
+    # Burgers from sin x + 1/2: a shock forms at t* = 1 and moves at the Rankine-Hugoniot speed 1/2.
+    grid = jp.UniformGrid(0.0, 2 * jnp.pi, 256)
+    p0 = grid.cell_averages(lambda x: jnp.sin(x) + 0.5)
+    sol = jp.solve(jp.Burgers(grid), p0, jnp.array([0.0, 1.6]), 0.0)  # WENO5, Godunov, SSPRK3
+    shocks = jp.detect_shocks(sol.ys[-1], grid)
+    t_star = float(jp.shock_formation(jnp.sin, 0.0, 2 * jnp.pi).time)
+    where = float(shocks.position[shocks.valid][0])
+    speed = float(shocks.speed[shocks.valid][0])
+    print(f"  shock time t* = {t_star:.4f} (closed form 1)")
+    print(f"  shock at t = 1.6: x = {where:.4f} (exact {jnp.pi + 0.8:.4f}), RH speed {speed:.3f}")
+
+
 TOUR = {
     "stationary": ("graph-stationary layers (graphs, stationary)", _tour_stationary),
     "supragraph": ("stationary networks as one global system (supragraph)", _tour_supragraph),
     "strata": ("learning the graph on its stratified space (strata)", _tour_strata),
+    "pde": ("viscous Burgers / Hamilton-Jacobi finite volumes and shocks (pde)", _tour_pde),
     "morse": ("critical points of network input-output maps (morse)", _tour_morse),
     "graphons": ("homomorphism densities and graphon flows (graphons)", _tour_graphons),
 }

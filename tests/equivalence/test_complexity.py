@@ -129,6 +129,7 @@ def test_lipschitz_bound_tight_for_one_linear_layer(getkey):
     np.testing.assert_allclose(ratio, bound, rtol=1e-9)  # the solver's tolerance
 
 
+@pytest.mark.slow  # the claim keeps a faster test in the default suite
 def test_lipschitz_bound_never_violated_on_random_pairs(getkey):
     """A 3-layer network (magnetic driven-damped, Quadratic gradient, resolvent with a linear
     readout): `|f(x) - f(x')| <= Lip |x - x'|` on 64 random input pairs, at several scales."""

@@ -39,6 +39,7 @@ def test_hidden_node_lift_reduces_to_A(getkey, complex_, shift):
     )
 
 
+@pytest.mark.slow  # the claim keeps a faster test in the default suite
 def test_spectral_base_has_lower_rank(getkey):
     """With the base `lambda_max(A) I`, `base - A` has rank `m - 1`: one hub fewer."""
     A = hermitian(getkey(), M)
@@ -48,6 +49,7 @@ def test_spectral_base_has_lower_rank(getkey):
     np.testing.assert_allclose(kron(g, M), A, atol=1e-12)
 
 
+@pytest.mark.slow  # the claim keeps a faster test in the default suite
 def test_sparse_minus_low_rank(getkey):
     """`A = H_sparse - R R^T` with a sparse base graph: exactly `r` hubs, `E + m r` edges."""
     m, E, r = 40, 80, 3
@@ -61,6 +63,7 @@ def test_sparse_minus_low_rank(getkey):
     np.testing.assert_allclose(kron(je.low_rank_lift(base, R), m), A, atol=1e-11)
 
 
+@pytest.mark.slow  # the claim keeps a faster test in the default suite
 def test_low_rank_lift_is_differentiable(getkey):
     """`low_rank_lift` is differentiable in `R` and the base, and `jg.kron_reduction` in the
     lift's weights, phases and potentials (reverse mode through the matrix-free Schur

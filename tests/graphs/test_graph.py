@@ -126,7 +126,9 @@ def test_knn_graph():
     assert bool(jnp.all((g.weights > 0) & (g.weights <= 1)))
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=pytest.mark.slow) if k == "orthogonal" else k for k in KINDS]
+)
 def test_gradients_match_dense_and_fd(getkey, kind):
     """Reverse mode through the sparse product against the dense product and finite differences,
     with respect to weights, connection, potential and features."""

@@ -39,7 +39,9 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "saturable" else n for n in MODELS]
+)
 def test_implicit_gradients_match_finite_differences(getkey, name):
     """d loss / d (source input, B, b, edge weights, phases, potential, model parameters)."""
     layer = magnetic_layer(getkey(), MODELS[name])
@@ -89,6 +91,7 @@ def test_relu_layer_gradient(getkey):
     np.testing.assert_allclose(grad, w * (s > 0), atol=1e-12)
 
 
+@pytest.mark.slow  # the claim keeps a faster test in the default suite
 def test_grad_of_vmap_and_vmap_of_grad(getkey):
     layer = magnetic_layer(getkey(), MODELS["kerr"])
     xs = jr.normal(getkey(), (3, M, 2))
