@@ -1,4 +1,13 @@
-import jax
+import os
+
+
+# Tests are compile-bound (small programs): a lighter LLVM pipeline compiles faster and does not
+# change floating-point semantics. Set before JAX starts; notebook kernels inherit it.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
+
+import jax  # noqa: E402
 import jax.random as jr
 import pytest
 
@@ -18,3 +27,8 @@ def getkey():
         return subkey
 
     return _getkey
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the notebooks (the longest single tests) first, so the workers end together."""
+    items.sort(key=lambda item: "test_notebooks" not in item.nodeid)

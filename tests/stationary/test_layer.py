@@ -110,6 +110,7 @@ def test_grad_of_vmap_and_vmap_of_grad(getkey):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.slow  # sheaf states: closed forms in test_solve.py; gradients: the kerr FD test
 def test_sheaf_layer_gradient(getkey):
     k1, k2 = jr.split(getkey())
     g = jg.random_graph(k1, N, E)
