@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact, PRNGKeyArray, PyTree
 
 from .._checks import is_concrete
-from ..graphs import Graph, SparseHamiltonian
+from ..graphs import Graph
 from ..stationary import (
     AbstractModel,
     AbstractReadout,
@@ -45,6 +45,7 @@ from ..stationary import (
     Solution as LayerSolution,
     StationaryLayer,
 )
+from ..stationary._solve import state_dtype
 
 
 States = tuple[Inexact[Array, "..."], ...]
@@ -60,19 +61,6 @@ def pack_states(states: States) -> PyTree[Array]:
 def unpack_states(y: PyTree[Array]) -> States:
     """Inverse of [`jaxstat.supragraph.pack_states`][]."""
     return tuple(p[0] + 1j * p[1] if isinstance(p, tuple) else p for p in y)
-
-
-def _state_dtype(model: AbstractModel, H: SparseHamiltonian, source) -> jnp.dtype:
-    """Complex if the model, the Hamiltonian or the source is (as `jaxstat.stationary.solve`)."""
-    dtype = jnp.result_type(H.dtype, source)
-    if model.complex_states:
-        dtype = jnp.result_type(dtype, jnp.complex64)
-    if model.real_only and jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(
-            f"{type(model).__name__} with this potential needs real states, but its graph or "
-            "source is complex"
-        )
-    return dtype
 
 
 def _is_zero(x) -> bool:
@@ -229,7 +217,7 @@ class StationaryNetwork(eqx.Module):
                 s = layer.source(h)
                 H = layer.graph.assemble()
                 _check_nodes(layer, s, i)
-                psi = jnp.zeros(s.shape, _state_dtype(layer.model, H, s))
+                psi = jnp.zeros(s.shape, state_dtype(layer.model, H, s))
                 out.append(psi)
                 h = layer.readout(psi)
             return tuple(out)
@@ -327,7 +315,7 @@ def feature_network(
         layers.append(layer)
         H = g.assemble()
         psi = jax.ShapeDtypeStruct(
-            (g.num_nodes, features[i + 1]), _state_dtype(m, H, layer.source.W)
+            (g.num_nodes, features[i + 1]), state_dtype(m, H, layer.source.W)
         )
         d_in = jax.eval_shape(layer.readout, psi).shape[-1]
     return StationaryNetwork(layers)
