@@ -31,11 +31,13 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import optax
-from optax._src.base import NO_PARAMS_MSG
 
 from .._checks import is_concrete
 from ._coordinates import graph_labels, map_coordinates
 from ._potential import AbstractHessianPotential, ShiftedEntropy
+
+
+NO_PARAMS_MSG = "this transformation needs the parameters: call `update(updates, state, params)`"
 
 
 class StratumState(NamedTuple):
@@ -143,6 +145,20 @@ def scale_by_inverse_metric(
     potential = ShiftedEntropy() if potential is None else potential
     _check_potential(potential)
 
+    def scale(kind, w, p, u):
+        return (potential.inverse_metric(w) * u).astype(u.dtype)
+
+    return _coordinatewise(scale)
+
+
+def _second(p, u):
+    return u
+
+
+def _coordinatewise(fn) -> optax.GradientTransformation:
+    """A stateless transformation applying `fn(kind, w, p, u)` to every graph coordinate (see
+    `map_coordinates`); other leaves pass through. Needs `params` in `update`."""
+
     def init_fn(params):
         del params
         return optax.EmptyState()
@@ -150,17 +166,9 @@ def scale_by_inverse_metric(
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError(NO_PARAMS_MSG)
-
-        def scale(kind, w, p, u):
-            return (potential.inverse_metric(w) * u).astype(u.dtype)
-
-        return map_coordinates(scale, _second, params, updates), state
+        return map_coordinates(fn, _second, params, updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _second(p, u):
-    return u
 
 
 def mirror_step(potential: AbstractHessianPotential | None = None) -> optax.GradientTransformation:
@@ -180,22 +188,12 @@ def mirror_step(potential: AbstractHessianPotential | None = None) -> optax.Grad
     potential = ShiftedEntropy() if potential is None else potential
     _check_potential(potential)
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
+    def step(kind, w, p, v):
+        if kind == "weight":
+            return potential.mirror_displacement(p, -v).astype(v.dtype)
+        return (potential.inverse_metric(w) * v).astype(v.dtype)
 
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(NO_PARAMS_MSG)
-
-        def step(kind, w, p, v):
-            if kind == "weight":
-                return potential.mirror_displacement(p, -v).astype(v.dtype)
-            return (potential.inverse_metric(w) * v).astype(v.dtype)
-
-        return map_coordinates(step, _second, params, updates), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _coordinatewise(step)
 
 
 def project_to_orthant() -> optax.GradientTransformation:
