@@ -2,6 +2,10 @@
 (and phases) under Hessian metrics, with face crossing, as optax gradient transformations.
 
 `dw = -eta (w + eps) grad L`, clipped at 0 (the shifted entropic metric `G = diag(1/(w + eps))`).
+
+A worked example on real data is `notebooks/strata.ipynb` (semi-supervised digits). One lesson
+from it: when the loss is a cross-entropy of `T psi*`, train the scale `T` with the graph; with a
+fixed `T` the loss rewards confident graphs rather than correct ones.
 """
 
 from ._coordinates import graph_labels as graph_labels

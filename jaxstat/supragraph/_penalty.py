@@ -42,7 +42,7 @@ def default_penalized_solver(dtype) -> optx.Newton:
     """
     tol = default_tolerance(dtype)
     small = jnp.finfo(dtype).bits <= 32
-    inner = GMRES(rtol=1e-4 if small else tol / 100, atol=0.0, restart=60, max_steps=20_000)
+    inner = GMRES(rtol=1e-4 if small else 1e-6, atol=0.0, restart=60, max_steps=20_000)
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 
@@ -79,6 +79,7 @@ def _pack_tree(tree):
     return jtu.tree_map(lambda v: (jnp.real(v), jnp.imag(v)) if jnp.iscomplexobj(v) else v, tree)
 
 
+@eqx.filter_jit
 def penalized_solve(
     network: StationaryNetwork,
     x: Inexact[ArrayLike, "..."],
