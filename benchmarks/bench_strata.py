@@ -63,13 +63,6 @@ KARATE_STEPS, KARATE_LR = 60, 1.0
 # Semi-supervised node classification.
 
 
-class GivenLabels(js.AbstractSource):
-    """`s = x`: the source is the one-hot labels given to the layer (zero rows elsewhere)."""
-
-    def __call__(self, x):
-        return x
-
-
 class Classifier(eqx.Module):
     """Logits `exp(log_temperature) psi*` of a label-propagation stationary layer
     `psi* = (L_w + mu I)^{-1} Y_given` whose graph weights and logit scale are trained."""
@@ -83,7 +76,7 @@ class Classifier(eqx.Module):
 
 def classifier(graph, mu):
     layer = js.StationaryLayer(
-        graph, js.GradientModel(js.Quadratic(mu)), GivenLabels(), js.Identity()
+        graph, js.GradientModel(js.Quadratic(mu)), js.DirectSource(), js.Identity()
     )
     return Classifier(layer, jnp.log(jnp.asarray(10.0, graph.weights.dtype)))
 

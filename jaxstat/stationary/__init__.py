@@ -7,6 +7,7 @@ from ._flow import flow as flow
 from ._layer import (
     AbstractReadout as AbstractReadout,
     AbstractSource as AbstractSource,
+    DirectSource as DirectSource,
     feature_layer as feature_layer,
     FeatureSource as FeatureSource,
     Identity as Identity,

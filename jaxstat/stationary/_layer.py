@@ -37,6 +37,14 @@ class NodeSource(AbstractSource):
         return jnp.tensordot(self.B, x, axes=(1, 0)) + self.b
 
 
+class DirectSource(AbstractSource):
+    """`s = x`: the input is the source itself, shape `(n, ...)` (no parameters). For example the
+    one-hot labels given to a label-propagation layer `psi* = (L_w + mu I)^{-1} Y_given`."""
+
+    def __call__(self, x):
+        return x
+
+
 class FeatureSource(AbstractSource):
     """`s_i = W x_i + b` per node: a shared linear map of node features, `W` of shape
     `(d_out, d_in)`, input of shape `(n, d_in)`, source `(n, d_out)`."""

@@ -144,3 +144,18 @@ def test_feature_layer_float32(getkey):
     grads = eqx.filter_grad(lambda l: jnp.mean(l(x) ** 2))(layer)
     assert grads.graph.weights.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(grads.graph.weights)))
+
+
+def test_direct_source_is_label_propagation(getkey):
+    """`DirectSource` + `Quadratic(mu)`: `psi* = (L + mu I)^{-1} x` (the dense solve), and the
+    gradient with respect to the edge weights matches the dense one."""
+    g = jg.random_graph(getkey(), N, E)
+    layer = js.StationaryLayer(
+        g, js.GradientModel(js.Quadratic(0.3)), js.DirectSource(), js.Identity()
+    )
+    x = jr.normal(getkey(), (N, 3))
+    dense = lambda g: jnp.linalg.solve(g.as_dense() + 0.3 * jnp.eye(N), x)
+    np.testing.assert_allclose(layer(x), dense(g), atol=1e-9)
+    g_impl = jax.grad(lambda w: jnp.sum(eqx.tree_at(lambda l: l.graph.weights, layer, w)(x) ** 3))
+    g_dense = jax.grad(lambda w: jnp.sum(dense(eqx.tree_at(lambda g: g.weights, g, w)) ** 3))
+    np.testing.assert_allclose(g_impl(g.weights), g_dense(g.weights), rtol=1e-7, atol=1e-9)
