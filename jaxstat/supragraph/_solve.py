@@ -9,6 +9,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 
 from .._krylov import GMRES
+from ..stationary._solve import _forcing
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import RESULTS, Solution
 
@@ -39,7 +40,7 @@ def default_root_finder(dtype) -> optx.Newton:
     forcing `1e-3` in single precision, `1e-6` in double, as `jaxstat.stationary`: each Newton
     step gains that factor, so a tighter forcing only costs GMRES iterations)."""
     tol = default_tolerance(dtype)
-    inner = _gmres(1e-3 if jnp.finfo(dtype).bits <= 32 else 1e-6, 0.0)
+    inner = _gmres(_forcing(dtype)[0], 0.0)
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 
