@@ -69,7 +69,6 @@ def max_abs(tree) -> Float[Array, ""]:
     return jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in leaves]))
 
 
-@eqx.filter_jit
 def gradient(
     network: StationaryNetwork,
     x: Inexact[ArrayLike, "..."],

@@ -79,7 +79,6 @@ def _pack_tree(tree):
     return jtu.tree_map(lambda v: (jnp.real(v), jnp.imag(v)) if jnp.iscomplexobj(v) else v, tree)
 
 
-@eqx.filter_jit
 def penalized_solve(
     network: StationaryNetwork,
     x: Inexact[ArrayLike, "..."],
