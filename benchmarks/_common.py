@@ -24,6 +24,9 @@ import jax
 
 
 RESULTS = pathlib.Path(__file__).parent / "results"
+# The 1-minute load average when the benchmark process started (before it loaded the machine
+# itself): figures are only comparable on a quiet machine, load well below the core count.
+LOAD_AT_START = round(os.getloadavg()[0], 2)
 
 
 def timeit(fn: Callable, *args, repeat: int = 7, warmup: int = 1, number: int = 1) -> float:
@@ -77,6 +80,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "jax": jax.__version__,
         "python": sys.version.split()[0],
+        "load": LOAD_AT_START,
     }
 
 
@@ -153,7 +157,7 @@ def write_readme() -> pathlib.Path:
         out.append(f"## {data['title']} ({where})\n")
         out.append(
             f"_Ran {data['date']} on {m['cpu']} ({m['cores']} cores), "
-            f"{m['device']}, jax {m['jax']}._\n"
+            f"{m['device']}, jax {m['jax']}, load average {m.get('load', 'not recorded')}._\n"
         )
         out.append(data["description"].strip() + "\n")
         out.append("| " + " | ".join(data["columns"]) + " |")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import runpy
+import subprocess
 import sys
 import time
 
@@ -144,6 +144,7 @@ TOUR = {
 
 
 def tour(names: list[str]) -> None:
+    """Run the tour parts `names` (all when empty), in the order of `TOUR`."""
     for name, (title, fn) in TOUR.items():
         if names and name not in names:
             continue
@@ -153,27 +154,43 @@ def tour(names: list[str]) -> None:
         print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
 
 
-def bench(args: list[str]) -> None:
+def _checkout_runner() -> pathlib.Path | None:
+    """`benchmarks/run.py` of the source checkout this package was imported from, if any."""
     script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-    if not script.exists():
-        sys.exit("`jaxstat bench` runs benchmarks/run.py from a source checkout of jaxstat")
-    sys.argv = [str(script), *args]
-    runpy.run_path(str(script), run_name="__main__")
+    return script if script.exists() else None
 
 
-def main(argv: list[str] | None = None) -> None:
+def bench(args: list[str]) -> int:
+    """Run `benchmarks/run.py` (one process per benchmark) with `args`; it validates the names."""
+    script = _checkout_runner()
+    if script is None:
+        sys.exit(
+            "`jaxstat bench` needs a source checkout of jaxstat: the benchmarks, their peers and "
+            "their results table live in the repository's benchmarks/ folder, not in the installed "
+            "package. Clone the repository, `pip install -e \".[bench]\"` there, and run "
+            "`jaxstat bench` (or `python benchmarks/run.py`) from it."
+        )
+    return subprocess.run([sys.executable, str(script), *args]).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jaxstat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("tour", help="run a short demonstration of every capability")
     t.add_argument("names", nargs="*", help=f"parts to run (default all): {', '.join(TOUR)}")
-    b = sub.add_parser("bench", help="run the benchmarks (source checkout)")
-    b.add_argument("args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv)
+    b = sub.add_parser(
+        "bench", help="run the benchmarks (source checkout): [names] [--quick] [--list]"
+    )
+    b.add_argument("args", nargs="*", help="benchmark names (default all)")
+    ns, extra = parser.parse_known_args(argv)
     if ns.command == "tour":
+        unknown = [n for n in ns.names if n not in TOUR]
+        if unknown or extra:
+            parser.error(f"unknown tour part(s) {unknown + extra}; choose from: {', '.join(TOUR)}")
         tour(ns.names)
-    else:
-        bench(ns.args)
+        return 0
+    return bench(ns.args + extra)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

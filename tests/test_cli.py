@@ -1,0 +1,40 @@
+"""The `jaxstat` command line: parts and benchmarks are validated, the tour runs."""
+
+import pytest
+
+import jaxstat.__main__ as cli
+
+
+@pytest.mark.parametrize("argv", [["tour", "foo"], ["tour", "PDE"], ["tour", "pde", "nosuch"]])
+def test_unknown_tour_part_is_an_error(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown tour part" in err
+    for name in cli.TOUR:
+        assert name in err  # the valid names are listed
+
+
+def test_tour_runs_the_named_part_only(capsys):
+    assert cli.main(["tour", "strata"]) == 0
+    out = capsys.readouterr().out
+    assert "== strata" in out
+    assert all(f"== {name}:" not in out for name in cli.TOUR if name != "strata")
+
+
+def test_bench_validates_names_and_lists(capfd):
+    if cli._checkout_runner() is None:
+        pytest.skip("not a source checkout")
+    assert cli.main(["bench", "nosuch"]) == 2
+    assert "unknown benchmark" in capfd.readouterr().out
+    assert cli.main(["bench", "--list"]) == 0
+    listed = capfd.readouterr().out.split()
+    assert "pde" in listed and "graphs" in listed
+
+
+def test_bench_outside_a_checkout_says_so(monkeypatch):
+    monkeypatch.setattr(cli, "_checkout_runner", lambda: None)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench"])
+    assert "source checkout" in str(exc.value.code)
