@@ -14,9 +14,16 @@ Subpackages (import them directly, e.g. `import jaxstat.graphs as jg`):
 - `jaxstat.pde`: finite-volume viscous Hamilton-Jacobi and Burgers solvers, exact solutions, shocks.
 - `jaxstat.morse`: critical points and Morse classification of network input-output maps.
 - `jaxstat.graphons`: homomorphism densities and graphon gradient flows.
+- `jaxstat.quotient`: parameter symmetries of networks, quotient observables, local entropy and
+  Entropy-SGD.
 """
+
+import importlib.metadata
 
 from ._krylov import GMRES as GMRES
 
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("jaxstat")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was not installed
+    __version__ = "unknown"

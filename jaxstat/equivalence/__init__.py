@@ -1,4 +1,4 @@
-"""Equivalence of architectures and complexity from sparse geometry (SPEC E).
+"""Equivalence of architectures and complexity from sparse geometry.
 
 Resolvent feed-forward networks `h_l = (A_l - z_l)^{-1} (B_l rho(h_{l-1}) + b_l)` with dense
 Hermitian `A_l`, graph-stationary networks, supra-graph stationary systems and sheaf networks with
@@ -6,6 +6,22 @@ a unitary connection represent the same functions under strong monotonicity; thi
 between them exactly (admissible lifts, hidden-node lifts, Kron reduction) and computes the
 complexity figures (edges, degrees, spectral and Lipschitz bounds, a generalisation bound) that
 the sparse geometry controls.
+
+**Admissible lift.** Any Hermitian `H` is a graph Hamiltonian `L_{w,theta} + diag(V)` with
+
+    w_ij = |H_ij|,   exp(i theta_ij) = -H_ij / |H_ij|,   V_i = H_ii - sum_j w_ij,
+
+the edges being the nonzero off-diagonal entries (for `d x d` blocks, a unitary block per edge from
+the polar decomposition `-H_ij = U_ij w_ij`).
+
+**Hidden-node lift.** A dense operator `A` on visible nodes is the Kron reduction (Schur
+complement) `H_vv - H_vh H_hh^{-1} H_hv` of a sparse graph Hamiltonian on visible + hidden nodes.
+
+**Strong monotonicity.** A linear driven-damped layer `(gamma + i H) psi = s` is the resolvent
+`psi = -i (H - i gamma)^{-1} s` (`z = i gamma`, `|psi| <= |s| / gamma`); a gradient layer
+`(H + mu) psi = s` is the resolvent at the real point `z = -mu` below the spectrum. Under these
+hypotheses the four architectures compute the same functions, and the Lipschitz constant of a
+network is bounded by `prod_l |B_l| Lip(rho_l) / m_l`, `m_l` the monotonicity constant of layer `l`.
 """
 
 from ._adapters import BlockSource as BlockSource, FlattenFiber as FlattenFiber, Visible as Visible

@@ -1,4 +1,4 @@
-"""Complexity figures of a network from its sparse geometry (SPEC E).
+"""Complexity figures of a network from its sparse geometry.
 
 For a graph Hamiltonian `H = L_{w,U} + diag(V)` with weighted degrees `deg_i = sum_{j ~ i} w_ij`:
 

@@ -1,6 +1,6 @@
 """Exact conversions between resolvent, graph-stationary, supra-graph and sheaf networks.
 
-The correspondence (SPEC B, E). A linear driven-damped layer (`kappa = 0`) solves
+The correspondence between stationary layers and resolvents. A linear driven-damped layer (`kappa = 0`) solves
 `(gamma + i H) psi = s`, and `gamma + i H = i (H - i gamma)`, so
 
     psi = (gamma + i H)^{-1} s = -i (H - i gamma)^{-1} s:

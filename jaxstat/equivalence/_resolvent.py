@@ -7,7 +7,7 @@ identically) to
 
 with `A` a dense Hermitian `N x N` matrix and `z` a complex number; a network is a stack,
 `h_l = (A_l - z_l)^{-1} (B_l rho_{l-1}(h_{l-1}) + b_l)`, `h_0 = x`. The layer is *strongly
-monotone* (the hypothesis of SPEC E) when `Im z != 0`, where
+monotone* (the hypothesis of the equivalence theorems) when `Im z != 0`, where
 `|Im <h, (A - z) h>| = |Im z| |h|^2` gives `|(A - z)^{-1}| <= 1 / |Im z|`, or when `z` is real and
 below the spectrum, `A - z >= (lambda_min(A) - z) I > 0`.
 """

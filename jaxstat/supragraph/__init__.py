@@ -1,5 +1,22 @@
 """Stationary networks as one global system on the supra-graph: the exact global solve, its adjoint,
 and the penalized global relaxation `l(Psi) + mu/2 |F(Psi)|^2`.
+
+A network of stationary layers, `s_l = B_l rho(psi_{l-1}) + b_l` with `psi_0 = x` and layer `l`'s
+state solving its residual `F_l(psi_l; s_l) = 0`, is one global system on the stacked states
+`Psi = (psi_1, ..., psi_L)`:
+
+    F(Psi) = (F_1(psi_1; B_1 x + b_1), F_2(psi_2; B_2 rho(psi_1) + b_2), ..., F_L(...)) = 0.
+
+Its sparsity pattern is the supra-graph: the intra-layer edges of each graph and inter-layer edges
+from the nonzeros of each `B_l`. The Jacobian `J = dF/dPsi` is block lower-triangular, so the global
+solve equals the layer-by-layer pass. Reverse mode is the adjoint of the global system: one
+transposed solve `J(Psi*)^H lam* = -grad loss(Psi*)`, then parameter gradients
+`Re <lam*, dF/dtheta>`, equal to backpropagation through the layers.
+
+The penalized relaxation of a loss `l` finds stationary points `Psi_mu` of
+`Phi_mu(Psi) = l(Psi) + mu/2 |F(Psi)|^2`; with `lam_mu = mu F(Psi_mu)`,
+`J(Psi_mu)^H lam_mu = -grad l(Psi_mu)`, and as `mu -> infinity`, `Psi_mu -> Psi*`, `lam_mu -> lam*`
+and the gradient read off the penalized state converges to backpropagation's, all at rate `O(1/mu)`.
 """
 
 from ._adjoint import gradient as gradient
