@@ -1,0 +1,214 @@
+"""Stationary states against closed forms: isolated nodes (no edges, potential `V`), where each
+node solves a scalar equation whose roots numpy finds, and the symmetric mode of a dimer.
+
+Driven-damped model, one node: `(gamma + i (V + kappa g(I))) psi = s`, `I = |psi|^2`, so
+
+    I (gamma^2 + (V + kappa g(I))^2) = |s|^2,       psi = s / (gamma + i (V + kappa g(I))),
+
+a cubic in `I` for Kerr (`g(I) = I`) and, after multiplying by `(1 + I)^2`, for the saturable
+response (`g(I) = I / (1 + I)`). The linearised dynamics of the node (as a real 2 x 2 map) has
+trace `-2 gamma` and eigenvalues
+
+    lambda = -gamma +- sqrt((kappa g'(I) I)^2 - (V + kappa g(I) + kappa g'(I) I)^2).
+
+Gradient model with a radial potential `phi(u) = f(|u|^2)`, one real node:
+`V psi + 2 f'(psi^2) psi = s` (a cubic for the quartic and double-well potentials), with
+linearisation `-gamma (V + 2 f'(psi^2) + 4 f''(psi^2) psi^2)`.
+"""
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import jaxstat.graphs as jg
+import jaxstat.stationary as js
+
+
+P = np.polynomial.Polynomial
+I_ = P([0.0, 1.0])
+
+
+def isolated(V):
+    """`n` nodes, no edges, on-site potential `V`: the Hamiltonian is `diag(V)`."""
+    V = jnp.asarray(V, jnp.float64)
+    return jg.Graph([], [], num_nodes=V.shape[0], potential=V)
+
+
+def positive_roots(poly):
+    r = poly.roots()
+    r = r[np.abs(r.imag) <= 1e-9 * np.maximum(1, np.abs(r.real))].real
+    return np.sort(r[r > 0])
+
+
+# --- Driven-damped model: Kerr and saturable -----------------------------------------------------
+
+GAMMA, KAPPA = 0.1, -2.0
+# (V, |s|^2) per node: three bistable nodes (three positive roots) and two monostable ones.
+NODES = [(1.0, 0.05), (1.0, 0.03), (0.7, 0.02), (0.2, 0.5), (-1.0, 0.3)]
+
+
+def g_kerr(I):
+    return I, np.ones_like(I)
+
+
+def g_saturable(I):
+    return I / (1 + I), 1 / (1 + I) ** 2
+
+
+def intensity_poly(nonlinearity, V, s2):
+    """`I (gamma^2 + (V + kappa g(I))^2) - |s|^2`, times `(1 + I)^2` for the saturable `g`."""
+    if nonlinearity == "kerr":
+        return I_ * (GAMMA**2 + (V + KAPPA * I_) ** 2) - s2
+    one = 1 + I_
+    return I_ * (GAMMA**2 * one**2 + (V * one + KAPPA * I_) ** 2) - s2 * one**2
+
+
+def closed_form_state(nonlinearity, V, s, I):
+    g, _ = (g_kerr if nonlinearity == "kerr" else g_saturable)(I)
+    return s / (GAMMA + 1j * (V + KAPPA * g))
+
+
+def closed_form_abscissa(nonlinearity, V, I):
+    g, dg = (g_kerr if nonlinearity == "kerr" else g_saturable)(I)
+    a = KAPPA * dg * I
+    return -GAMMA + np.real(np.sqrt(complex(a**2 - (V + KAPPA * g + a) ** 2)))
+
+
+NONLINEARITIES = {"kerr": js.Kerr(), "saturable": js.Saturable()}
+
+
+@pytest.mark.parametrize("nonlinearity", ["kerr", "saturable"])
+def test_driven_damped_isolated_nodes_closed_form(nonlinearity):
+    """Every branch of every node, reached from a warm start 5% off the closed form, is the closed
+    form to 1e-9; the certificate's abscissa is the closed-form eigenvalue of the worst node, and
+    the middle branch of a bistable node is reported unstable."""
+    V = np.array([v for v, _ in NODES])
+    phases = np.linspace(0.3, 2.9, len(NODES))
+    s = np.sqrt([s2 for _, s2 in NODES]) * np.exp(1j * phases)
+    roots = [positive_roots(intensity_poly(nonlinearity, v, s2)) for v, s2 in NODES]
+    assert [len(r) for r in roots] == [3, 3, 3, 1, 1]  # the chosen parameters are bistable
+    g = isolated(V)
+    model = js.DrivenDampedModel(gamma=GAMMA, kappa=KAPPA, nonlinearity=NONLINEARITIES[nonlinearity])
+    for branch in range(3):
+        I = np.array([r[min(branch, len(r) - 1)] for r in roots])
+        expect = closed_form_state(nonlinearity, V, s, I)
+        sol = js.solve(model, g, jnp.asarray(s), jnp.asarray(1.05 * expect), throw=False)
+        np.testing.assert_allclose(sol.value, expect, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.abs(sol.value) ** 2, I, rtol=1e-9)
+        lam = max(closed_form_abscissa(nonlinearity, v, i) for v, i in zip(V, I))
+        np.testing.assert_allclose(sol.stability.abscissa, lam, rtol=1e-9, atol=1e-12)
+        # Lower and upper branches stable, the middle one (negative slope dI/d|s|^2) unstable.
+        assert bool(sol.stability.stable) == (branch != 1)
+        want = js.RESULTS.unstable if branch == 1 else js.RESULTS.successful
+        assert sol.result == want
+
+
+@pytest.mark.parametrize("nonlinearity", ["kerr", "saturable"])
+def test_driven_damped_dimer_symmetric_mode(nonlinearity):
+    """Two nodes joined by an edge, equal potential `V` and drive: the Laplacian annihilates the
+    symmetric mode, so the symmetric state obeys the one-node equation, with edges present (its
+    stability also involves the antisymmetric mode, so only the state is compared)."""
+    V, s2 = NODES[0]
+    g = jg.from_edges([[0, 1]], [0.7], potential=V * jnp.ones(2))
+    model = js.DrivenDampedModel(gamma=GAMMA, kappa=KAPPA, nonlinearity=NONLINEARITIES[nonlinearity])
+    s = np.sqrt(s2) * np.exp(0.4j) * np.ones(2)
+    for I in positive_roots(intensity_poly(nonlinearity, V, s2)):
+        expect = closed_form_state(nonlinearity, V, s, I)
+        sol = js.solve(model, g, jnp.asarray(s), jnp.asarray(1.05 * expect), throw=False)
+        assert sol.result in (js.RESULTS.successful, js.RESULTS.unstable)
+        np.testing.assert_allclose(sol.value, expect, rtol=1e-9)
+
+
+# --- Gradient model: radial potentials ----------------------------------------------------------
+
+RADIAL = {
+    "quadratic": js.Quadratic(0.7),
+    "quartic": js.Quartic(0.5, 2.0),
+    "double-well": js.DoubleWell(1.5, 0.8),
+}
+
+
+def radial_f(name, rho):
+    """`(f, f', f'')` of each potential, written out independently of the library."""
+    if name == "quadratic":
+        return 0.35 * rho, 0.35 + 0 * rho, 0 * rho
+    if name == "quartic":
+        return 0.25 * rho + 0.5 * rho**2, 0.25 + rho, 1 + 0 * rho
+    return 0.375 * (rho - 0.64) ** 2, 0.75 * (rho - 0.64), 0.75 + 0 * rho
+
+
+@pytest.mark.parametrize("name", list(RADIAL))
+def test_radial_potential_values_and_force(getkey, name):
+    """`f` as written above, and the force `2 f'(|u|^2) u` equals the autodiff gradient of the
+    energy `sum f(|u|^2)` (complex states as pairs of reals)."""
+    pot = RADIAL[name]
+    rho = jnp.linspace(0.0, 3.0, 13)
+    f, df, _ = radial_f(name, np.asarray(rho))
+    np.testing.assert_allclose(pot.f(rho), f, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(pot.df(rho), df, rtol=1e-14, atol=1e-15)
+    x, y = jr.normal(getkey(), (7,)), jr.normal(getkey(), (7,))
+    gx, gy = jax.grad(lambda x, y: pot.value(x + 1j * y), argnums=(0, 1))(x, y)
+    np.testing.assert_allclose(pot.grad(x + 1j * y), gx + 1j * gy, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(pot.grad(x), jax.grad(pot.value)(x), rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(RADIAL))
+def test_gradient_model_residual_is_energy_gradient(getkey, name):
+    """On a graph with edges, the stationarity residual `F = H psi + grad Phi - s` is the gradient
+    of `E = 1/2 <psi, H psi> + Phi(psi) - <s, psi>`."""
+    pot = RADIAL[name]
+    g = jg.random_graph(getkey(), 12, 30)
+    g = jg.Graph(g.senders, g.receivers, g.weights, 12, potential=jr.uniform(getkey(), (12,)))
+    H = g.assemble()
+    model = js.GradientModel(pot)
+    s = jr.normal(getkey(), (12, 2))
+    psi = jnp.abs(jr.normal(getkey(), (12, 2))) + 0.1
+    grad = jax.grad(lambda p: model.energy(p, s, H))(psi)
+    np.testing.assert_allclose(model.residual(psi, s, H), grad, rtol=1e-12, atol=1e-12)
+
+
+def cubic_stationary(name, V, s):
+    """Real roots of `V psi + 2 f'(psi^2) psi - s` for one node."""
+    if name == "quadratic":
+        return np.array([s / (V + 0.7)])
+    if name == "quartic":
+        poly = P([-s, V + 0.5, 0.0, 2.0])  # V psi + (0.5 + 2 psi^2) psi = s
+    else:
+        poly = P([-s, V - 1.5 * 0.64, 0.0, 1.5])  # V psi + 1.5 (psi^2 - a^2) psi = s
+    r = poly.roots()
+    return np.sort(r[np.abs(r.imag) <= 1e-9].real)
+
+
+@pytest.mark.parametrize("name", list(RADIAL))
+def test_gradient_model_isolated_nodes_closed_form(name):
+    """No edges: each node solves its cubic; every real root is reached from a warm start next to
+    it, and the certificate is `-gamma min_i (V_i + 2 f'(psi_i^2) + 4 f''(psi_i^2) psi_i^2)`."""
+    V = np.array([0.1, 0.2, 0.05, 1.0, 0.3])
+    s = np.array([0.05, -0.1, 0.2, 1.5, -2.0])
+    gamma = 0.8
+    roots = [cubic_stationary(name, v, si) for v, si in zip(V, s)]
+    if name == "double-well":  # the first three nodes sit in the three-root range
+        assert [len(r) for r in roots] == [3, 3, 3, 1, 1]
+    else:
+        assert all(len(r) == 1 for r in roots)
+    model = js.GradientModel(RADIAL[name], gamma=gamma)
+    g = isolated(V)
+    for branch in range(3 if name == "double-well" else 1):
+        psi = np.array([r[min(branch, len(r) - 1)] for r in roots])
+        sol = js.solve(model, g, jnp.asarray(s), jnp.asarray(psi + 0.02), throw=False)
+        np.testing.assert_allclose(sol.value, psi, rtol=1e-10, atol=1e-12)
+        _, df, d2f = radial_f(name, psi**2)
+        curvature = V + 2 * df + 4 * d2f * psi**2
+        np.testing.assert_allclose(sol.stability.abscissa, -gamma * curvature.min(), rtol=1e-9)
+        # Outer roots of the double well are minima of the energy, the middle root a maximum.
+        assert bool(sol.stability.stable) == (branch != 1)
+
+
+def test_relu_isolated_nodes_with_potential(getkey):
+    """ReLU potential, no edges, potential `V`: `psi = ReLU(s - V psi)`, i.e. `ReLU(s) / (1 + V)`."""
+    V = jr.uniform(getkey(), (9,))
+    s = jr.normal(getkey(), (9, 2))
+    sol = js.solve(js.GradientModel(js.ReLUPotential()), isolated(V), s)
+    np.testing.assert_allclose(sol.value, jax.nn.relu(s) / (1 + V[:, None]), rtol=1e-12)
