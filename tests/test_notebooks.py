@@ -20,3 +20,8 @@ def test_notebook_runs(path):
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()
+    # Keep the executed copy for the documentation site (docs/_hooks.py reuses it instead of
+    # executing the notebook again).
+    examples = path.parents[1] / "docs" / "examples"
+    examples.mkdir(exist_ok=True)
+    nbformat.write(nb, examples / path.name)
