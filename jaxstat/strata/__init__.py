@@ -9,7 +9,12 @@ fixed `T` the loss rewards confident graphs rather than correct ones.
 """
 
 from ._coordinates import graph_labels as graph_labels
-from ._fit import fit as fit, FitResult as FitResult
+from ._fit import (
+    fit as fit,
+    FitResult as FitResult,
+    Validation as Validation,
+    validation_split as validation_split,
+)
 from ._potential import (
     AbstractHessianPotential as AbstractHessianPotential,
     Entropy as Entropy,
