@@ -24,3 +24,4 @@ from ._entropy import (
     LocalEntropyValue as LocalEntropyValue,
     MetropolisAdjustedLangevin as MetropolisAdjustedLangevin,
 )
+from ._entropy_sgd import entropy_sgd as entropy_sgd, EntropySGDState as EntropySGDState
