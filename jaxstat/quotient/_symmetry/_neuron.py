@@ -1,0 +1,411 @@
+r"""Neuron (unit / channel) symmetries: permutations of units combined with per-unit scalings.
+
+A *unit* is an index `i` along one axis of several parameter arrays (its sites): the incoming weights
+and bias of a hidden neuron (or output channel of a convolution), and its outgoing weights (a column
+of the next layer). With an elementwise activation `sigma` between them:
+
+- every `sigma`: permuting the units of a layer (all its sites by the same permutation `pi`) leaves the
+  network's function unchanged;
+- positively homogeneous `sigma` (`sigma(s z) = s sigma(z)`, `s > 0`: ReLU, leaky ReLU, identity): the
+  rescaling `w_in_i -> s_i w_in_i`, `w_out_i -> w_out_i / s_i` too;
+- odd `sigma` (`sigma(-z) = -sigma(z)`: tanh): the sign flip `s_i in {-1, +1}` with the same action.
+
+A site has a power `p in {+1, 0, -1}`: its slice is multiplied by `s_i^p` (`+1` incoming, `-1`
+outgoing, `0` permuted only, e.g. the weights before a normalisation layer that the unit passes
+through). With positive scalings the conserved charges of gradient flow are
+`Q_i = sum_sites p |slice_i|^2 = |w_in_i|^2 - |w_out_i|^2`, and the balanced representative
+minimises `|theta|^2` over the scalings: it solves `|w_in_i| = |w_out_i|` for every unit, which for
+one hidden layer gives `min |g . theta|^2 = |rest|^2 + 2 sum_i |w_in_i| |w_out_i|`.
+"""
+
+import abc
+import warnings
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optimistix as optx
+from scipy.optimize import linear_sum_assignment
+
+from ._base import AbstractSymmetry, sqnorm
+
+
+# ---------------------------------------------------------------------------------------------
+# Scaling strategies
+
+
+class AbstractScaling(eqx.Module):
+    """How the units of a layer may be rescaled: a strategy of `Units`."""
+
+    continuous: eqx.AbstractClassVar[bool]
+
+    @abc.abstractmethod
+    def random(self, key, n, dtype):
+        """Random scalings `s` of shape `(n,)`."""
+
+    @abc.abstractmethod
+    def from_algebra(self, xi):
+        """`s(xi)` with `s(0) = 1` (the chart of the continuous part)."""
+
+    @abc.abstractmethod
+    def algebra_size(self, n) -> int:
+        """The dimension of the continuous part for `n` units."""
+
+    @abc.abstractmethod
+    def discrete_canonical(self, incoming):
+        """The discrete scalings `s` (shape `(n,)`) that put units with incoming slices `incoming`
+        (shape `(n, m)`) in canonical form; ones where the discrete part is trivial."""
+
+
+class PositiveScaling(AbstractScaling):
+    """`s_i > 0` (positively homogeneous activations). Chart `s = exp(xi)`."""
+
+    continuous = True
+
+    def random(self, key, n, dtype):
+        return jnp.exp(0.5 * jr.normal(key, (n,), dtype))
+
+    def from_algebra(self, xi):
+        return jnp.exp(xi)
+
+    def algebra_size(self, n):
+        return n
+
+    def discrete_canonical(self, incoming):
+        return jnp.ones(incoming.shape[:1], incoming.dtype)
+
+
+class SignFlip(AbstractScaling):
+    """`s_i in {-1, +1}` (odd activations). Discrete: no Lie algebra, no charges."""
+
+    continuous = False
+
+    def random(self, key, n, dtype):
+        return jnp.where(jr.bernoulli(key, 0.5, (n,)), 1.0, -1.0).astype(dtype)
+
+    def from_algebra(self, xi):
+        raise AssertionError("a discrete scaling has no chart")
+
+    def algebra_size(self, n):
+        return 0
+
+    def discrete_canonical(self, incoming):
+        lead = jnp.take_along_axis(
+            incoming, jnp.argmax(jnp.abs(incoming), axis=1)[:, None], axis=1
+        )[:, 0]
+        return jnp.where(lead < 0, -1.0, 1.0).astype(incoming.dtype)
+
+
+class NoScaling(AbstractScaling):
+    """Units may only be permuted (activations that are neither homogeneous nor odd)."""
+
+    continuous = False
+
+    def random(self, key, n, dtype):
+        return jnp.ones((n,), dtype)
+
+    def from_algebra(self, xi):
+        raise AssertionError("no scaling has no chart")
+
+    def algebra_size(self, n):
+        return 0
+
+    def discrete_canonical(self, incoming):
+        return jnp.ones(incoming.shape[:1], incoming.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sites and units
+
+
+class Site(eqx.Module):
+    """One array slice of a unit: `where(params)` is the array, `axis` the unit axis, `block`
+    consecutive entries per unit along it (e.g. `H*W` after flattening channels), `power` the
+    exponent of the unit's scaling on this slice (`+1` in, `-1` out, `0` permuted only)."""
+
+    where: Callable = eqx.field(static=True)
+    axis: int = eqx.field(static=True)
+    power: int = eqx.field(static=True, default=0)
+    block: int = eqx.field(static=True, default=1)
+
+    def __check_init__(self):
+        if self.power not in (-1, 0, 1):
+            raise ValueError(f"a site's power must be -1, 0 or +1, got {self.power}")
+        if self.block < 1:
+            raise ValueError(f"a site's block must be a positive integer, got {self.block}")
+
+    def get(self, params):
+        """The array as `(n_units, block * rest)`."""
+        x = jnp.moveaxis(self.where(params), self.axis, 0)
+        n = x.shape[0] // self.block
+        return x.reshape(n, -1)
+
+    def n_units(self, params) -> int:
+        x = self.where(params)
+        if x.shape[self.axis] % self.block:
+            raise ValueError(
+                f"axis {self.axis} of length {x.shape[self.axis]} is not a whole number of blocks "
+                f"of {self.block}"
+            )
+        return x.shape[self.axis] // self.block
+
+    def transform(self, params, perm, scale):
+        """Replace unit `i` by `s_i^power` times old unit `perm[i]`."""
+
+        def fn(x):
+            y = jnp.moveaxis(x, self.axis, 0)
+            shape = y.shape
+            y = y.reshape(shape[0] // self.block, -1)[perm]
+            if self.power != 0:
+                y = y * (scale**self.power)[:, None].astype(y.dtype)
+            return jnp.moveaxis(y.reshape(shape), 0, self.axis)
+
+        return eqx.tree_at(self.where, params, replace_fn=fn)
+
+
+class Units(eqx.Module):
+    """The units of one layer: the sites they index and how they may be scaled.
+
+    **Arguments:** `sites`: a tuple of `Site`s (all with the same number of units); `scaling`: an
+    `AbstractScaling` (`PositiveScaling()`, `SignFlip()` or `NoScaling()`); `name`: optional label
+    (the permutation's name in a permutation spec).
+    """
+
+    sites: tuple[Site, ...]
+    scaling: AbstractScaling = NoScaling()
+    name: str | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        if len(self.sites) == 0:
+            raise ValueError("a layer of units needs at least one site")
+
+    def size(self, params) -> int:
+        sizes = {site.n_units(params) for site in self.sites}
+        if len(sizes) != 1:
+            raise ValueError(f"the sites of one layer of units disagree on its size: {sorted(sizes)}")
+        return sizes.pop()
+
+    def transform(self, params, perm, scale):
+        for site in self.sites:
+            params = site.transform(params, perm, scale)
+        return params
+
+    def signed_sqnorms(self, params):
+        """`sum_sites power |slice_i|^2`, per unit."""
+        return sum(
+            site.power * jnp.sum(jnp.abs(site.get(params)) ** 2, axis=1)
+            for site in self.sites
+            if site.power != 0
+        )
+
+    def sqnorms(self, params, power):
+        """`sum |slice_i|^2` over the sites with this power, per unit."""
+        out = [jnp.sum(jnp.abs(s.get(params)) ** 2, axis=1) for s in self.sites if s.power == power]
+        return sum(out) if out else None
+
+
+def _dtype(params):
+    leaves = jax.tree_util.tree_leaves(eqx.filter(params, eqx.is_inexact_array))
+    return jnp.result_type(*leaves) if leaves else jnp.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# The symmetry
+
+
+class NeuronSymmetry(AbstractSymmetry):
+    r"""Permutations and per-unit scalings of the units of one or more layers.
+
+    A group element is one `(perm, s)` per layer of units; unit `i` becomes `s_i^p` times old unit
+    `perm[i]` on every site of power `p`. The group is `prod_layers S_n x (scalings)^n`.
+
+    - Orbit directions: `d/dxi_i` of `exp(xi_i)` scalings (positive scalings only).
+    - Charges: `|w_in_i|^2 - |w_out_i|^2` per unit for positive scalings (empty for discrete ones).
+    - Canonical form: (1) the balanced representative `argmin_s |s . theta|^2` over all positive
+      scalings jointly (a convex problem in `log s`, solved by `optimistix.BFGS`; its stationarity
+      condition is `|w_in_i| = |w_out_i|` for every unit); (2) sign flips making the largest incoming
+      entry of each unit positive, layer by layer in the given (input to output) order; (3) each
+      layer's units sorted by `sum_sites |slice_i|^2`, a key no other layer's permutation changes.
+    - Invariants: the canonical form (complete); orbit-minimal norm: `|balanced theta|^2`.
+    - Alignment: weight matching (git-re-basin): coordinate descent over the layers' permutations,
+      each step the linear assignment `max_pi sum_i <r_i, p_{pi(i)}>` over all sites of the layer
+      (`scipy.optimize.linear_sum_assignment`), after balancing both models.
+
+    **Arguments:** `units`: a tuple of `Units`, one per layer, input to output; `rtol`, `atol`: the
+    tolerances of the balancing minimisation; `max_steps` its step limit.
+    """
+
+    units: tuple[Units, ...]
+    rtol: float = eqx.field(static=True, default=1e-12)
+    atol: float = eqx.field(static=True, default=1e-12)
+    max_steps: int = eqx.field(static=True, default=1024)
+
+    def _sizes(self, params):
+        return [u.size(params) for u in self.units]
+
+    def act(self, params, g):
+        for u, (perm, scale) in zip(self.units, g):
+            params = u.transform(params, perm, scale)
+        return params
+
+    def identity(self, params):
+        dtype = _dtype(params)
+        return tuple((jnp.arange(n), jnp.ones((n,), dtype)) for n in self._sizes(params))
+
+    def random_element(self, key, params):
+        dtype = _dtype(params)
+        out = []
+        for u, n in zip(self.units, self._sizes(params)):
+            key, kp, ks = jr.split(key, 3)
+            out.append((jr.permutation(kp, n), u.scaling.random(ks, n, dtype)))
+        return tuple(out)
+
+    def algebra_zero(self, params):
+        dtype = _dtype(params)
+        return tuple(
+            jnp.zeros((u.scaling.algebra_size(n),), dtype)
+            for u, n in zip(self.units, self._sizes(params))
+        )
+
+    def chart(self, params, xi):
+        out = []
+        for u, n, x in zip(self.units, self._sizes(params), xi):
+            scale = u.scaling.from_algebra(x) if u.scaling.continuous else jnp.ones((n,), x.dtype)
+            out.append((jnp.arange(n), scale))
+        return tuple(out)
+
+    def charges(self, params):
+        return tuple(
+            u.signed_sqnorms(params) if u.scaling.continuous else None for u in self.units
+        )
+
+    # canonical form ------------------------------------------------------------------------
+
+    def _balance(self, params):
+        if not any(u.scaling.continuous for u in self.units):
+            return params
+        for u in self.units:
+            if u.scaling.continuous:
+                for power in (1, -1):
+                    norms = u.sqnorms(params, power)
+                    if norms is None:
+                        raise ValueError(
+                            "a layer of positively rescaled units needs sites of power +1 and -1"
+                        )
+                    params = eqx.error_if(
+                        params,
+                        jnp.any(norms == 0),
+                        "a unit with all-zero incoming or outgoing weights has no balanced "
+                        "rescaling (the orbit's minimal norm is not attained); remove dead units "
+                        "or use a symmetry without positive scalings",
+                    )
+        continuous = [u.scaling.continuous for u in self.units]
+        if sum(continuous) == 1:
+            # One layer of scaled units: the units decouple, a_i s_i^2 + b_i / s_i^2 is minimal at
+            # s_i = (b_i / a_i)^(1/4), with a_i, b_i the squared norms of the slices of power +1, -1.
+            scales = []
+            for u, n in zip(self.units, self._sizes(params)):
+                if u.scaling.continuous:
+                    ratio = u.sqnorms(params, -1) / u.sqnorms(params, 1)
+                    scales.append((jnp.arange(n), ratio**0.25))
+                else:
+                    scales.append((jnp.arange(n), jnp.ones((n,), _dtype(params))))
+            return self.act(params, tuple(scales))
+        xi0 = self.algebra_zero(params)
+
+        def fn(xi, _):
+            return sqnorm(self.act(params, self.chart(params, xi)))
+
+        solver = optx.BFGS(rtol=self.rtol, atol=self.atol)
+        xi = optx.minimise(fn, solver, xi0, max_steps=self.max_steps).value
+        # BFGS stops once its steps are small; Newton on the stationarity condition then converges
+        # quadratically from there, to round-off (the objective is smooth and strictly convex).
+        newton = optx.Newton(rtol=self.rtol, atol=self.atol)
+        xi = optx.root_find(jax.grad(fn), newton, xi, max_steps=self.max_steps).value
+        return self.act(params, self.chart(params, xi))
+
+    def _signs(self, params):
+        for u, n in zip(self.units, self._sizes(params)):
+            if u.scaling.continuous:
+                continue
+            ins = [s.get(params) for s in u.sites if s.power == 1]
+            if not ins:
+                continue
+            scale = u.scaling.discrete_canonical(jnp.concatenate(ins, axis=1))
+            params = u.transform(params, jnp.arange(n), scale)
+        return params
+
+    def _sort_keys(self, params):
+        return [
+            sum(jnp.sum(jnp.abs(s.get(params)) ** 2, axis=1) for s in u.sites) for u in self.units
+        ]
+
+    def canonicalize(self, params):
+        params = self._signs(self._balance(params))
+        dtype = _dtype(params)
+        g = tuple((jnp.argsort(k), jnp.ones(k.shape, dtype)) for k in self._sort_keys(params))
+        return self.act(params, g)
+
+    def invariants(self, params):
+        return eqx.filter(self.canonicalize(params), eqx.is_inexact_array)
+
+    def orbit_min_norm(self, params):
+        return sqnorm(self._balance(params))
+
+    # alignment -----------------------------------------------------------------------------
+
+    def weight_matching(self, reference, params, *, max_iter: int = 100, seed: int = 0):
+        """The permutations `pi_l` maximising `sum_l sum_sites <r, pi . p>` by coordinate descent
+        (git-re-basin's weight matching). Host code (numpy + scipy); no scaling is applied.
+
+        **Returns:** the group element `((pi_l, 1), ...)` to apply to `params` with `act`.
+        """
+        sizes = self._sizes(params)
+        if sizes != self._sizes(reference):
+            raise ValueError(f"the two models have different layer sizes: {self._sizes(reference)} "
+                             f"and {sizes}")
+        dtype = _dtype(params)
+        perms = [np.arange(n) for n in sizes]
+        rng = np.random.default_rng(seed)
+        act = eqx.filter_jit(self.act)
+
+        def element(ps):
+            return tuple((jnp.asarray(p), jnp.ones((len(p),), dtype)) for p in ps)
+
+        for _ in range(max_iter):
+            changed = False
+            for layer in rng.permutation(len(sizes)):
+                others = list(perms)
+                others[layer] = np.arange(sizes[layer])
+                moved = act(params, element(others))
+                cost = np.zeros((sizes[layer], sizes[layer]))
+                for site in self.units[layer].sites:
+                    a = np.asarray(site.get(reference))
+                    b = np.asarray(site.get(moved))
+                    cost += a @ b.T
+                _, col = linear_sum_assignment(cost, maximize=True)
+                old = cost[np.arange(sizes[layer]), perms[layer]].sum()
+                new = cost[np.arange(sizes[layer]), col].sum()
+                if new > old + 1e-12 * max(1.0, abs(old)):
+                    perms[layer] = col
+                    changed = True
+            if not changed:
+                break
+        return element(perms)
+
+    def align(self, reference, params):
+        reference = self._signs(self._balance(reference))
+        params = self._signs(self._balance(params))
+        return reference, self.act(params, self.weight_matching(reference, params))
+
+
+def warn_permutations_only(activation):
+    warnings.warn(
+        f"the activation {activation!r} is not known to be positively homogeneous or odd: its "
+        "units are given permutation symmetry only (register it with "
+        "`jaxstat.quotient.register_activation` to add scalings)",
+        stacklevel=3,
+    )

@@ -1,0 +1,196 @@
+"""Neuron symmetries of MLPs: function invariance, canonical forms, orbit geometry, charges."""
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+
+import jaxstat.quotient as q
+
+from ..helpers import tree_allclose
+
+
+def _mlp(activation, key, depth=2, width=5):
+    mlp = eqx.nn.MLP(3, 2, width, depth, activation=activation, key=key, dtype=jnp.float64)
+    return mlp
+
+
+def _inexact(tree):
+    return eqx.filter(tree, eqx.is_inexact_array)
+
+
+def _inner(a, b):
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+X = jr.normal(jr.key(11), (16, 3), jnp.float64)
+Y = jnp.sin(X[:, :2]) + X[:, 1:] ** 2
+
+
+def _loss(model):
+    return jnp.mean((jax.vmap(model)(X) - Y) ** 2)
+
+
+canonicalize = eqx.filter_jit(lambda group, params: group.canonicalize(params))
+
+
+@pytest.mark.parametrize(
+    "activation, scaling",
+    [(jax.nn.relu, q.PositiveScaling), (jnp.tanh, q.SignFlip), (jax.nn.softplus, q.NoScaling)],
+)
+def test_function_unchanged_by_group(activation, scaling, getkey):
+    mlp = _mlp(activation, getkey())
+    if scaling is q.NoScaling:
+        with pytest.warns(UserWarning, match="permutation symmetry only"):
+            group = q.symmetry(mlp)
+    else:
+        group = q.symmetry(mlp)
+    assert all(type(u.scaling) is scaling for u in group.units)
+    for _ in range(3):
+        g = group.random_element(getkey(), mlp)
+        moved = group.act(mlp, g)
+        assert not tree_allclose(_inexact(moved), _inexact(mlp))
+        np.testing.assert_allclose(jax.vmap(moved)(X), jax.vmap(mlp)(X), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "activation, depth",
+    [
+        (jax.nn.relu, 1),  # closed-form balancing
+        pytest.param(jax.nn.relu, 2, marks=pytest.mark.slow),  # balancing by BFGS + Newton
+        (jnp.tanh, 2),
+    ],
+)
+def test_canonical_form_idempotent_constant_on_orbits_and_invariant(activation, depth, getkey):
+    mlp = _mlp(activation, getkey(), depth=depth)
+    group = q.symmetry(mlp)
+    canon = canonicalize(group, mlp)
+    assert tree_allclose(_inexact(canonicalize(group, canon)), _inexact(canon), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(jax.vmap(canon)(X), jax.vmap(mlp)(X), rtol=0, atol=1e-10)
+    for _ in range(2):
+        moved = group.act(mlp, group.random_element(getkey(), mlp))
+        # the invariants of a neuron symmetry are its canonical form
+        assert tree_allclose(_inexact(canonicalize(group, moved)), _inexact(canon), rtol=0, atol=1e-10)
+    if activation is jax.nn.relu:
+        # balanced: |w_in_i| = |w_out_i| for every unit, i.e. all charges vanish
+        for charge in group.charges(canon):
+            np.testing.assert_allclose(charge, 0.0, atol=1e-12)
+
+
+def test_orbit_min_norm_closed_form_one_hidden_layer(getkey):
+    mlp = _mlp(jax.nn.relu, getkey(), depth=1, width=6)
+    group = q.symmetry(mlp)
+    w1, b1, w2 = mlp.layers[0].weight, mlp.layers[0].bias, mlp.layers[1].weight
+    w_in = jnp.sqrt(jnp.sum(w1**2, axis=1) + b1**2)
+    w_out = jnp.sqrt(jnp.sum(w2**2, axis=0))
+    exact = 2 * jnp.sum(w_in * w_out) + jnp.sum(mlp.layers[1].bias ** 2)
+    orbit_min_norm = eqx.filter_jit(group.orbit_min_norm)
+    value = orbit_min_norm(mlp)
+    np.testing.assert_allclose(value, exact, rtol=1e-12)
+    for _ in range(3):
+        moved = group.act(mlp, group.random_element(getkey(), mlp))
+        assert q.sqnorm(moved) >= value
+        np.testing.assert_allclose(orbit_min_norm(moved), exact, rtol=1e-12)
+
+
+def test_orbit_directions_orthogonal_to_gradient_and_horizontal_projection(getkey):
+    mlp = _mlp(jax.nn.relu, getkey())
+    group = q.symmetry(mlp)
+    directions = eqx.filter_jit(group.orbit_directions)(mlp)
+    k = jax.tree.leaves(directions)[0].shape[0]
+    assert k == 10  # one positive scaling per hidden unit (2 layers of 5)
+    grad = eqx.filter_jit(eqx.filter_grad(_loss))(mlp)
+    overlaps = jax.vmap(lambda v: _inner(v, _inexact(grad)))(directions)
+    scale = jnp.sqrt(_inner(_inexact(grad), _inexact(grad)))
+    np.testing.assert_allclose(overlaps / scale, 0.0, atol=1e-12)
+    # the horizontal projection removes exactly the vertical part of an arbitrary vector
+    horizontal = eqx.filter_jit(group.horizontal)
+    noise = jax.tree.map(lambda x: jr.normal(getkey(), x.shape, x.dtype), _inexact(grad))
+    h = horizontal(mlp, noise)
+    np.testing.assert_allclose(jax.vmap(lambda v: _inner(v, h))(directions), 0.0, atol=1e-10)
+    assert tree_allclose(horizontal(mlp, h), h, rtol=0, atol=1e-10)
+    assert tree_allclose(horizontal(mlp, _inexact(grad)), _inexact(grad), rtol=0, atol=1e-12)
+    # orbit directions are the JVP of the action: compare with a finite difference of act
+    eps = 1e-6
+    xi = jax.tree.map(jnp.zeros_like, group.algebra_zero(mlp))
+    xi = (xi[0].at[2].set(eps), xi[1])
+    plus = group.act(mlp, group.chart(mlp, xi))
+    xi_m = (xi[0].at[2].set(-eps), xi[1])
+    minus = group.act(mlp, group.chart(mlp, xi_m))
+    fd = jax.tree.map(lambda a, b: (a - b) / (2 * eps), _inexact(plus), _inexact(minus))
+    assert tree_allclose(jax.tree.map(lambda v: v[2], directions), fd, rtol=0, atol=1e-8)
+
+
+def _flow_charges(mlp, group, t1):
+    params, static = eqx.partition(mlp, eqx.is_inexact_array)
+
+    def field(t, p, args):
+        return jax.tree.map(jnp.negative, jax.grad(lambda p: _loss(eqx.combine(p, static)))(p))
+
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(field), dfx.Tsit5(), 0.0, t1, 0.01, params,
+        stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11), max_steps=100_000,
+    )
+    end = eqx.combine(jax.tree.map(lambda x: x[-1], sol.ys), static)
+    return group.charges(mlp), group.charges(end), q.sqnorm(end) - q.sqnorm(mlp)
+
+
+def test_charges_conserved_along_gradient_flow(getkey):
+    mlp = _mlp(jax.nn.relu, getkey(), depth=2, width=3)
+    group = q.symmetry(mlp)
+    before, after, norm_change = eqx.filter_jit(_flow_charges)(mlp, group, 1.0)
+    assert abs(norm_change) > 1e-2  # the parameters really move
+    for b, a in zip(before, after):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-8)
+
+
+def test_charges_drift_at_second_order_under_gradient_descent(getkey):
+    mlp = _mlp(jax.nn.relu, getkey(), depth=2, width=3)
+    group = q.symmetry(mlp)
+    params, static = eqx.partition(mlp, eqx.is_inexact_array)
+    t_end = 0.5
+
+    @eqx.filter_jit
+    def drift(h, n):
+        opt = optax.sgd(h)
+
+        def step(carry, _):
+            p, state = carry
+            grad = jax.grad(lambda p: _loss(eqx.combine(p, static)))(p)
+            updates, state = opt.update(grad, state)
+            return (optax.apply_updates(p, updates), state), None
+
+        (end, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=n)
+        c0 = group.charges(mlp)
+        c1 = group.charges(eqx.combine(end, static))
+        return jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(c0, c1)))
+
+    ns = [25, 50, 100, 200]
+    drifts = [float(drift(t_end / n, n)) for n in ns]
+    slope = np.polyfit(np.log([t_end / n for n in ns]), np.log(drifts), 1)[0]
+    # per step the drift is h^2 (|g_in|^2 - |g_out|^2); over T/h steps it is O(h)
+    assert 0.9 < slope < 1.1, (slope, drifts)
+
+
+def test_dead_unit_has_no_balanced_representative(getkey):
+    mlp = _mlp(jax.nn.relu, getkey(), depth=1)
+    mlp = eqx.tree_at(lambda m: m.layers[1].weight, mlp, mlp.layers[1].weight.at[:, 2].set(0.0))
+    group = q.symmetry(mlp)
+    with pytest.raises(Exception, match="no balanced"):
+        canonicalize(group, mlp)
+
+
+def test_bad_specifications():
+    with pytest.raises(ValueError, match="power"):
+        q.Site(lambda p: p["w"], 0, power=2)
+    mlp = eqx.nn.MLP(3, 2, 4, 2, scan=True, key=jr.key(0))
+    with pytest.raises(ValueError, match="scan=False"):
+        q.symmetry(mlp)
+    params = {"w1": jnp.ones((3, 2)), "w2": jnp.ones((2, 4))}
+    group = q.NeuronSymmetry((q.Units((q.Site(lambda p: p["w1"], 0), q.Site(lambda p: p["w2"], 1))),))
+    with pytest.raises(ValueError, match="disagree"):
+        group.identity(params)
