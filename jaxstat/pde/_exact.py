@@ -15,7 +15,12 @@ its edges, so the rule converges geometrically: to machine precision in float64 
 spacing resolves the narrowest peak of the integrand, of width about
 `sqrt(2 nu t / (1 + t max u_0''))`. The window must contain the minimiser of
 `u_0(y) + |x - y|^2 / (2 t)` with a margin of several `sqrt(4 nu t)`: for bounded `p_0`,
-`half_width >= t max|p_0| + 10 sqrt(nu t)` suffices.
+`half_width >= t max|p_0| + 10 sqrt(nu t)` suffices. Both conditions are checked on the
+computed integrand, and a quadrature that cannot reach its accuracy raises instead of returning
+a wrong value (see `cole_hopf`).
+
+In one dimension the points may be given as a vector `x` of shape `(n,)` and the datum as a
+function of a scalar; otherwise points have shape `(..., d)` and functions take a `(d,)` vector.
 """
 
 import equinox as eqx
@@ -45,12 +50,35 @@ def _nodes(half_width, num_nodes: int, d: int, dtype):
 
 
 def _check_points(x, name="x"):
+    """Points as an array of shape `(..., d)`, and whether they were given as scalars (1-D
+    problems: `x` of shape `()` or `(n,)` means `n` points on the line)."""
     x = jnp.asarray(x)
-    if x.ndim < 1:
-        raise ValueError(f"`{name}` must have a trailing axis of length d (shape (..., d)).")
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"`{name}` must be floating point, got {x.dtype}.")
-    return x
+        raise TypeError(f"`{name}` must be real floating point, got {x.dtype}.")
+    scalar_points = x.ndim <= 1
+    return (x[..., None] if scalar_points else x), scalar_points
+
+
+def _point_function(fn, name: str, d: int, dtype):
+    """`fn` as a function of a point of shape `(d,)` returning a scalar. In 1-D a function of a
+    scalar (`lambda y: y**2`) is accepted too: it is called on `y[0]`."""
+    vector = jax.ShapeDtypeStruct((d,), dtype)
+    try:
+        if jax.eval_shape(fn, vector).shape == ():
+            return fn
+    except Exception:  # noqa: BLE001 - any failure: try the scalar form below
+        if d != 1:
+            raise
+    if d == 1:
+        try:
+            if jax.eval_shape(fn, jax.ShapeDtypeStruct((), dtype)).shape == ():
+                return lambda y: fn(y[0])
+        except Exception:  # noqa: BLE001 - reported below in the library's words
+            pass
+    raise ValueError(
+        f"`{name}` must map a point of shape ({d},) to a scalar"
+        + (" (in 1-D a function of a scalar is accepted too)." if d == 1 else ".")
+    )
 
 
 def _map_points(fn, x, scalars, batch_size):
@@ -63,24 +91,62 @@ def _map_points(fn, x, scalars, batch_size):
     return jax.tree_util.tree_map(lambda o: o.reshape(*batch, *o.shape[1:]), out)
 
 
-def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size):
-    """`(-1/beta log int exp(-beta (f(y) + gamma/2 |x - y|^2)) dy, gamma <x - y>)` at points x."""
+# The quadrature's checks (see `_smoothed`): the integrand on the window's edge relative to its
+# peak, and the Gaussian's width relative to the node spacing. A Gaussian of standard deviation
+# `sigma` is integrated by the trapezoidal rule of spacing `h` with relative error about
+# `2 exp(-2 pi^2 sigma^2 / h^2)`: 5e-9 at `sigma = h`.
+_WINDOW_MESSAGE = (
+    "`half_width` is too small: the integrand is not negligible on the edge of the quadrature "
+    "window (its value there exceeds sqrt(eps) times its peak), so the result would be wrong. "
+    "Use `half_width >= t max|grad u_0| + 10 sqrt(nu t)` (local entropy: "
+    "`max|grad f| / gamma + 10 / sqrt(2 beta gamma)`)."
+)
+_RESOLUTION_MESSAGE = (
+    "`num_nodes` is too small: the node spacing `2 half_width / (num_nodes - 1)` exceeds the "
+    "width of the integrand's peak (the heat kernel's `sqrt(2 nu t)`, local entropy: "
+    "`1 / sqrt(beta gamma)`, narrower where the datum is convex), so the trapezoidal rule cannot "
+    "resolve it. Increase `num_nodes` or, if the window is wider than needed, reduce `half_width`."
+)
+
+
+def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size, checked=None):
+    """`(-1/beta log int exp(-beta (f(y) + gamma/2 |x - y|^2)) dy, gamma <x - y>)` at points x.
+
+    Raises (through `eqx.error_if`) where the window truncates the integrand or the nodes do not
+    resolve its peak, at the points where `checked` (default: all)."""
     d = x.shape[-1]
     s, logw = _nodes(half_width, num_nodes, d, x.dtype)
     sq = 0.5 * jnp.sum(s * s, axis=-1)
+    edge = jnp.any(jnp.abs(s) >= half_width * (1 - 1e-6), axis=-1)
+    log_tol = 0.5 * jnp.log(jnp.finfo(x.dtype).eps)
+    h = 2 * half_width / (num_nodes - 1)
 
     def one(xi, beta_i, gamma_i):
         values = jax.vmap(f)(xi + s)
         exponent = -beta_i * (values + gamma_i * sq) + logw
         log_integral = jax.nn.logsumexp(exponent)
         weights = jax.nn.softmax(exponent)
-        return -log_integral / beta_i, -gamma_i * (weights @ s)
+        peak = jnp.max(exponent)
+        truncated = jnp.max(jnp.where(edge, exponent, -jnp.inf)) - peak > log_tol
+        # The node weights of a resolved Gaussian peak are at most h / (sqrt(2 pi) sigma_eff),
+        # (1 / sqrt(2 pi))^d where sigma_eff = h; the kernel's own width sigma = (beta gamma)^-1/2.
+        unresolved = (h * h * beta_i * gamma_i > 1) | (
+            jnp.max(weights) > (2 * jnp.pi) ** (-d / 2)
+        )
+        return -log_integral / beta_i, -gamma_i * (weights @ s), truncated, unresolved
 
-    return _map_points(one, x, (beta, gamma), batch_size)
+    value, grad, truncated, unresolved = _map_points(one, x, (beta, gamma), batch_size)
+    if checked is not None:
+        truncated, unresolved = truncated & checked, unresolved & checked
+    value = eqx.error_if(value, jnp.any(truncated), _WINDOW_MESSAGE)
+    value = eqx.error_if(value, jnp.any(unresolved), _RESOLUTION_MESSAGE)
+    return value, grad
 
 
 def _check_batch(name, value, batch):
     value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.complexfloating):
+        raise TypeError(f"`{name}` must be real, got {value.dtype}.")
     try:
         jnp.broadcast_shapes(value.shape, batch)
     except ValueError:
@@ -94,14 +160,14 @@ def _check_batch(name, value, batch):
 @jit(arrays=("t", "nu"))
 def cole_hopf(
     u0,
-    x: Float[Array, "*points d"],
+    x: Float[Array, "*points d"] | Float[Array, " n"],
     t: Float[ArrayLike, "..."],
     nu: Float[ArrayLike, "..."],
     *,
     half_width: float,
     num_nodes: int = 1025,
     batch_size: int | None = 256,
-) -> tuple[Float[Array, "*points"], Float[Array, "*points d"]]:
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     r"""The exact solution of viscous HJ / Burgers from `u_0` by Cole-Hopf (heat-kernel quadrature).
 
     `u(x, t) = -2 nu log[(4 pi nu t)^{-d/2} int exp(-(u_0(y) + |x - y|^2 / (2 t)) / (2 nu)) dy]`
@@ -111,8 +177,10 @@ def cole_hopf(
     **Arguments:**
 
     - `u0`: the initial potential, a function of one point `y` of shape `(d,)` returning a scalar
-        (for periodic `p_0` with non-zero mean, `u_0` is periodic plus a linear part).
-    - `x`: the points, shape `(..., d)` (in 1-D: `x[:, None]`).
+        (for periodic `p_0` with non-zero mean, `u_0` is periodic plus a linear part); in 1-D
+        also a function of a scalar.
+    - `x`: the points, shape `(..., d)`; in 1-D also shape `(n,)` (`n` points on the line, then
+        `p` has shape `(n,)` too). A single point in `d >= 2` dimensions is `x[None]`.
     - `t`: the time, `t >= 0` (`t = 0` returns `u_0`, `grad u_0`); a scalar or an array
         broadcastable against the points' batch shape `x.shape[:-1]` (space-time evaluation).
     - `nu`: the viscosity, `nu > 0` (for `nu = 0` use `hopf_lax`); scalar or broadcastable.
@@ -122,43 +190,56 @@ def cole_hopf(
 
     **Returns:**
 
-    `(u, p)` of shapes `(...)` and `(..., d)`.
+    `(u, p)` of shapes `(...)` and `(..., d)` (`(n,)` and `(n,)` for 1-D points).
+
+    **Raises** (through `eqx.error_if`, also under `jax.jit`) when the quadrature cannot be
+    accurate: the integrand on the window's edge exceeds `sqrt(eps)` times its peak (the window
+    truncates it: make `half_width >= t max|grad u_0| + 10 sqrt(nu t)`), or the node spacing
+    `h = 2 half_width / (num_nodes - 1)` exceeds the kernel width `sqrt(2 nu t)`, or a node
+    carries more than `(2 pi)^{-d/2}` of the integrand's mass (the peak, narrower than the kernel
+    where `u_0` is convex, falls between nodes). Past these checks the relative error of the
+    integral is below about `1e-8`; it reaches machine precision once `h <= sqrt(2 nu t) / 2`
+    (the trapezoidal error of a Gaussian of width `sigma` is `2 exp(-2 pi^2 sigma^2 / h^2)`) and
+    the window has the margin above.
 
     **Example:**
 
     ```python
-    x = jnp.linspace(0, 2 * jnp.pi, 128)[:, None]
-    u, p = cole_hopf(lambda y: -jnp.cos(y[0]), x, 1.5, 0.05, half_width=4.0)
+    x = jnp.linspace(0, 2 * jnp.pi, 128)
+    u, p = cole_hopf(lambda y: -jnp.cos(y), x, 1.5, 0.05, half_width=4.0)
     ```
     """
-    x = _check_points(x)
+    x, scalar_points = _check_points(x)
     batch = x.shape[:-1]
+    d = x.shape[-1]
+    u0 = _point_function(u0, "u0", d, x.dtype)
     t = _check_batch("t", t, batch).astype(x.dtype)
     nu = _check_batch("nu", nu, batch).astype(x.dtype)
     nu = eqx.error_if(nu, ~jnp.all(nu > 0), "`nu` must be positive (use `hopf_lax` for nu = 0).")
     t = eqx.error_if(t, ~jnp.all(t >= 0), "`t` must be non-negative.")
     t, nu = jnp.broadcast_to(t, batch), jnp.broadcast_to(nu, batch)
-    d = x.shape[-1]
     t_safe = jnp.where(t > 0, t, 1)
-    f, grad_f = _smoothed(u0, x, 1 / (2 * nu), 1 / t_safe, half_width, num_nodes, batch_size)
+    f, grad_f = _smoothed(
+        u0, x, 1 / (2 * nu), 1 / t_safe, half_width, num_nodes, batch_size, checked=t > 0
+    )
     u = f + nu * d * jnp.log(4 * jnp.pi * nu * t_safe)
     at_zero = _map_points(jax.value_and_grad(u0), x, (), batch_size)
     u = jnp.where(t > 0, u, at_zero[0])
     p = jnp.where((t > 0)[..., None], grad_f, at_zero[1])
-    return u, p
+    return u, (p[..., 0] if scalar_points else p)
 
 
 @jit(arrays=("gamma", "beta"))
 def local_entropy(
     loss,
-    x: Float[Array, "*points d"],
+    x: Float[Array, "*points d"] | Float[Array, " n"],
     *,
     gamma: Float[ArrayLike, "..."],
     beta: Float[ArrayLike, "..."],
     half_width: float,
     num_nodes: int = 1025,
     batch_size: int | None = 256,
-) -> tuple[Float[Array, "*points"], Float[Array, "*points d"]]:
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     r"""The local entropy of a loss and its gradient, by heat-kernel quadrature.
 
     `F(x) = -1/beta log int exp(-beta f(y) - beta gamma / 2 |x - y|^2) dy` and
@@ -169,44 +250,47 @@ def local_entropy(
 
     **Arguments:**
 
-    - `loss`: `f`, a function of one point `y` of shape `(d,)` returning a scalar; the integrand
-        must be negligible outside the window.
-    - `x`: the points, shape `(..., d)`.
+    - `loss`: `f`, a function of one point `y` of shape `(d,)` returning a scalar (in 1-D also a
+        function of a scalar); the integrand must be negligible outside the window.
+    - `x`: the points, shape `(..., d)`; in 1-D also `(n,)`.
     - `gamma`: the scope, `gamma > 0` (scalar or broadcastable against `x.shape[:-1]`).
     - `beta`: the inverse temperature, `beta > 0` (scalar or broadcastable).
-    - `half_width`, `num_nodes`, `batch_size`: the quadrature (as in `cole_hopf`).
+    - `half_width`, `num_nodes`, `batch_size`: the quadrature (as in `cole_hopf`, with
+        `sqrt(2 nu t) = 1 / sqrt(beta gamma)`; the same checks raise when it cannot be accurate).
 
     **Returns:**
 
-    `(F, grad F)` of shapes `(...)` and `(..., d)`.
+    `(F, grad F)` of shapes `(...)` and `(..., d)` (`(n,)` and `(n,)` for 1-D points).
 
     **Example:**
 
     ```python
-    x = jnp.linspace(-2, 2, 64)[:, None]
-    F, dF = local_entropy(lambda y: (y[0] ** 2 - 1) ** 2, x, gamma=1.0, beta=10.0, half_width=4.0)
+    x = jnp.linspace(-2, 2, 64)
+    F, dF = local_entropy(lambda y: (y**2 - 1) ** 2, x, gamma=1.0, beta=10.0, half_width=4.0)
     ```
     """
-    x = _check_points(x)
+    x, scalar_points = _check_points(x)
     batch = x.shape[:-1]
+    loss = _point_function(loss, "loss", x.shape[-1], x.dtype)
     gamma = _check_batch("gamma", gamma, batch).astype(x.dtype)
     beta = _check_batch("beta", beta, batch).astype(x.dtype)
     gamma = eqx.error_if(gamma, ~jnp.all(gamma > 0), "`gamma` must be positive.")
     beta = eqx.error_if(beta, ~jnp.all(beta > 0), "`beta` must be positive.")
-    return _smoothed(loss, x, beta, gamma, half_width, num_nodes, batch_size)
+    F, dF = _smoothed(loss, x, beta, gamma, half_width, num_nodes, batch_size)
+    return F, (dF[..., 0] if scalar_points else dF)
 
 
 @jit(arrays=("t",))
 def hopf_lax(
     u0,
-    x: Float[Array, "*points d"],
+    x: Float[Array, "*points d"] | Float[Array, " n"],
     t: Float[ArrayLike, "..."],
     *,
     half_width: float,
     num_nodes: int = 1025,
     hamiltonian: AbstractConvexFlux = Quadratic(),
     batch_size: int | None = 256,
-) -> tuple[Float[Array, "*points"], Float[Array, "*points d"]]:
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     r"""The viscosity solution of `u_t + H(grad u) = 0` by the Hopf-Lax formula.
 
     `u(x, t) = min_y [u_0(y) + t L((x - y) / t)]`, `L = H^*` (for separable `H = sum_k f(p_k)`,
@@ -218,31 +302,35 @@ def hopf_lax(
 
     **Arguments:**
 
-    - `u0`: the initial potential, a function of a point `y` of shape `(d,)` returning a scalar.
-    - `x`: the points, shape `(..., d)`.
+    - `u0`: the initial potential, a function of a point `y` of shape `(d,)` returning a scalar
+        (in 1-D also a function of a scalar).
+    - `x`: the points, shape `(..., d)`; in 1-D also `(n,)`.
     - `t`: the time, `t >= 0` (scalar or broadcastable against `x.shape[:-1]`).
-    - `half_width`, `num_nodes`: the search window and grid (per axis) for the minimiser.
+    - `half_width`, `num_nodes`: the search window and grid (per axis) for the minimiser; a grid
+        minimiser on the window's edge raises (the true one may lie outside).
     - `hamiltonian`: the convex `f` of `H(p) = sum_k f(p_k)`.
     - `batch_size`: points evaluated together.
 
     **Returns:**
 
-    `(u, p)` of shapes `(...)` and `(..., d)`.
+    `(u, p)` of shapes `(...)` and `(..., d)` (`(n,)` and `(n,)` for 1-D points).
 
     **Example:**
 
     ```python
-    x = jnp.linspace(0, 2 * jnp.pi, 128)[:, None]
-    u, p = hopf_lax(lambda y: -jnp.cos(y[0]), x, 1.5, half_width=4.0)
+    x = jnp.linspace(0, 2 * jnp.pi, 128)
+    u, p = hopf_lax(lambda y: -jnp.cos(y), x, 1.5, half_width=4.0)
     ```
     """
-    x = _check_points(x)
+    x, scalar_points = _check_points(x)
     batch = x.shape[:-1]
+    d = x.shape[-1]
+    u0 = _point_function(u0, "u0", d, x.dtype)
     t = _check_batch("t", t, batch).astype(x.dtype)
     t = eqx.error_if(t, ~jnp.all(t >= 0), "`t` must be non-negative.")
     t = jnp.broadcast_to(t, batch)
-    d = x.shape[-1]
     s, _ = _nodes(half_width, num_nodes, d, x.dtype)
+    edge = jnp.any(jnp.abs(s) >= half_width * (1 - 1e-6), axis=-1)
     tol = 100 * jnp.finfo(x.dtype).eps
 
     def objective(y, xi, ti):
@@ -265,11 +353,20 @@ def hopf_lax(
         y_star = jnp.where(ok, root.value, y_grid)
         u = jnp.where(ok, refined, values[best])
         p = hamiltonian.inverse_derivative((xi - y_star) / ti)
-        return u, p
+        return u, p, edge[best]
 
-    u, p = _map_points(one, x, (t,), batch_size)
+    u, p, on_edge = _map_points(one, x, (t,), batch_size)
+    u = eqx.error_if(
+        u,
+        jnp.any(on_edge & (t > 0)),
+        "`half_width` is too small: the minimiser of `u_0(y) + t L((x - y) / t)` over the search "
+        "window lies on its edge, so the true minimiser may lie outside it. Use `half_width` "
+        "larger than `t max|H'(grad u_0)|` (for `H = |p|^2 / 2`: `t max|grad u_0|`).",
+    )
     at_zero = _map_points(jax.value_and_grad(u0), x, (), batch_size)
-    return jnp.where(t > 0, u, at_zero[0]), jnp.where((t > 0)[..., None], p, at_zero[1])
+    u = jnp.where(t > 0, u, at_zero[0])
+    p = jnp.where((t > 0)[..., None], p, at_zero[1])
+    return u, (p[..., 0] if scalar_points else p)
 
 
 def rankine_hugoniot(

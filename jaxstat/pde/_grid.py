@@ -47,6 +47,10 @@ class UniformGrid(eqx.Module):
                 f"`lower`, `upper` and `shape` must have one entry per axis, got "
                 f"{self.lower}, {self.upper}, {self.shape}."
             )
+        if not all(np.isfinite(v) for v in self.lower + self.upper):
+            raise ValueError(
+                f"`lower` and `upper` must be finite, got {self.lower} and {self.upper}."
+            )
         if any(n < 1 for n in self.shape):
             raise ValueError(f"every axis needs at least one cell, got shape {self.shape}.")
         if any(hi <= lo for lo, hi in zip(self.lower, self.upper)):

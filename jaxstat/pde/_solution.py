@@ -23,8 +23,9 @@ class RESULTS(eqx.Enumeration):
         "or `t / (cfl h^2 / (2 nu))` when viscosity dominates)."
     )
     solver_failed = "The time integrator failed (see the diffrax result for details)."
-    invalid_ts = "`ts` must be nondecreasing."
+    invalid_ts = "`ts` must be finite and nondecreasing."
     invalid_nu = "`nu` must be finite and non-negative."
+    invalid_step = "The time step `dt` of `FixedStep(dt)` must be positive and finite."
 
 
 class Solution(eqx.Module):

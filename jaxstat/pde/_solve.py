@@ -75,16 +75,20 @@ def solve(
     ts = jnp.asarray(ts)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"`ts` must be one-dimensional with at least two times, got {ts.shape}.")
+    if jnp.issubdtype(ts.dtype, jnp.complexfloating):
+        raise TypeError(f"`ts` must be real, got {ts.dtype}.")
     if not jnp.issubdtype(ts.dtype, jnp.floating):
         ts = ts.astype(y0.dtype)
     nu = jnp.asarray(nu)
+    if not (jnp.issubdtype(nu.dtype, jnp.floating) or jnp.issubdtype(nu.dtype, jnp.integer)):
+        raise TypeError(f"`nu` must be a real number, got {nu.dtype}.")
     if nu.ndim != 0:
         raise ValueError(f"`nu` must be a scalar (vmap over batches of `nu`), got {nu.shape}.")
     if not isinstance(max_steps, int | np.integer) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive int, got {max_steps!r}.")
     # Value checks are folded into the result code: one `error_if` per solve (each costs
     # compilation time), and with `throw=False` they are reported like any other failure.
-    bad_ts = jnp.any(ts[1:] < ts[:-1])
+    bad_ts = jnp.any(ts[1:] < ts[:-1]) | ~jnp.all(jnp.isfinite(ts))
     bad_nu = ~(nu >= 0) | ~jnp.isfinite(nu)
 
     term = dfx.ODETerm(lambda t, y, args: equation.vector_field(t, y, args))
@@ -108,6 +112,7 @@ def solve(
     failures = (
         (bad_ts, RESULTS.invalid_ts),
         (bad_nu, RESULTS.invalid_nu),
+        (step.invalid(), RESULTS.invalid_step),
         (status == 1, RESULTS.cfl_violated),
         (status == 2, RESULTS.nonfinite),
         (sol.result == dfx.RESULTS.max_steps_reached, RESULTS.max_steps_reached),

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, ArrayLike
 
+from .._checks import is_concrete
 from ._equation import AbstractEquation
 
 
@@ -117,6 +118,11 @@ class AbstractStepSize(eqx.Module):
     def step_size(self, rate: Array) -> Array:
         """The step to take from a state whose CFL rate (inverse stable step) is `rate`."""
 
+    @abc.abstractmethod
+    def invalid(self) -> Array:
+        """A boolean scalar: whether the rule's own parameters are invalid (checked by `solve`
+        on values, so also when they are traced)."""
+
 
 class CFLStep(AbstractStepSize):
     r"""Adaptive steps `dt = cfl / rate(y)` from the current state (the CFL condition).
@@ -142,6 +148,9 @@ class CFLStep(AbstractStepSize):
     def step_size(self, rate):
         return self.cfl / rate
 
+    def invalid(self):
+        return jnp.array(False)  # checked at construction
+
 
 class FixedStep(AbstractStepSize):
     r"""A constant step `dt` (shortened only to land on save times), checked against the CFL
@@ -153,7 +162,9 @@ class FixedStep(AbstractStepSize):
 
     **Arguments:**
 
-    - `dt`: the step (a positive float or scalar array).
+    - `dt`: the step, positive and finite (a float or real scalar array). A Python or concrete
+        value is checked here (`ValueError`); a traced one by `solve`
+        (`RESULTS.invalid_step`).
     - `max_cfl`: the largest CFL number accepted.
 
     **Example:** `FixedStep(1e-3)`.
@@ -162,8 +173,20 @@ class FixedStep(AbstractStepSize):
     dt: ArrayLike = eqx.field(converter=jnp.asarray)
     max_cfl: float = 1.0
 
+    def __check_init__(self):
+        dt = self.dt
+        if jnp.ndim(dt) != 0:
+            raise ValueError(f"`dt` must be a scalar, got shape {jnp.shape(dt)}.")
+        if jnp.issubdtype(jnp.result_type(dt), jnp.complexfloating):
+            raise TypeError(f"`dt` must be real, got {jnp.result_type(dt)}.")
+        if is_concrete(dt) and not (bool(dt > 0) and bool(jnp.isfinite(dt))):
+            raise ValueError(f"the time step `dt` must be positive and finite, got {float(dt)}.")
+
     def step_size(self, rate):
         return jnp.broadcast_to(jnp.asarray(self.dt, jnp.result_type(rate)), jnp.shape(rate))
+
+    def invalid(self):
+        return ~(self.dt > 0) | ~jnp.isfinite(self.dt)
 
 
 # Controller state: (index of the next save time, CFL rate at the current state, largest CFL

@@ -487,3 +487,62 @@ def test_value_errors_and_result_codes():
     assert backwards.result == jp.RESULTS.invalid_ts
     # Readable messages.
     assert "CFL" in jp.RESULTS[bad.result] and "non-negative" in jp.RESULTS[jp.RESULTS.invalid_nu]
+
+
+# Bad values: refused at construction when concrete (ValueError / TypeError in our words), and
+# reported in the result code (raised with throw=True) when traced. Each used to slip through:
+# FixedStep(0) and FixedStep(-0.01) were reported as CFL violations, NaN in `ts` as success.
+@pytest.mark.parametrize("dt", [0.0, -0.01, np.nan, np.inf], ids=["zero", "negative", "nan", "inf"])
+def test_fixed_step_must_be_positive(dt):
+    with pytest.raises(ValueError, match="positive"):
+        jp.FixedStep(dt)
+    # Traced: the result code says so (not "CFL"), and throw=True raises the same words.
+    grid = jp.UniformGrid(0.0, TWO_PI, 16)
+    eq = jp.Burgers(grid, reconstruction=jp.FirstOrder())
+    p0 = grid.cell_averages(jnp.sin)
+    ts = jnp.array([0.0, 0.1])
+    run = jax.jit(lambda dt: jp.solve(eq, p0, ts, step=jp.FixedStep(dt), max_steps=8, throw=False))
+    sol = run(jnp.asarray(dt))
+    assert sol.result == jp.RESULTS.invalid_step
+    assert "positive" in jp.RESULTS[jp.RESULTS.invalid_step]
+    with pytest.raises(Exception, match="must be positive and finite"):
+        jax.block_until_ready(
+            jax.jit(lambda dt: jp.solve(eq, p0, ts, step=jp.FixedStep(dt), max_steps=8).ys)(
+                jnp.asarray(dt)
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    "ts", [[0.0, np.nan], [np.nan, 1.0], [0.0, np.inf]], ids=["nan-end", "nan-start", "inf"]
+)
+def test_non_finite_save_times_are_reported(ts):
+    grid = jp.UniformGrid(0.0, TWO_PI, 16)
+    eq = jp.Burgers(grid, reconstruction=jp.FirstOrder())
+    p0 = grid.cell_averages(jnp.sin)
+    sol = jax.jit(lambda ts: jp.solve(eq, p0, ts, max_steps=8, throw=False))(jnp.asarray(ts))
+    assert sol.result == jp.RESULTS.invalid_ts
+    with pytest.raises(Exception, match="finite and nondecreasing"):
+        jax.block_until_ready(jp.solve(eq, p0, jnp.asarray(ts), max_steps=8).ys)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(0.0, np.nan, 64), (np.nan, 1.0, 64), (0.0, np.inf, 64), ((0.0, 0.0), (1.0, np.nan), (4, 4))],
+    ids=["nan-upper", "nan-lower", "inf-upper", "2d-nan"],
+)
+def test_grid_refuses_non_finite_bounds(args):
+    with pytest.raises(ValueError, match="finite"):
+        jp.UniformGrid(*args)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_complex_viscosity_is_a_type_error(jit):
+    grid = jp.UniformGrid(0.0, TWO_PI, 16)
+    eq = jp.Burgers(grid)
+    p0 = grid.cell_averages(jnp.sin)
+    fn = lambda nu: jp.solve(eq, p0, jnp.array([0.0, 0.1]), nu)
+    if jit:
+        fn = jax.jit(fn)
+    with pytest.raises(TypeError, match="real"):
+        fn(jnp.asarray(0.1 + 0.0j))

@@ -181,3 +181,130 @@ def test_exact_solution_errors():
         jp.cole_hopf(lambda y: y[0], x, 1.0, 0.1, half_width=1.0, num_nodes=2)
     with pytest.raises(Exception, match="gamma"):
         jp.local_entropy(lambda y: y[0] ** 2, x, gamma=-1.0, beta=1.0, half_width=1.0)
+
+
+def test_cole_hopf_linear_plus_quadratic_closed_form_2d_scalar_points():
+    # Separable u0 = sum_k (a_k y_k^2 / 2 + c_k y_k): completing the square,
+    # u = sum_k [a_k (x_k + c_k / a_k)^2 / (2 (1 + a_k t)) + nu log(1 + a_k t) - c_k^2 / (2 a_k)],
+    # p_k = a_k (x_k + c_k / a_k) / (1 + a_k t). A Gaussian integrand: spectral accuracy.
+    a, c, nu, t = jnp.array([0.7, 2.0]), jnp.array([0.4, -0.3]), 0.1, 0.9
+    u0 = lambda y: jnp.sum(0.5 * a * y**2 + c * y)
+    x = jnp.array([[0.3, -0.2], [-1.0, 0.8], [0.0, 0.0]])
+    u, p = jp.cole_hopf(u0, x, t, nu, half_width=6.0, num_nodes=301)
+    shift = x + c / a
+    exact = jnp.sum(
+        a * shift**2 / (2 * (1 + a * t)) + nu * jnp.log(1 + a * t) - c**2 / (2 * a), axis=-1
+    )
+    np.testing.assert_allclose(u, exact, atol=1e-13)
+    np.testing.assert_allclose(p, a * shift / (1 + a * t), atol=1e-13)
+    # 1-D points given as a vector, datum a function of a scalar: the same as the (n, 1) form,
+    # and the closed form of the first axis.
+    x1 = jnp.linspace(-2, 2, 9)
+    u1, p1 = jp.cole_hopf(lambda y: 0.5 * a[0] * y**2 + c[0] * y, x1, t, nu, half_width=8.0)
+    assert u1.shape == p1.shape == (9,)
+    s1 = x1 + c[0] / a[0]
+    exact1 = a[0] * s1**2 / (2 * (1 + a[0] * t)) + nu * jnp.log(1 + a[0] * t) - c[0] ** 2 / (2 * a[0])
+    np.testing.assert_allclose(u1, exact1, atol=1e-13)
+    np.testing.assert_allclose(p1, a[0] * s1 / (1 + a[0] * t), atol=1e-13)
+
+
+@pytest.mark.parametrize("fn", ["cole_hopf", "local_entropy", "hopf_lax"])
+def test_scalar_points_and_scalar_functions(fn):
+    # x of shape (n,) with a function of a scalar, x of shape (n, 1) with a function of a scalar,
+    # and x of shape (n, 1) with a function of a (1,) vector give the same values.
+    x = jnp.linspace(0.2, 2.8, 5)
+    call = {
+        "cole_hopf": lambda f, x: jp.cole_hopf(f, x, 0.7, 0.1, half_width=4.0, num_nodes=401),
+        "local_entropy": lambda f, x: jp.local_entropy(
+            f, x, gamma=1.5, beta=5.0, half_width=4.0, num_nodes=401
+        ),
+        "hopf_lax": lambda f, x: jp.hopf_lax(f, x, 0.7, half_width=1.0, num_nodes=401),
+    }[fn]
+    v1, d1 = call(lambda y: -jnp.cos(y), x)
+    v2, d2 = call(lambda y: -jnp.cos(y), x[:, None])
+    v3, d3 = call(lambda y: -jnp.cos(y[0]), x[:, None])
+    assert v1.shape == d1.shape == (5,) and d2.shape == d3.shape == (5, 1)
+    np.testing.assert_allclose(v1, v3, rtol=1e-14)
+    np.testing.assert_allclose(v2, v3, rtol=1e-14)
+    np.testing.assert_allclose(d1, d3[:, 0], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(d2, d3, rtol=1e-14, atol=1e-15)
+
+
+_X = jnp.linspace(-0.5, 0.5, 5)
+# (call with traced t and nu (local entropy: gamma = 1 / t, beta = 1 / (2 nu)), message). Each is wrong without the check:
+# half_width = 0.01 gives 7e-4 where u is about 0.97 (window cut), num_nodes = 3 gives zeros, a
+# strongly convex datum (u0'' = 50) at 41 nodes has a peak of width 0.06 between nodes 0.15 apart.
+BAD_QUADRATURE = {
+    "window": (
+        lambda t, nu: jp.cole_hopf(lambda y: -jnp.cos(y), _X + 3.0, t, nu, half_width=0.01),
+        "half_width",
+    ),
+    "three-nodes": (
+        lambda t, nu: jp.cole_hopf(lambda y: -jnp.cos(y), _X, t, nu, half_width=4.0, num_nodes=3),
+        "num_nodes",
+    ),
+    "convex-peak": (
+        lambda t, nu: jp.cole_hopf(lambda y: 25 * y**2, _X, t, nu, half_width=3.0, num_nodes=41),
+        "num_nodes",
+    ),
+    "entropy-window": (
+        lambda t, nu: jp.local_entropy(
+            lambda y: y**2, _X + 3, gamma=1 / t, beta=1 / (2 * nu), half_width=1.0
+        ),
+        "half_width",
+    ),
+    "entropy-nodes": (
+        lambda t, nu: jp.local_entropy(
+            lambda y: y**2, _X, gamma=1 / t, beta=1 / (2 * nu), half_width=4.0, num_nodes=9
+        ),
+        "num_nodes",
+    ),
+    "hopf-lax-window": (
+        lambda t, _: jp.hopf_lax(lambda y: 3 * y, _X, t, half_width=1.0),
+        "half_width",
+    ),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("case", BAD_QUADRATURE, ids=str)
+def test_quadrature_that_cannot_be_accurate_raises(case, jit):
+    fn, match = BAD_QUADRATURE[case]
+    if jit:  # t, nu traced: the checks run on values inside the compiled program
+        fn = jax.jit(fn)
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(fn(jnp.asarray(1.0), jnp.asarray(0.1)))
+
+
+def test_quadrature_checks_pass_where_it_is_accurate():
+    # The same problems with an adequate window / resolution: no error, and the closed forms.
+    u, _ = jp.cole_hopf(lambda y: 25 * y**2, _X, 1.0, 0.1, half_width=3.0, num_nodes=401)
+    np.testing.assert_allclose(u, 25 * _X**2 / 51 + 0.1 * jnp.log(51.0), atol=1e-13)
+    u, p = jp.hopf_lax(lambda y: 3 * y, _X, 1.0, half_width=4.0, num_nodes=401)
+    np.testing.assert_allclose(u, 3 * _X - 4.5, atol=1e-12)  # u0 = c y: u = c x - t c^2 / 2
+    np.testing.assert_allclose(p, 3.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: jp.cole_hopf(lambda y: y, _X, 1.0, 0.1 + 0j, half_width=4.0),
+        lambda: jp.cole_hopf(lambda y: y, _X, 1.0 + 0j, 0.1, half_width=4.0),
+        lambda: jp.cole_hopf(lambda y: y, _X + 0j, 1.0, 0.1, half_width=4.0),
+        lambda: jp.local_entropy(lambda y: y**2, _X, gamma=1j, beta=1.0, half_width=4.0),
+        lambda: jp.hopf_lax(lambda y: y, _X, jnp.asarray(1.0 + 0j), half_width=4.0),
+    ],
+    ids=["nu", "t", "x", "gamma", "hopf-lax-t"],
+)
+def test_complex_arguments_are_refused(call):
+    # Our TypeError says "must be real"; in the test suite the jaxtyping hook (also a TypeError)
+    # may refuse the argument first.
+    with pytest.raises(TypeError):
+        call()
+
+
+def test_functions_that_do_not_return_a_scalar_are_refused():
+    with pytest.raises(ValueError, match="scalar"):
+        jp.cole_hopf(lambda y: jnp.stack([y, y]), _X, 1.0, 0.1, half_width=4.0)
+    with pytest.raises(ValueError, match="scalar"):
+        jp.local_entropy(lambda y: y, _X[:, None].repeat(2, 1), gamma=1.0, beta=1.0, half_width=4.0)
