@@ -11,7 +11,7 @@ is an error: route it to another optimiser with [`jaxstat.strata.partition`][].
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import equinox as eqx
 import jax.tree_util as jtu
@@ -19,15 +19,23 @@ import jax.tree_util as jtu
 from ..graphs import AbstractConnection, Graph, PhaseConnection
 
 
-Kind = Literal["weight", "phase"]
+_OTHER = "other"
 
 
 def _is_node(x) -> bool:
     return isinstance(x, (Graph, AbstractConnection))
 
 
-def _names(path) -> tuple[str, ...]:
-    return tuple(getattr(k, "name", getattr(k, "key", getattr(k, "idx", "?"))) for k in path)
+def _kinds(g: Graph):
+    """A tree shaped like `g`: `"weight"` at `g.weights`, `"phase"` at `g.connection.theta` (a
+    `PhaseConnection`'s phases), `"other"` at every other leaf. The coordinates are located through
+    the graph's public attributes, not by matching field names in tree paths."""
+    kinds = jtu.tree_map(lambda _: _OTHER, g)
+    if eqx.is_array(g.weights):
+        kinds = eqx.tree_at(lambda t: t.weights, kinds, "weight")
+    if isinstance(g.connection, PhaseConnection) and eqx.is_array(g.connection.theta):
+        kinds = eqx.tree_at(lambda t: t.connection.theta, kinds, "phase")
+    return kinds
 
 
 def map_coordinates(
@@ -57,15 +65,13 @@ def map_coordinates(
 
     def _visit_graph(gpath, g, *gs):
         w = g.weights if eqx.is_inexact_array(g.weights) else None
-        phase = isinstance(g.connection, PhaseConnection)
 
-        def leaf(path, p, *xs):
-            names = _names(path)
+        def leaf(path, p, kind, *xs):
             if not eqx.is_inexact_array(p):
                 return default(p, *xs)
-            if names == ("weights",):
+            if kind == "weight":
                 return fn("weight", p, p, *xs)
-            if phase and names == ("connection", "theta"):
+            if kind == "phase":
                 if w is None:
                     raise ValueError(
                         f"the phases {jtu.keystr(gpath)}.connection.theta are optimised without "
@@ -79,7 +85,7 @@ def map_coordinates(
                 "another optimiser with jaxstat.strata.partition(graph_tx, rest_tx)"
             )
 
-        return jtu.tree_map_with_path(leaf, g, *gs)
+        return jtu.tree_map_with_path(leaf, g, _kinds(g), *gs)
 
     return jtu.tree_map_with_path(visit, params, *trees, is_leaf=_is_node)
 
@@ -105,14 +111,7 @@ def graph_labels(params, graph: str = "graph", rest: str = "rest"):
 
     def visit(p):
         if isinstance(p, Graph):
-            phase = isinstance(p.connection, PhaseConnection)
-
-            def leaf(path, _):
-                names = _names(path)
-                coordinate = names == ("weights",) or (phase and names == ("connection", "theta"))
-                return graph if coordinate else rest
-
-            return jtu.tree_map_with_path(leaf, p)
+            return jtu.tree_map(lambda _, kind: rest if kind == _OTHER else graph, p, _kinds(p))
         return rest
 
     return jtu.tree_map(visit, params, is_leaf=lambda x: isinstance(x, Graph))

@@ -109,10 +109,6 @@ def _none(*_):
     return None
 
 
-def _first(x, *_):
-    return x
-
-
 def _weights_only(fn):
     return lambda kind, w, p, *xs: fn(p, *xs) if kind == "weight" else None
 
