@@ -12,6 +12,16 @@ Local entropy (Deep Relaxation) coarse-grains a loss `f`:
 and, up to an additive constant, `u(theta, t) = F(theta; 1/t)` solves the viscous Hamilton-Jacobi
 equation `u_t + 1/2 |grad u|^2 = nu Lap u` with `nu = 1 / (2 beta)` and `u(., 0) = f`; its gradient
 `grad F = gamma (theta - <theta'>)` obeys the viscous Burgers equation in `t`.
+
+Symmetry groups implemented (each an `AbstractSymmetry` Module, derived from a model by `symmetry`):
+per-unit permutations of MLP neurons and CNN channels, with positive rescalings
+`(w_in_i, w_out_i) -> (s_i w_in_i, w_out_i / s_i)` for positively homogeneous activations (ReLU, leaky
+ReLU, identity) or sign flips `s_i = +-1` for odd ones (tanh), also for the units of mean-field networks
+`f(x) = 1/N sum_i a_i sigma(w_i . x)` (`NeuronSymmetry`); the scale invariance `theta_S -> c theta_S`,
+`c > 0`, of the weights before a normalisation (`NormalisationScaling`); for multi-head attention,
+`(W_Q, W_K) -> (W_Q A, W_K A^{-T})` with `A in GL(d_k)` and `(W_V, W_O) -> (W_V B, B^{-1} W_O)` with
+`B in GL(d_v)` per head, and head permutations (`AttentionSymmetry`); products of these
+(`ProductSymmetry`) and symmetries of submodules (`OnSubtree`).
 """
 
 from ._entropy import (
@@ -24,5 +34,39 @@ from ._entropy import (
     LocalEntropyValue as LocalEntropyValue,
     MetropolisAdjustedLangevin as MetropolisAdjustedLangevin,
 )
+from ._align import (
+    align as align,
+    interpolate as interpolate,
+    loss_barrier as loss_barrier,
+    quotient_distance as quotient_distance,
+)
+from ._derive import (
+    activation_scaling as activation_scaling,
+    register_activation as register_activation,
+    symmetry as symmetry,
+)
+from ._spec import (
+    permutation_spec as permutation_spec,
+    permutation_spec_from_axes_to_perm as permutation_spec_from_axes_to_perm,
+    PermutationSpec as PermutationSpec,
+    symmetry_from_spec as symmetry_from_spec,
+)
+from ._symmetry._attention import AttentionSymmetry as AttentionSymmetry
+from ._symmetry._base import (
+    AbstractSymmetry as AbstractSymmetry,
+    ProductSymmetry as ProductSymmetry,
+    sqnorm as sqnorm,
+)
+from ._symmetry._neuron import (
+    AbstractScaling as AbstractScaling,
+    NeuronSymmetry as NeuronSymmetry,
+    NoScaling as NoScaling,
+    PositiveScaling as PositiveScaling,
+    SignFlip as SignFlip,
+    Site as Site,
+    Units as Units,
+)
+from ._symmetry._normalisation import NormalisationScaling as NormalisationScaling
+from ._symmetry._subtree import OnSubtree as OnSubtree
 from ._entropy_sgd import entropy_sgd as entropy_sgd, EntropySGDState as EntropySGDState
 from ._sharpness import sharpness as sharpness, Sharpness as Sharpness
