@@ -70,3 +70,4 @@ from ._symmetry._normalisation import NormalisationScaling as NormalisationScali
 from ._symmetry._subtree import OnSubtree as OnSubtree
 from ._entropy_sgd import entropy_sgd as entropy_sgd, EntropySGDState as EntropySGDState
 from ._sharpness import sharpness as sharpness, Sharpness as Sharpness
+from ._recorder import read_record as read_record, Recorder as Recorder
