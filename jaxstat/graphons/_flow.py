@@ -87,18 +87,29 @@ def projected_gradient(
     if not isinstance(objective, AbstractObjective):
         raise TypeError(f"expected an objective, got {type(objective).__name__}")
     W = as_step_graphon(W)
-    V = -objective.kernel(W)
-    V = eqx.error_if(
-        V,
+    V = _velocity(objective, W)
+    return _check_finite_velocity(V, V)
+
+
+def _check_finite_velocity(x, V):
+    """`x`, raising if the velocity `V` is not finite."""
+    return eqx.error_if(
+        x,
         ~jnp.all(jnp.isfinite(V)),
         "the derivative kernel is not finite (the scalar entropy's is infinite where W is 0 or 1: "
         "start entropy flows inside the open box)",
     )
-    return tangent_cone_projection(W.values, V)
 
 
 def _clip(tree):
     return jtu.tree_map(lambda x: jnp.clip(x, 0, 1), tree)
+
+
+def _all_finite(tree) -> Array:
+    leaves = jtu.tree_leaves(tree)
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 class _ClippedInterpolation(dfx.AbstractLocalInterpolation):
@@ -184,6 +195,17 @@ class ProjectedSolver(dfx.AbstractWrappedSolver):
         y1, y_error, dense_info, inner_state, result = self.solver.step(
             terms, t0, t1, y0, args, inner_state, made_jump | clipped
         )
+        # A trial step whose stages met a non-finite velocity (a stage clipped onto a face where
+        # the derivative kernel is infinite, e.g. the entropy's at 0 or 1) is a failed step: an
+        # infinite error estimate makes an adaptive controller reject it and shrink the step
+        # (the exact flow stays inside the open box); a fixed-step solve stops with
+        # `RESULTS.nonfinite`, since the rejected-step result is discarded only when the
+        # controller rejects the step.
+        finite = _all_finite(y1) & _all_finite(y_error)
+        y1 = jtu.tree_map(lambda a, b: jnp.where(finite, a, b), y1, y0)
+        if y_error is not None:
+            y_error = jtu.tree_map(lambda e: jnp.where(finite, e, jnp.inf), y_error)
+        result = dfx.RESULTS.where(finite, result, dfx.RESULTS.nonfinite)
         y1_box = _clip(y1)
         leaves = zip(jtu.tree_leaves(y1), jtu.tree_leaves(y1_box))
         clipped = jnp.any(jnp.stack([jnp.any(a != b) for a, b in leaves]))
@@ -193,11 +215,17 @@ class ProjectedSolver(dfx.AbstractWrappedSolver):
         return self.solver.func(terms, t0, y0, args)
 
 
+def _velocity(objective, W):
+    """`P_{T_K(W)}(-DF(W))`, non-finite where the kernel is (no check: see `projected_gradient`)."""
+    return tangent_cone_projection(W.values, -objective.kernel(W))
+
+
 def _vector_field(t, y, args):
     objective, sizes = args
     W = StepGraphon(jnp.clip(y, 0, 1), sizes, check=False)
-    # (coefficients of the objective may have a wider dtype than the state)
-    return projected_gradient(objective, W).astype(y.dtype)
+    # A non-finite velocity at a trial stage is not an error here: `ProjectedSolver` turns it
+    # into a rejected step. (Coefficients of the objective may have a wider dtype than y.)
+    return _velocity(objective, W).astype(y.dtype)
 
 
 @eqx.filter_jit
@@ -257,13 +285,32 @@ def gradient_flow(
         else:
             stepsize_controller = dfx.ConstantStepSize()
     dtype = W0.values.dtype
+    for name, value in (("t0", t0), ("t1", t1), ("dt0", dt0)):
+        if value is not None and jnp.issubdtype(jnp.result_type(value), jnp.complexfloating):
+            raise TypeError(f"`{name}` must be real, got {jnp.result_type(value)}.")
+    t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
+    if dt0 is not None:
+        dt0 = jnp.asarray(dt0, dtype)
+    # Gradient flows run forward in time: the projection onto the box makes the backward flow
+    # ill-posed. The start must have a finite velocity (the flow then stays where it is finite).
+    t1 = eqx.error_if(
+        t1,
+        ~(jnp.isfinite(t0) & jnp.isfinite(t1) & (t1 >= t0)),
+        "the final time `t1` must be finite and at least `t0` (gradient flows run forward in "
+        "time).",
+    )
+    if dt0 is not None:
+        dt0 = eqx.error_if(
+            dt0, ~(dt0 > 0) | ~jnp.isfinite(dt0), "the step `dt0` must be positive and finite."
+        )
+    y0 = _check_finite_velocity(W0.values, _velocity(objective, W0))
     return dfx.diffeqsolve(
         dfx.ODETerm(_vector_field),
         solver,
-        jnp.asarray(t0, dtype),
-        jnp.asarray(t1, dtype),
-        None if dt0 is None else jnp.asarray(dt0, dtype),
-        W0.values,
+        t0,
+        t1,
+        dt0,
+        y0,
         args=(objective, W0.sizes),
         saveat=saveat,
         stepsize_controller=stepsize_controller,

@@ -284,3 +284,88 @@ def test_failures():
     # too few steps: reported in the result code with throw=False (diffrax raises with throw=True)
     sol = gn.gradient_flow(TRIANGLE, jnp.full((2, 2), 0.5), 1.0, **euler, max_steps=5, throw=False)
     assert sol.result != dfx.RESULTS.successful
+
+
+def test_entropy_flow_towards_the_face_against_scipy():
+    # F = -t(K2) - t(K3) / 2 + Ent / 4 on two blocks of lengths (0.3, 0.7): the flow drives every
+    # weight towards 1, where the entropy's derivative log(p / (1 - p)) blows up; the exact flow
+    # stops short of the face (equilibrium near logit p = (1 + 3/2) / (1/4) = 10, 1 - p ~ 5e-5).
+    # Trial stages of the adaptive solver overshoot the face; they must be rejected, not raise.
+    # Reference: the same three-dimensional ODE, written out in numpy and solved by scipy's
+    # Radau (implicit: the problem is stiff near the face) at tight tolerances.
+    # dA/dt = -DF(A), DF = -1 - (3/2) A diag(mu) A + (1/4) log(A / (1 - A)).
+    mu = np.array([0.3, 0.7])
+    A0 = np.array([[0.6, 0.8], [0.8, 0.5]])
+    ts = np.array([0.0, 0.05, 0.1, 0.2, 0.5, 1.0])
+    F = -1.0 * EDGE - 0.5 * TRIANGLE + 0.25 * gn.ScalarEntropy()
+    W0 = gn.StepGraphon(jnp.asarray(A0), jnp.asarray(mu))
+    # The default solver (projected Tsit5) with a tighter PID controller than the default, so
+    # that 1 - p (about 5e-5) is resolved to 1e-3 relative.
+    controller = dfx.PIDController(rtol=1e-10, atol=1e-10)
+    sol = gn.gradient_flow(
+        F, W0, ts[-1], saveat=dfx.SaveAt(ts=jnp.asarray(ts)), stepsize_controller=controller
+    )
+
+    def rhs(t, a):
+        A = np.array([[a[0], a[1]], [a[1], a[2]]])
+        dA = 1 + 1.5 * A @ np.diag(mu) @ A - 0.25 * np.log(A / (1 - A))
+        return [dA[0, 0], dA[0, 1], dA[1, 1]]
+
+    ref = solve_ivp(rhs, (0, ts[-1]), [0.6, 0.8, 0.5], t_eval=ts, method="Radau", rtol=1e-11,
+                    atol=1e-13)
+    ys = np.asarray(sol.ys)
+    got = np.stack([ys[:, 0, 0], ys[:, 0, 1], ys[:, 1, 1]])
+    assert np.all(got < 1) and 1 - got[:, -1].max() > 1e-5  # inside the box, near the face
+    np.testing.assert_allclose(got, ref.y, atol=1e-8)
+    np.testing.assert_allclose(1 - got[:, -1], 1 - ref.y[:, -1], rtol=1e-3)
+    assert sol.stats["num_rejected_steps"] > 0  # the controller did reject steps near the face
+
+
+_BAD_TIMES_FLOW = eqx.filter_jit(
+    lambda t0, t1, dt0: gn.gradient_flow(
+        TRIANGLE, jnp.full((2, 2), 0.5), t1, t0=t0, dt0=dt0, solver=dfx.Euler(), max_steps=16,
+        throw=True,
+    ).ys
+)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize(
+    "t0,t1,dt0,match",
+    [
+        (0.0, -0.5, 0.1, "forward in time"),
+        (0.0, np.nan, 0.1, "forward in time"),
+        (2.0, 1.0, 0.1, "forward in time"),
+        (0.0, 1.0, -0.1, "positive"),
+        (0.0, 1.0, 0.0, "positive"),
+    ],
+    ids=["t1-negative", "t1-nan", "t1-before-t0", "dt0-negative", "dt0-zero"],
+)
+def test_bad_times_are_refused(t0, t1, dt0, match, jit):
+    # Used to run silently (t1 < 0 integrated the flow backwards through the projection). Times
+    # as Python floats (eager: static, checked when `gradient_flow` is traced) or traced arrays
+    # inside one compiled program shared by every case.
+    if jit:
+        call = lambda: _BAD_TIMES_FLOW(*(jnp.asarray(v, float) for v in (t0, t1, dt0)))
+    else:
+        call = lambda: gn.gradient_flow(
+            TRIANGLE, jnp.full((2, 2), 0.5), t1, t0=t0, dt0=dt0, solver=dfx.Euler(), max_steps=16
+        ).ys
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(call())
+
+
+def test_complex_times_are_a_type_error():
+    with pytest.raises(TypeError, match="real"):
+        gn.gradient_flow(TRIANGLE, jnp.full((2, 2), 0.5), jnp.asarray(1.0 + 0j))
+
+
+def test_fixed_step_entropy_overshoot_is_reported_not_clipped():
+    # Projected Euler with a step so large that the entropy flow from 0.05 overshoots the face 1
+    # (velocity -log(0.05 / 0.95) = 2.9, step 0.5): the stage lands where the kernel is infinite.
+    # A fixed step cannot be rejected, so the solve reports a non-finite result (it used to clip
+    # the state onto the face and continue with an infinite velocity).
+    sol = gn.gradient_flow(
+        gn.ScalarEntropy(), jnp.full((2, 2), 0.05), 2.0, solver=dfx.Euler(), dt0=0.5, throw=False
+    )
+    assert sol.result == dfx.RESULTS.nonfinite
