@@ -149,7 +149,11 @@ class ProjectedSolver(dfx.AbstractWrappedSolver):
     face), `ProjectedSolver(dfx.Tsit5())` order 5 between those times, with adaptive steps around
     them. A step after a clipped one recomputes the first stage of first-same-as-last solvers (the
     stored stage belongs to the unclipped point). Error estimates come from the wrapped solver, so
-    adaptive controllers work unchanged.
+    adaptive controllers work unchanged. A trial step whose stages meet a non-finite velocity
+    (an overshooting stage clipped onto a face where the kernel is infinite, as the scalar
+    entropy's `log(W / (1 - W))` at 0 and 1) gets an infinite error estimate, so an adaptive
+    controller rejects it and shrinks the step; under fixed steps the solve stops with
+    `diffrax.RESULTS.nonfinite`.
 
     **Arguments:** `solver`: the diffrax solver to wrap.
 
@@ -253,8 +257,9 @@ def gradient_flow(
 
     - `objective`: the objective `F` (see `HomomorphismDensity`, `ScalarEntropy`, combinations).
     - `W0`: the initial step graphon, or the initial weight matrix (uniform blocks).
-    - `t1`: the final time; `t0` the initial time (default 0).
-    - `dt0`: the (initial) step; `None` lets the adaptive controller choose.
+    - `t1`: the final time, finite and `>= t0`; `t0` the initial time (default 0). (The flow
+      runs forward only: the projection onto the box makes it irreversible.)
+    - `dt0`: the (initial) step, positive; `None` lets the adaptive controller choose.
     - `solver`: a diffrax solver, wrapped in `ProjectedSolver` if it is not one; default
       `ProjectedSolver(dfx.Tsit5())`.
     - `stepsize_controller`: default `dfx.PIDController(rtol=1e-6, atol=1e-6)` when `dt0` is `None`,
@@ -263,6 +268,11 @@ def gradient_flow(
 
     **Returns:** a `diffrax.Solution` whose `ys` are weight matrices (`ys[k]` at `ts[k]`, block
     lengths those of `W0`), with `result` and `stats`.
+
+    **Raises** (through `eqx.error_if`) if the velocity at `W0` is not finite (an entropy
+    objective started on a face) or the times are invalid. Objectives whose kernel blows up
+    towards a face (the scalar entropy) are integrated up to it: the exact flow stays inside,
+    and trial steps that cross are rejected (see `ProjectedSolver`).
 
     **Example:**
 
