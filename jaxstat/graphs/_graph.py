@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Inexact, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Inexact, Int
 
 from .._checks import is_concrete
 from ._connection import AbstractConnection
@@ -61,6 +61,15 @@ class SparseHamiltonian(eqx.Module):
         return y.reshape(x.shape)
 
     __call__ = mv
+
+    def gershgorin_bound(self) -> Float[Array, ""]:
+        """An upper bound on the spectral radius of `H`: `max_i sum_j |H_ij|` (Gershgorin's
+        theorem; for a graph Hamiltonian with `V >= 0` it is at most `2 max deg + max V`).
+        `O(E)`, no eigenvalue computation."""
+        rows = jax.ops.segment_sum(
+            jnp.abs(self.data), self.rows, self.num_nodes * self.fiber, indices_are_sorted=True
+        )
+        return jnp.max(jnp.abs(self.diagonal) + rows, initial=0.0)
 
 
 class _Structure(eqx.Module):
@@ -178,6 +187,49 @@ class Graph(eqx.Module):
     def fiber(self) -> int:
         """Fibre dimension `k` of the connection (1 without one)."""
         return 1 if self.connection is None else self.connection.fiber
+
+    def check(self) -> list[tuple[Bool[Array, ""], str]]:
+        """Conditions on the graph's values, as `(bad, message)` pairs, for a solve to check
+        (inside `jit` with `eqx.error_if`): weights finite and non-negative (so that
+        `L = sum_e w_e (...)` is positive semidefinite), connection and potential finite.
+
+        The constructor checks concrete weights once, but they can change afterwards (an
+        optimiser step, `eqx.tree_at`). When the weights are concrete the message names the
+        number of negative weights and the first of them.
+        """
+        w = self.weights
+        negative = w < 0
+        where = "some edge weights are negative"
+        if is_concrete(w):  # the values are known (even while tracing): name them
+            idx = np.flatnonzero(np.asarray(w) < 0)
+            if idx.size:
+                e = idx[0]
+                where = (
+                    f"{idx.size} edge weight{'s are' if idx.size > 1 else ' is'} negative (the "
+                    f"first is edge {e}, ({np.asarray(self.senders)[e]}, "
+                    f"{np.asarray(self.receivers)[e]}), w = {float(np.asarray(w)[e]):.4g})"
+                )
+        checks = [
+            (jnp.any(~jnp.isfinite(w)), "the graph's edge weights are not finite (NaN or inf)"),
+            (
+                jnp.any(negative),
+                f"{where}: edge weights must be non-negative, else the Laplacian is indefinite and "
+                "a stationary state may be unstable or not exist. An unconstrained optimiser step "
+                "can make weights negative; train them with `jaxstat.strata` (natural gradient "
+                "or mirror descent, which keep them in the non-negative orthant), or project, "
+                "e.g. `eqx.tree_at(lambda g: g.weights, graph, jnp.maximum(graph.weights, 0))`.",
+            ),
+        ]
+        if self.connection is not None:
+            bad = jnp.zeros((), bool)
+            for u in self.connection.transports():
+                bad = bad | jnp.any(~jnp.isfinite(u))
+            checks.append((bad, "the graph's connection (phases or blocks) is not finite"))
+        if self.potential is not None:
+            checks.append(
+                (jnp.any(~jnp.isfinite(self.potential)), "the graph's potential is not finite")
+            )
+        return checks
 
     def degree(self) -> Float[Array, " n"]:
         """Weighted degree `deg_i = sum_{j ~ i} w_ij`."""

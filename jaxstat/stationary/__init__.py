@@ -3,10 +3,12 @@ on a graph, solved implicitly and differentiated by the implicit adjoint.
 """
 
 from .._krylov import GMRES as GMRES
-from ._flow import flow as flow
+from ._flow import flow as flow, SteadyState as SteadyState
 from ._layer import (
+    AbstractActivation as AbstractActivation,
     AbstractReadout as AbstractReadout,
     AbstractSource as AbstractSource,
+    Activation as Activation,
     DirectSource as DirectSource,
     feature_layer as feature_layer,
     FeatureSource as FeatureSource,
@@ -15,7 +17,10 @@ from ._layer import (
     LinearReadout as LinearReadout,
     NodeSource as NodeSource,
     ReIm as ReIm,
+    ReLU as ReLU,
+    Softplus as Softplus,
     StationaryLayer as StationaryLayer,
+    Tanh as Tanh,
 )
 from ._model import (
     AbstractModel as AbstractModel,

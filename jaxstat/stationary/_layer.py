@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
+import jax.tree_util as jtu
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Inexact, PRNGKeyArray
 
@@ -97,6 +100,83 @@ class LinearReadout(AbstractReadout):
         return ReIm()(psi) @ self.W.T + self.c
 
 
+class AbstractActivation(AbstractReadout):
+    """`rho(psi) = sigma(psi)` elementwise for real states, `sigma([Re psi, Im psi])` (along the
+    last axis, as `ReIm`) for complex ones. `lipschitz` is the Lipschitz constant of `sigma`, hence
+    of `rho` (`ReIm` is an isometry), for the complexity bounds of `jaxstat.equivalence`."""
+
+    @abc.abstractmethod
+    def sigma(self, u: Float[Array, "..."]) -> Float[Array, "..."]:
+        """The scalar activation, applied elementwise."""
+
+    @property
+    @abc.abstractmethod
+    def lipschitz(self) -> float:
+        """`sup |sigma'|`."""
+
+    def __call__(self, psi):
+        return self.sigma(ReIm()(psi) if jnp.iscomplexobj(psi) else psi)
+
+
+class Tanh(AbstractActivation):
+    """`rho(psi) = tanh(psi)` (Lipschitz constant 1)."""
+
+    def sigma(self, u):
+        return jnp.tanh(u)
+
+    @property
+    def lipschitz(self) -> float:
+        return 1.0
+
+
+class ReLU(AbstractActivation):
+    """`rho(psi) = max(psi, 0)` (Lipschitz constant 1)."""
+
+    def sigma(self, u):
+        return jax.nn.relu(u)
+
+    @property
+    def lipschitz(self) -> float:
+        return 1.0
+
+
+class Softplus(AbstractActivation):
+    """`rho(psi) = log(1 + exp(psi))` (Lipschitz constant 1)."""
+
+    def sigma(self, u):
+        return jax.nn.softplus(u)
+
+    @property
+    def lipschitz(self) -> float:
+        return 1.0
+
+
+class Activation(AbstractActivation):
+    """`rho(psi) = fn(psi)` for any elementwise `fn` (e.g. `jax.nn.gelu`), with its Lipschitz
+    constant given by the user (`None`: unknown, and the complexity bounds refuse it).
+
+    **Arguments:**
+
+    - `fn`: an elementwise function of real arrays.
+    - `lipschitz`: `sup |fn'|`, or `None`.
+    """
+
+    fn: Callable[[Array], Array] = eqx.field(static=True)
+    lipschitz_constant: float | None = eqx.field(static=True, default=None)
+
+    def sigma(self, u):
+        return self.fn(u)
+
+    @property
+    def lipschitz(self) -> float:
+        if self.lipschitz_constant is None:
+            raise ValueError(
+                f"the Lipschitz constant of Activation({self.fn!r}) is unknown: pass "
+                "`Activation(fn, lipschitz_constant=...)`"
+            )
+        return float(self.lipschitz_constant)
+
+
 class StationaryLayer(eqx.Module):
     """A graph-stationary layer `x -> rho(psi*(s))`, `s = B x + b`, `F(psi*; s, H) = 0`.
 
@@ -110,8 +190,11 @@ class StationaryLayer(eqx.Module):
     - `model`: an `AbstractModel`.
     - `source`: an `AbstractSource` (`NodeSource`, `FeatureSource`).
     - `readout`: an `AbstractReadout` (default `ReIm` for complex models, `Identity` otherwise).
-    - `solver`, `adjoint`, `max_steps`, `stability`: passed to `solve` (by default the layer skips
-      the stability certificate, which costs more than the solve; pass a method to compute it).
+    - `solver`, `adjoint`, `max_steps`: passed to `solve`.
+    - `stability`: the stability certificate of each solve. Default `None`: skipped, because it
+      costs more than the solve, so `layer.solve(x).stability.computed` is `False` (and its
+      `abscissa` NaN). Pass `DenseSpectrum()` (small graphs) or `CayleyArnoldi()` to compute it;
+      an unstable state then raises (or, with `throw=False`, reports `RESULTS.unstable`).
     """
 
     graph: Graph
@@ -123,12 +206,26 @@ class StationaryLayer(eqx.Module):
     stability: AbstractStabilityMethod | None = None
     max_steps: int = eqx.field(static=True, default=256)
 
+    @property
+    def is_complex(self) -> bool:
+        """`True` when the layer's states are complex: the model needs complex states, or the
+        graph or the source map has complex parameters."""
+        leaves = jtu.tree_leaves(eqx.filter((self.graph, self.source), eqx.is_inexact_array))
+        return self.model.complex_states or any(jnp.iscomplexobj(x) for x in leaves)
+
     def solve(self, x: Inexact[ArrayLike, "..."], psi0=None, *, throw: bool = True) -> Solution:
         """The full [`jaxstat.stationary.Solution`][] for input `x`."""
+        x = jnp.asarray(x)
+        if jnp.iscomplexobj(x) and not self.is_complex:
+            raise TypeError(
+                f"this layer is real (its model, graph and source map are real), but the input "
+                f"is complex ({x.dtype}); pass a real input, or give the layer complex "
+                "parameters (e.g. a complex source map) to work with complex states"
+            )
         return solve(
             self.model,
             self.graph,
-            self.source(jnp.asarray(x)),
+            self.source(x),
             psi0,
             solver=self.solver,
             adjoint=self.adjoint,
@@ -155,6 +252,9 @@ def feature_layer(
 ) -> StationaryLayer:
     """A `StationaryLayer` with a `FeatureSource` initialised like `eqx.nn.Linear` (uniform in
     `+-1/sqrt(d_in)`), node features `(n, d_in) -> (n, d_out)` states."""
+    for name, d in (("d_in", d_in), ("d_out", d_out)):
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ValueError(f"{name} must be a positive integer, got {d!r}")
     dtype = dtype or jnp.result_type(float)
     kw, kb = jr.split(key)
     lim = 1 / jnp.sqrt(d_in)

@@ -27,11 +27,11 @@ import abc
 import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Inexact
+from jaxtyping import Array, Float, Inexact
 
 from .._checks import is_concrete
 from ..graphs import SparseHamiltonian
-from ._potential import AbstractPotential, Quadratic
+from ._potential import AbstractPotential, as_parameter, Quadratic
 
 
 class AbstractNonlinearity(eqx.Module):
@@ -56,7 +56,11 @@ class Saturable(AbstractNonlinearity):
 
 
 class AbstractModel(eqx.Module):
-    """A stationary-layer model: residual `F(psi; s, H)` and dynamics `d psi/dt = f(psi)`."""
+    """A stationary-layer model: residual `F(psi; s, H)` and dynamics `d psi/dt = f(psi)`.
+
+    Numeric parameters are stored as arrays (`converter=as_parameter`, also for Python floats),
+    so they are trainable leaves and a new value does not recompile a `filter_jit`-ed function.
+    """
 
     @abc.abstractmethod
     def residual(
@@ -84,6 +88,13 @@ class AbstractModel(eqx.Module):
         """Value conditions on parameters, `(bad, message)`, checked inside `solve`."""
         return []
 
+    def linear_rate(self, h_radius: Float[Array, ""]) -> Float[Array, ""]:
+        """A bound on the spectral radius of the part of the Jacobian `Df(psi)` that comes from
+        `H`, given a bound `h_radius >= |H|_2`: the fastest rate of the dynamics, which sets its
+        stiffness. `flow` caps its step by it. The default assumes `f = -F` with `F` containing
+        `H psi` (rate `h_radius`); a model with another time scale overrides it."""
+        return h_radius
+
 
 def _check_positive(name: str, x) -> None:
     if is_concrete(x) and not bool(jnp.all(jnp.asarray(x) > 0)):
@@ -100,8 +111,8 @@ class DrivenDampedModel(AbstractModel):
     - `nonlinearity`: `Kerr()` or `Saturable()`.
     """
 
-    gamma: Float[ArrayLike, ""] = 1.0
-    kappa: Float[ArrayLike, ""] = 0.0
+    gamma: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
+    kappa: Float[Array, ""] = eqx.field(default=0.0, converter=as_parameter)
     nonlinearity: AbstractNonlinearity = Kerr()
 
     def __check_init__(self):
@@ -121,6 +132,10 @@ class DrivenDampedModel(AbstractModel):
     def check(self):
         return [(jnp.asarray(self.gamma) <= 0, "gamma must be positive")]
 
+    def linear_rate(self, h_radius):
+        # Df = -(gamma + i H) + (nonlinear terms): |gamma + i lambda| <= gamma + |H|.
+        return self.gamma + h_radius
+
 
 class GradientModel(AbstractModel):
     """The gradient model with a local potential, see the module docstring.
@@ -132,9 +147,9 @@ class GradientModel(AbstractModel):
     - `kappa`: conservative (Schrödinger) rate of the dynamics, complex states only.
     """
 
-    potential: AbstractPotential = Quadratic()
-    gamma: Float[ArrayLike, ""] = 1.0
-    kappa: Float[ArrayLike, ""] = 0.0
+    potential: AbstractPotential = eqx.field(default_factory=Quadratic)
+    gamma: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
+    kappa: Float[Array, ""] = eqx.field(default=0.0, converter=as_parameter)
 
     def __check_init__(self):
         _check_positive("gamma", self.gamma)
@@ -158,3 +173,7 @@ class GradientModel(AbstractModel):
 
     def check(self):
         return [(jnp.asarray(self.gamma) <= 0, "gamma must be positive")]
+
+    def linear_rate(self, h_radius):
+        # Df = -(gamma + i kappa) (H + Hess Phi): the H part has radius |gamma + i kappa| |H|.
+        return jnp.abs(self.gamma + 1j * self.kappa) * h_radius

@@ -15,8 +15,21 @@ from jaxtyping import Array, ArrayLike, Float, Inexact
 from .._checks import is_concrete
 
 
+def as_parameter(x: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+    """The converter of model and potential parameters: an array (a Python float stays weakly
+    typed, so it does not promote single-precision states; a Python int becomes a float)."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        x = float(x)
+    return jnp.asarray(x)
+
+
 class AbstractPotential(eqx.Module):
-    """A local potential. Subclasses give its value and the stationarity residual."""
+    """A local potential. Subclasses give its value and the stationarity residual.
+
+    Parameters are stored as arrays (`converter=as_parameter`, also for Python floats): they are
+    trainable leaves (`eqx.filter_grad` reaches them) and a new value does not recompile a
+    `filter_jit`-ed function.
+    """
 
     @abc.abstractmethod
     def value(self, psi: Inexact[Array, "n ..."]) -> Float[Array, ""]:
@@ -64,7 +77,7 @@ def _positive(name, x):
 class Quadratic(AbstractRadialPotential):
     """`phi(u) = mu/2 |u|^2`: the layer is linear, `psi* = (H + mu I)^{-1} s`."""
 
-    mu: Float[ArrayLike, ""] = 1.0
+    mu: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
 
     def f(self, rho):
         return 0.5 * self.mu * rho
@@ -76,8 +89,8 @@ class Quadratic(AbstractRadialPotential):
 class Quartic(AbstractRadialPotential):
     """`phi(u) = mu/2 |u|^2 + beta/4 |u|^4` (Gross-Pitaevskii), convex for `mu, beta >= 0`."""
 
-    mu: Float[ArrayLike, ""] = 1.0
-    beta: Float[ArrayLike, ""] = 1.0
+    mu: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
+    beta: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
 
     def __check_init__(self):
         if is_concrete(self.beta) and not bool(jnp.asarray(self.beta) >= 0):
@@ -93,8 +106,8 @@ class Quartic(AbstractRadialPotential):
 class DoubleWell(AbstractRadialPotential):
     """`phi(u) = beta/4 (|u|^2 - a^2)^2`: non-convex, minima on `|u| = a`; several branches."""
 
-    beta: Float[ArrayLike, ""] = 1.0
-    a: Float[ArrayLike, ""] = 1.0
+    beta: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
+    a: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
 
     def __check_init__(self):
         _positive("beta", self.beta)

@@ -9,6 +9,7 @@ import jax.tree_util as jtu
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 
+from .._checks import is_concrete
 from .._krylov import GMRES
 from ..graphs import Graph, SparseHamiltonian
 from ._model import AbstractModel
@@ -96,8 +97,50 @@ def _any_nonfinite(tree) -> Array:
     return jnp.any(jnp.stack(leaves)) if leaves else jnp.array(False)
 
 
-@eqx.filter_jit
+def check_values(checks: list[tuple[Array, str]], token):
+    """Raise each `(bad, message)` of `checks`: a `ValueError` now when `bad` is concrete,
+    `eqx.error_if` on `token` when traced (inside `jit`; skipped when `token` is `None`).
+    Returns `token`."""
+    for bad, message in checks:
+        if is_concrete(bad):
+            if bool(bad):
+                raise ValueError(message)
+        elif token is not None:
+            token = eqx.error_if(token, bad, message)
+    return token
+
+
 def solve(
+    model: AbstractModel,
+    graph: Graph | SparseHamiltonian,
+    source: Inexact[ArrayLike, "n ..."],
+    psi0: Inexact[ArrayLike, "n ..."] | None = None,
+    *,
+    solver: optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver | None = None,
+    adjoint: optx.AbstractAdjoint | None = None,
+    stability: AbstractStabilityMethod | None | str = "auto",
+    max_steps: int = 256,
+    throw: bool = True,
+) -> Solution:
+    # Values that can change after construction are checked here, before compiling: concrete
+    # ones give a `ValueError` naming them; traced ones are checked again inside `_solve`.
+    if isinstance(graph, Graph):
+        check_values(graph.check(), None)
+    return _solve(
+        model,
+        graph,
+        source,
+        psi0,
+        solver=solver,
+        adjoint=adjoint,
+        stability=stability,
+        max_steps=max_steps,
+        throw=throw,
+    )
+
+
+@eqx.filter_jit
+def _solve(
     model: AbstractModel,
     graph: Graph | SparseHamiltonian,
     source: Inexact[ArrayLike, "n ..."],
@@ -159,6 +202,8 @@ def solve(
 
     for bad, message in model.check():
         source = eqx.error_if(source, bad, message)
+    if isinstance(graph, Graph):
+        source = check_values(graph.check(), source)
     bad_input = _any_nonfinite((model, H, source, psi0))
 
     def residual(y, args):
@@ -199,3 +244,6 @@ def solve(
     return Solution(
         value=psi, result=result, residual=res, num_steps=sol.stats["num_steps"], stability=cert
     )
+
+
+solve.__doc__ = _solve.__doc__
