@@ -17,6 +17,9 @@ from ._classify import (
 )
 from ._critical import (
     certify_critical_point as certify_critical_point,
+    DoublingStarts as DoublingStarts,
+    Fallback as Fallback,
+    find_all_critical_points as find_all_critical_points,
     find_critical_points as find_critical_points,
     uniform_starts as uniform_starts,
 )

@@ -33,6 +33,11 @@ class AbstractActivation(eqx.Module):
     ) -> Float[Array, "*shape"]:
         """`min sigma'(z)` over `lower <= z <= upper`, elementwise (a positive number)."""
 
+    @property
+    @abc.abstractmethod
+    def lipschitz(self) -> float:
+        """`sup_z sigma'(z)`, the Lipschitz constant of `sigma`."""
+
     def reflection(self) -> tuple[float, float] | None:
         """`(s, t)` with `sigma(-z) = s sigma(z) + t` for all `z`, or `None` if there is none."""
         return None
@@ -51,6 +56,10 @@ class Tanh(AbstractActivation):
     def derivative_lower_bound(self, lower, upper):
         return self.derivative(jnp.maximum(jnp.abs(lower), jnp.abs(upper)))
 
+    @property
+    def lipschitz(self):
+        return 1.0  # sech(0)^2
+
     def reflection(self):
         return (-1.0, 0.0)
 
@@ -68,6 +77,10 @@ class Sigmoid(AbstractActivation):
     def derivative_lower_bound(self, lower, upper):
         return self.derivative(jnp.maximum(jnp.abs(lower), jnp.abs(upper)))
 
+    @property
+    def lipschitz(self):
+        return 0.25  # sigma(0) sigma(-0)
+
     def reflection(self):
         return (-1.0, 1.0)
 
@@ -84,6 +97,10 @@ class Softplus(AbstractActivation):
     def derivative_lower_bound(self, lower, upper):
         del upper
         return jax.nn.sigmoid(lower)
+
+    @property
+    def lipschitz(self):
+        return 1.0  # sup sigmoid
 
 
 _KNOWN = (Tanh(), Sigmoid(), Softplus())

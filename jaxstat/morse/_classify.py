@@ -32,12 +32,11 @@ Neural ODEs `f(x) = a^T phi_T(W x + b) + c`, `W` of shape `m x n` and rank `r`:
 import dataclasses
 import enum
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._activation import as_activation
+from .._checks import is_concrete
 from ._network import _Chain, as_scalar_map, ScalarMLP
 from ._node import MLPField, NeuralODE
 
@@ -79,6 +78,11 @@ class Classification:
 
 def _rank(w, rtol: float | None) -> int:
     w = np.asarray(w)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(
+            "the network's weights are not finite (NaN or infinite entries): ranks, and so the "
+            "verdict, are undefined"
+        )
     if w.size == 0:
         return 0
     s = np.linalg.svd(w, compute_uv=False)
@@ -87,9 +91,7 @@ def _rank(w, rtol: float | None) -> int:
     return int(np.sum(s > rtol * max(s[0], np.finfo(w.dtype).tiny)))
 
 
-def classify_mlp_architecture(
-    in_size: int, widths, ranks=None, *, input_activation: bool = False
-) -> Classification:
+def classify_mlp_architecture(in_size: int, widths, ranks=None) -> Classification:
     """Classify an MLP from its input size, hidden widths and weight ranks (theorems 1-4 above).
 
     **Arguments:**
@@ -99,8 +101,10 @@ def classify_mlp_architecture(
         output width `1` (appended if missing).
     - `ranks`: the ranks `r_j` of the merged weights `M_j` (and of the readout, `1` unless it is
         zero); default full rank `min(k_j, k_{j-1})`.
-    - `input_activation`: whether the network applies `sigma` to `x` first (pre-activation form);
-        `sigma` is a diffeomorphism onto its image, so the verdict does not change.
+
+    A network that applies `sigma` to `x` first (pre-activation form) has the same verdict:
+    `sigma` is a diffeomorphism onto its image with `sigma' > 0`, so it changes neither the zeros
+    of `grad f` nor the rank of `hess f` there.
 
     **Returns:** a `Classification`.
 
@@ -110,7 +114,6 @@ def classify_mlp_architecture(
     classify_mlp_architecture(2, [8, 8])         # Morse for almost every weight
     ```
     """
-    del input_activation
     n0 = int(in_size)
     widths = [int(k) for k in widths]
     if n0 < 1 or any(k < 0 for k in widths):
@@ -266,7 +269,7 @@ def _as_model(model):
 
 
 def _concrete(tree) -> None:
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree)):
+    if not is_concrete(tree):
         raise TypeError(
             "`classify` and `normal_form` inspect concrete weights (ranks are decided on the "
             "host); call them outside `jit`/`vmap`."
@@ -304,9 +307,7 @@ def classify(model, *, rtol: float | None = None) -> Classification:
     if isinstance(model, ScalarMLP):
         chain = model._chain()
         ranks = [_rank(w, rtol) for w in chain.weights] + [_rank(chain.readout[None, :], rtol)]
-        return classify_mlp_architecture(
-            chain.in_size, [*chain.widths, 1], ranks, input_activation=chain.input_activation
-        )
+        return classify_mlp_architecture(chain.in_size, [*chain.widths, 1], ranks)
     raise TypeError(f"cannot classify a {type(model).__name__}")
 
 
@@ -340,14 +341,7 @@ def _mlp_bound(chain: _Chain, activation, lower, upper):
 
 def _field_lipschitz(field) -> float:
     if isinstance(field, MLPField):
-        act = as_activation(field.mlp.activation)
-        lip = {"Tanh": 1.0, "Sigmoid": 0.25, "Softplus": 1.0}[type(act).__name__]
-        bound = 1.0
-        for i, layer in enumerate(field.mlp.layers):
-            bound *= float(np.linalg.norm(np.asarray(layer.weight), 2))
-            if i < len(field.mlp.layers) - 1:
-                bound *= lip
-        return bound
+        return field.lipschitz()
     raise ValueError(
         "pass `lipschitz`, a Lipschitz constant of the vector field in y (known automatically only "
         "for an MLPField)"

@@ -2,15 +2,21 @@
 
 From every start `x_0` in a batch: Newton's method on `grad f(x) = 0` (`optimistix.root_find`,
 the Jacobian of `grad f` being `hess f`); where Newton fails (a singular or ill-conditioned
-Hessian, divergence) a Levenberg-Marquardt least-squares solve of `min |grad f(x)|^2`
-(`optimistix.least_squares`), which stays well defined when `hess f` is singular, polished by a
+Hessian, divergence) a least-squares solve of `min |grad f(x)|^2` (the `Fallback` strategy,
+Levenberg-Marquardt by default), which stays well defined when `hess f` is singular, polished by a
 few Gauss-Newton steps with the pseudo-inverse of `hess f` (`lineax.SVD`). A point is accepted
 when it is finite, lies in the box and `|grad f(x)|_2 <= residual_tol`. Accepted points are
 deduplicated (greedy clustering within `distinct_tol`) and each distinct point is certified by the
 spectrum of `hess f`: Morse index, degeneracy test, residual, smallest `|eigenvalue|`.
+
+The search runs in stages, one private function each: `_validate` (static checks and defaults),
+`_newton` and `_fallback` (the solves), `_accept` (residual test), `_cluster` and `_collect`
+(deduplication, certificates), `_non_isolated` (continua of critical points), `_completeness`
+(the Poincare-Hopf check) and `_result` (the result code).
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -18,25 +24,34 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
+import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import is_concrete
 from ._network import as_scalar_map
 from ._solution import Certificate, CriticalPoints, RESULTS
 
 
-def _derivatives(fn) -> tuple[Callable, Callable]:
-    """`grad f` and `x -> (f, grad f, hess f)` of a scalar map or a plain function."""
+class _Derivatives(eqx.Module):
+    """`f`, `grad f` and `x -> (f, grad f, hess f)` of a scalar map or a plain function."""
+
+    value: Callable
+    gradient: Callable
+    value_gradient_hessian: Callable
+
+
+def _derivatives(fn) -> _Derivatives:
     smap = as_scalar_map(fn)
     if smap is not None:
-        return smap.gradient, smap.value_gradient_hessian
+        return _Derivatives(smap, smap.gradient, smap.value_gradient_hessian)
     if not callable(fn):
         raise TypeError(f"expected a callable scalar map, got {type(fn).__name__}")
 
     def vgh(x):
         return fn(x), jax.grad(fn)(x), jax.hessian(fn)(x)
 
-    return jax.grad(fn), vgh
+    return _Derivatives(fn, jax.grad(fn), vgh)
 
 
 def _eps(dtype) -> float:
@@ -89,10 +104,9 @@ def certify_critical_point(
     cert.index, cert.degenerate   # 1, False
     ```
     """
-    _, vgh = _derivatives(fn)
     if degeneracy_rtol is None:
         degeneracy_rtol = _eps(x.dtype) ** (1 / 3)
-    _, g, h = vgh(x)
+    _, g, h = _derivatives(fn).value_gradient_hessian(x)
     return _certify(g, h, degeneracy_rtol)
 
 
@@ -117,84 +131,241 @@ def uniform_starts(
     return lower + u * (upper - lower)
 
 
+# ---------------------------------------------------------------------------------------------
+# Strategies
+
+
+class Fallback(eqx.Module):
+    """The least-squares fallback of the search: from the starts where Newton's method failed,
+    minimise `|grad f(x)|^2` (well defined where `hess f` is singular, so degenerate critical
+    points are found too), then polish by `polish_steps` Gauss-Newton steps
+    `x <- x - H^+ grad f(x)` (`H^+` the pseudo-inverse of `hess f`), each kept only if it lowers
+    `|grad f|`.
+
+    **Arguments:**
+
+    - `solver`: an `optimistix` least-squares solver; default `optx.LevenbergMarquardt` with
+        `rtol = atol = eps^(2/3)` of the dtype.
+    - `max_starts`: the fallback runs from at most this many of the starts where Newton failed (a
+        fixed-size batch: its cost is bounded whatever the number of failures).
+    - `polish_steps`: the number of Gauss-Newton polishing steps.
+
+    Pass `fallback=None` to `find_critical_points` to run Newton alone (enough for a Morse
+    function: its critical points are the limits of Newton's basins).
+    """
+
+    solver: optx.AbstractLeastSquaresSolver | None = None
+    max_starts: int = eqx.field(static=True, default=256)
+    polish_steps: int = eqx.field(static=True, default=4)
+
+
+class DoublingStarts(eqx.Module):
+    """Refinement strategy of `find_all_critical_points`: `num_starts` uniform starts, doubled
+    after every round whose completeness check fails, up to `max_starts` (the budget). Every round
+    reuses the previous round's starts and adds as many new ones.
+    """
+
+    num_starts: int = eqx.field(static=True, default=1024)
+    max_starts: int = eqx.field(static=True, default=16384)
+
+    def __check_init__(self):
+        if not 1 <= self.num_starts <= self.max_starts:
+            raise ValueError(
+                f"need 1 <= num_starts <= max_starts, got {self.num_starts}, {self.max_starts}"
+            )
+
+    def rounds(self) -> list[int]:
+        """The number of starts of each round: `num_starts * 2^r`, the last one `max_starts`."""
+        out = [self.num_starts]
+        while out[-1] < self.max_starts:
+            out.append(min(2 * out[-1], self.max_starts))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Guard: end a solve as soon as the iterate leaves a region (or stops being finite), so that
+# starts which drift away (to critical points outside the box, or to infinity where the gradient
+# of a saturating network decays) stop early instead of holding the whole vmapped batch for
+# `max_steps` iterations. Everything else is delegated to the wrapped optimistix solver. One
+# implementation; the two final classes only say which kind of optimistix solver it is.
+
+
 def _escaped(y, lower, upper):
     return ~jnp.all(jnp.isfinite(y)) | jnp.any(y < lower) | jnp.any(y > upper)
 
 
-# Wrappers that end a solve as soon as the iterate leaves a region (or stops being finite), so that
-# starts which drift away (to critical points outside the box, or to infinity where the gradient of
-# a saturating network decays) stop early instead of holding the whole vmapped batch for
-# `max_steps` iterations. Everything else is delegated to the wrapped optimistix solver.
-class _GuardedRootFinder(optx.AbstractRootFinder):
+class _AbstractGuard(eqx.Module):
+    solver: eqx.AbstractVar[Any]
+    lower: eqx.AbstractVar[Array]
+    upper: eqx.AbstractVar[Array]
+
+    @property
+    def rtol(self):
+        return self.solver.rtol
+
+    @property
+    def atol(self):
+        return self.solver.atol
+
+    @property
+    def norm(self):
+        return self.solver.norm
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        return self.solver.init(fn, y, args, options, f_struct, aux_struct, tags)
+
+    def step(self, fn, y, args, options, state, tags):
+        return self.solver.step(fn, y, args, options, state, tags)
+
+    def terminate(self, fn, y, args, options, state, tags):
+        done, result = self.solver.terminate(fn, y, args, options, state, tags)
+        out = _escaped(y, self.lower, self.upper)
+        return done | out, optx.RESULTS.where(out, optx.RESULTS.nonlinear_divergence, result)
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return self.solver.postprocess(fn, y, aux, args, options, state, tags, result)
+
+
+class _GuardedRootFinder(_AbstractGuard, optx.AbstractRootFinder):
     solver: optx.AbstractRootFinder
     lower: Array
     upper: Array
 
-    @property
-    def rtol(self):
-        return self.solver.rtol
 
-    @property
-    def atol(self):
-        return self.solver.atol
-
-    @property
-    def norm(self):
-        return self.solver.norm
-
-    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
-        return self.solver.init(fn, y, args, options, f_struct, aux_struct, tags)
-
-    def step(self, fn, y, args, options, state, tags):
-        return self.solver.step(fn, y, args, options, state, tags)
-
-    def terminate(self, fn, y, args, options, state, tags):
-        done, result = self.solver.terminate(fn, y, args, options, state, tags)
-        out = _escaped(y, self.lower, self.upper)
-        return done | out, optx.RESULTS.where(out, optx.RESULTS.nonlinear_divergence, result)
-
-    def postprocess(self, fn, y, aux, args, options, state, tags, result):
-        return self.solver.postprocess(fn, y, aux, args, options, state, tags, result)
-
-
-class _GuardedLeastSquares(optx.AbstractLeastSquaresSolver):
+class _GuardedLeastSquares(_AbstractGuard, optx.AbstractLeastSquaresSolver):
     solver: optx.AbstractLeastSquaresSolver
     lower: Array
     upper: Array
 
-    @property
-    def rtol(self):
-        return self.solver.rtol
 
-    @property
-    def atol(self):
-        return self.solver.atol
-
-    @property
-    def norm(self):
-        return self.solver.norm
-
-    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
-        return self.solver.init(fn, y, args, options, f_struct, aux_struct, tags)
-
-    def step(self, fn, y, args, options, state, tags):
-        return self.solver.step(fn, y, args, options, state, tags)
-
-    def terminate(self, fn, y, args, options, state, tags):
-        done, result = self.solver.terminate(fn, y, args, options, state, tags)
-        out = _escaped(y, self.lower, self.upper)
-        return done | out, optx.RESULTS.where(out, optx.RESULTS.nonlinear_divergence, result)
-
-    def postprocess(self, fn, y, aux, args, options, state, tags, result):
-        return self.solver.postprocess(fn, y, aux, args, options, state, tags, result)
+def _guard(solver, lower, upper) -> _AbstractGuard:
+    if isinstance(solver, optx.AbstractLeastSquaresSolver):
+        return _GuardedLeastSquares(solver, lower, upper)
+    if isinstance(solver, optx.AbstractRootFinder):
+        return _GuardedRootFinder(solver, lower, upper)
+    raise TypeError(
+        f"`solver` must be an optimistix root finder and `fallback.solver` an optimistix "
+        f"least-squares solver, got {type(solver).__name__}"
+    )
 
 
-_POLISH_STEPS = 4
+# ---------------------------------------------------------------------------------------------
+# Stages
 
 
-def _polish(vgh, y):
-    """A few Gauss-Newton steps `y <- y - H^+ grad f(y)` (`H^+` the pseudo-inverse of `hess f`,
-    dropping singular values below `eps * n * s_max`), each kept only if it lowers `|grad f|`.
+class _Setup(eqx.Module):
+    """What `_validate` settles before the solves: tolerances, the box and the guard region."""
+
+    solver: optx.AbstractRootFinder
+    fallback_solver: optx.AbstractLeastSquaresSolver | None
+    degeneracy_rtol: Array
+    lower: Array | None
+    upper: Array | None
+    guard_lower: Array
+    guard_upper: Array
+
+
+def _validate(fn, starts, lower, upper, solver, fallback, max_points, degeneracy_rtol) -> _Setup:
+    """Static checks (shapes, dtypes, sizes) with a `ValueError`/`TypeError`, and defaults."""
+    if starts.ndim != 2:
+        raise ValueError(f"`starts` must have shape (k, n), got {starts.shape}")
+    if not jnp.issubdtype(starts.dtype, jnp.floating):
+        raise TypeError(f"`starts` must be real floating, got dtype {starts.dtype}")
+    k, n = starts.shape
+    if k == 0 or n == 0:
+        raise ValueError(f"need at least one start in at least one dimension, got {starts.shape}")
+    smap = as_scalar_map(fn)
+    if smap is not None and smap.in_size != n:
+        raise ValueError(f"the map has {smap.in_size} inputs but the starts have {n} coordinates")
+    if max_points < 1:
+        raise ValueError(f"`max_points` must be positive, got {max_points}")
+    if isinstance(fallback, bool):
+        raise TypeError(
+            "`fallback` is a `Fallback` strategy or `None` (no fallback): use `fallback=None` "
+            "for `False` and `Fallback()` for `True`"
+        )
+    if fallback is not None and not isinstance(fallback, Fallback):
+        raise TypeError(f"`fallback` must be a `Fallback` or None, got {type(fallback).__name__}")
+    if (lower is None) != (upper is None):
+        raise ValueError("give both `lower` and `upper`, or neither")
+    dtype = starts.dtype
+    tol = _eps(dtype) ** (2 / 3)
+    if solver is None:
+        solver = optx.Newton(rtol=tol, atol=tol)
+    fallback_solver = None
+    if fallback is not None:
+        fallback_solver = fallback.solver
+        if fallback_solver is None:
+            fallback_solver = optx.LevenbergMarquardt(rtol=tol, atol=tol)
+    if degeneracy_rtol is None:
+        degeneracy_rtol = _eps(dtype) ** (1 / 3)
+    if lower is not None:
+        lower = jnp.broadcast_to(jnp.asarray(lower, dtype), (n,))
+        upper = jnp.broadcast_to(jnp.asarray(upper, dtype), (n,))
+        # Iterates may leave the box on their way to a point inside it: allow half a box width.
+        margin = (upper - lower) / 2
+        guard_lower, guard_upper = lower - margin, upper + margin
+    else:
+        guard_lower = jnp.full((n,), -jnp.inf, dtype)
+        guard_upper = jnp.full((n,), jnp.inf, dtype)
+    return _Setup(
+        solver=solver,
+        fallback_solver=fallback_solver,
+        degeneracy_rtol=jnp.asarray(degeneracy_rtol, dtype),
+        lower=lower,
+        upper=upper,
+        guard_lower=guard_lower,
+        guard_upper=guard_upper,
+    )
+
+
+def _batched(fn, xs, batch_size):
+    """`vmap(fn)(xs)`, computed in batches of `batch_size` one after another."""
+    k = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if batch_size is None or batch_size >= k:
+        return jax.vmap(fn)(xs)
+    # Pad to a multiple of the batch size (with copies of the first entry) so that `lax.map` traces
+    # `fn` once, not once more for a remainder.
+    pad = -k % batch_size
+    xs = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]), xs)
+    out = lax.map(fn, xs, batch_size=batch_size)
+    return jax.tree_util.tree_map(lambda x: x[:k], out)
+
+
+def _residual_fn(grad_fn):
+    def residual(y, args):
+        del args
+        return grad_fn(y)
+
+    return residual
+
+
+def _region(setup: _Setup, active):
+    """The guard region of one start: empty for an inactive start, which then stops before its
+    first step."""
+    return (
+        jnp.where(active, setup.guard_lower, jnp.inf),
+        jnp.where(active, setup.guard_upper, -jnp.inf),
+    )
+
+
+def _newton(d: _Derivatives, setup: _Setup, starts, active, max_steps, batch_size):
+    """Stage 1: Newton's method on `grad f = 0` from every active start. Returns the last iterates
+    and whether each solve succeeded."""
+    residual = _residual_fn(d.gradient)
+
+    def solve(y0, active):
+        solver = _guard(setup.solver, *_region(setup, active))
+        sol = optx.root_find(residual, solver, y0, max_steps=max_steps, throw=False)
+        return sol.value, active & (sol.result == optx.RESULTS.successful)
+
+    return _batched(lambda ya: solve(*ya), (starts, active), batch_size)
+
+
+def _polish(vgh, y, steps):
+    """`steps` Gauss-Newton steps `y <- y - H^+ grad f(y)` (`H^+` the pseudo-inverse of
+    `hess f`, dropping singular values below `eps * n * s_max`), each kept only if it lowers
+    `|grad f|`.
 
     Newton's method where `hess f` is invertible (quadratic convergence); on a manifold of critical
     points of constant rank, the minimum-norm step converges quadratically to the manifold
@@ -211,26 +382,82 @@ def _polish(vgh, y):
         return (jnp.where(better, y_new, y), jnp.where(better, g_new, g)), None
 
     g0 = vgh(y)[1]
-    (y, _), _ = lax.scan(step, (y, g0), length=_POLISH_STEPS)
+    (y, _), _ = lax.scan(step, (y, g0), length=steps)
     return y
 
 
-def _batched(fn, xs, batch_size):
-    """`vmap(fn)(xs)`, computed in batches of `batch_size` one after another."""
-    k = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    if batch_size is None or batch_size >= k:
-        return jax.vmap(fn)(xs)
-    # Pad to a multiple of the batch size (with copies of the first entry) so that `lax.map` traces
-    # `fn` once, not once more for a remainder.
-    pad = -k % batch_size
-    xs = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]), xs)
-    out = lax.map(fn, xs, batch_size=batch_size)
-    return jax.tree_util.tree_map(lambda x: x[:k], out)
+def _fallback(
+    d: _Derivatives, setup: _Setup, fallback: Fallback, starts, ys, failed, max_steps, batch_size
+):
+    """Stage 2: the least-squares fallback, from Newton's last in-region point (or the start),
+    for at most `fallback.max_starts` of the (active) starts where Newton failed. Returns the
+    updated iterates and which starts used the fallback."""
+    k = starts.shape[0]
+    m = min(k, fallback.max_starts)
+    (idx,) = jnp.nonzero(failed, size=m, fill_value=0)
+    active = jnp.arange(m) < jnp.sum(failed)
+    y_newton = ys[idx]
+    escaped = jax.vmap(_escaped, in_axes=(0, None, None))(
+        y_newton, setup.guard_lower, setup.guard_upper
+    )
+    y0 = jnp.where(escaped[:, None], starts[idx], y_newton)
+    residual = _residual_fn(d.gradient)
+
+    def solve(y0, active):
+        guarded = _guard(setup.fallback_solver, *_region(setup, active))
+        sol = optx.least_squares(residual, guarded, y0, max_steps=max_steps, throw=False)
+        return _polish(d.value_gradient_hessian, sol.value, fallback.polish_steps)
+
+    y_fb = _batched(lambda ya: solve(*ya), (y0, active), batch_size)
+    target = jnp.where(active, idx, k)  # out of range: dropped
+    ys = ys.at[target].set(y_fb, mode="drop")
+    used = jnp.zeros(k, bool).at[target].set(True, mode="drop")
+    return ys, used
+
+
+class _Accepted(eqx.Module):
+    ys: Array
+    residual: Array
+    accepted: Array
+    residual_tol: Array
+    distinct_tol: Array
+    map_finite: Array
+
+
+def _accept(
+    d: _Derivatives, setup: _Setup, starts, active, ys, residual_tol, distinct_tol
+) -> _Accepted:
+    """Stage 3: residuals, default tolerances, and the acceptance test (an active start whose
+    point is finite, in the box, `|grad f| <= residual_tol`). Also whether `f` and `grad f` are
+    finite at every active start."""
+    k = starts.shape[0]
+    dtype = starts.dtype
+    eps = _eps(dtype)
+    finite = jnp.all(jnp.isfinite(ys), axis=1)
+    ys = jnp.where(finite[:, None], ys, starts)
+    # One batched evaluation gives the residuals and the scale of the gradient field.
+    values, grads = jax.vmap(lambda y: (d.value(y), d.gradient(y)))(jnp.concatenate([starts, ys]))
+    norms = jnp.linalg.norm(grads, axis=1)
+    finite_at_start = jnp.isfinite(values[:k]) & jnp.all(jnp.isfinite(grads[:k]), axis=1)
+    map_finite = jnp.all(finite_at_start | ~active)
+    grad_scale, residual = jnp.max(jnp.where(active, norms[:k], 0.0)), norms[k:]
+    if residual_tol is None:
+        residual_tol = eps ** (2 / 3) * grad_scale
+    if distinct_tol is None:
+        size = jnp.max(jnp.where(active[:, None], jnp.abs(starts), 0.0))
+        distinct_tol = eps ** (1 / 3) * jnp.maximum(1.0, size)
+    residual_tol = jnp.asarray(residual_tol, dtype)
+    distinct_tol = jnp.asarray(distinct_tol, dtype)
+    accepted = active & finite & (residual <= residual_tol)
+    if setup.lower is not None:
+        accepted = accepted & jnp.all((ys >= setup.lower) & (ys <= setup.upper), axis=1)
+    return _Accepted(ys, residual, accepted, residual_tol, distinct_tol, map_finite)
 
 
 def _cluster(ys, accepted, residual, tol, max_points):
-    """Greedy clustering: the first unassigned accepted point seeds a cluster of every unassigned
-    point within `tol` (max norm); the member with the smallest residual represents it."""
+    """Stage 4: greedy clustering: the first unassigned accepted point seeds a cluster of every
+    unassigned point within `tol` (max norm); the member with the smallest residual represents
+    it."""
     k, n = ys.shape
 
     def cond(carry):
@@ -253,7 +480,200 @@ def _cluster(ys, accepted, residual, tol, max_points):
     return reps, hits, count, labels, jnp.any(~assigned)
 
 
-@eqx.filter_jit
+class _Collected(eqx.Module):
+    points: Array
+    values: Array
+    hessians: Array
+    certificate: Certificate
+    hits: Array
+    mask: Array
+    start_ok: Array
+
+
+def _collect(d: _Derivatives, acc: _Accepted, degeneracy_rtol, max_points):
+    """Stage 5: cluster the accepted points, certify each cluster's representative, keep the
+    converged ones, sort by value. Returns the slots and whether the slots overflowed."""
+    reps, hits, count, labels, overflow = _cluster(
+        acc.ys, acc.accepted, acc.residual, acc.distinct_tol, max_points
+    )
+    points = acc.ys[reps]
+    values, grads, hessians = jax.vmap(d.value_gradient_hessian)(points)
+    cert = jax.vmap(lambda g, h: _certify(g, h, degeneracy_rtol))(grads, hessians)
+    # A converged point has a minimum-norm Newton correction below the clustering radius. A small
+    # residual without that is a near miss: e.g. a drift into a saturated region, where the
+    # gradient of a tanh network decays exponentially while the iterate keeps moving.
+    mask = (jnp.arange(max_points) < count) & (cert.newton_step <= acc.distinct_tol)
+    start_ok = jnp.append(mask, False)[labels]  # labels == max_points: in no cluster
+    order = jnp.argsort(jnp.where(mask, values, jnp.inf))
+    points, values, hits, mask = points[order], values[order], hits[order], mask[order]
+    hessians = hessians[order]
+    cert = jax.tree_util.tree_map(lambda leaf: leaf[order], cert)
+    nan = jnp.array(jnp.nan, points.dtype)
+    points = jnp.where(mask[:, None], points, nan)
+    values = jnp.where(mask, values, nan)
+    hits = jnp.where(mask, hits, 0)
+    return _Collected(points, values, hessians, cert, hits, mask, start_ok), overflow
+
+
+# Cosine above which the direction to the nearest other degenerate point counts as lying in the
+# Hessian's null space (60 degrees: a chord of a smooth curve of critical points sampled at spacing
+# `s` deviates from its tangent by about `s * curvature / 2`), and the number of such points that
+# makes a continuum (two isolated degenerate points can lie along each other's null directions by
+# chance, as `(x^2 - 1)^3 + y^2` at `(+-1, 0)`; a continuum sampled by many starts gives many).
+_SPREAD_COSINE = 0.5
+_MIN_SPREAD = 3
+
+
+def _non_isolated(col: _Collected) -> Array:
+    """Stage 6: whether the found points sample a continuum of critical points: at least
+    `_MIN_SPREAD` degenerate points whose nearest other degenerate point lies along the null space
+    of their Hessian (the directions with `|lambda| <= tolerance`, cosine `>= _SPREAD_COSINE`).
+    An isolated degenerate point has no such neighbour (unless by chance)."""
+    p = col.points.shape[0]
+    degenerate = col.mask & col.certificate.degenerate
+    h = (col.hessians + jnp.swapaxes(col.hessians, -1, -2)) / 2
+    lam, vec = jnp.linalg.eigh(jnp.where(degenerate[:, None, None], h, 0.0))
+    null = jnp.abs(lam) <= col.certificate.tolerance[:, None]
+    pts = jnp.where(degenerate[:, None], col.points, 0.0)
+    diff = pts[None, :, :] - pts[:, None, :]  # diff[i, j] = p_j - p_i
+    dist = jnp.linalg.norm(diff, axis=-1)
+    other = degenerate[None, :] & degenerate[:, None] & ~jnp.eye(p, dtype=bool)
+    j = jnp.argmin(jnp.where(other, dist, jnp.inf), axis=1)
+    chord = diff[jnp.arange(p), j]
+    chord = chord / jnp.maximum(jnp.linalg.norm(chord, axis=-1, keepdims=True), 1e-300)
+    coeff = jnp.einsum("pnk,pn->pk", vec, chord)  # coordinates in the eigenbasis
+    along_null = jnp.sqrt(jnp.sum(jnp.where(null, coeff**2, 0.0), axis=-1))
+    spread = degenerate & jnp.any(other, axis=1) & (along_null >= _SPREAD_COSINE)
+    return jnp.sum(spread) >= _MIN_SPREAD
+
+
+# The winding number of `grad f` along the boundary: `_BOUNDARY_SAMPLES` samples per side, then
+# `_REFINE_LEVELS` passes that split the `_REFINE_INTERVALS` intervals with the largest turns into
+# `_REFINE_SPLIT` pieces each (a critical point at distance `delta` outside the boundary turns
+# `grad f` by about `pi` over a length `~delta` of it; three passes resolve `delta` down to about
+# `1e-4` of the box's side / 32^3 ~ `3e-9` of it); `_MAX_TURN` is the largest turn between
+# consecutive samples for which the winding number counts as resolved.
+_BOUNDARY_SAMPLES = 512
+_REFINE_INTERVALS = 32
+_REFINE_SPLIT = 32
+_REFINE_LEVELS = 3
+_MAX_TURN = np.pi / 4
+
+
+def _boundary_point(s, lower, upper):
+    """The point of the rectangle's boundary at perimeter parameter `s` in `[0, 4]`, one unit per
+    side, counter-clockwise from `lower`."""
+    side = jnp.clip(jnp.floor(s), 0, 3).astype(int)
+    t = s - side
+    (x0, y0), (x1, y1) = lower, upper
+    xs = jnp.stack([x0 + t * (x1 - x0), x1, x1 - t * (x1 - x0), x0])
+    ys = jnp.stack([y0, y0 + t * (y1 - y0), y1, y1 - t * (y1 - y0)])
+    return jnp.stack([xs[side], ys[side]])
+
+
+def _turn(g0, g1):
+    """The signed angle from `g0` to `g1` in `(-pi, pi]`."""
+    cross = g0[..., 0] * g1[..., 1] - g0[..., 1] * g1[..., 0]
+    return jnp.arctan2(cross, jnp.sum(g0 * g1, axis=-1))
+
+
+def _winding_number(grad_fn, lower, upper, batch_size):
+    """The winding number of `grad f` along the boundary of the rectangle `[lower, upper]`
+    (counter-clockwise): `(1 / 2 pi) sum_i turn(g_i, g_{i+1})` over boundary samples
+    `g_i = grad f(x_i)`, `turn` the principal-value angle between them. The sum of these turns is
+    exactly `2 pi` times an integer; it is the winding number when every true turn between
+    samples is below `pi`, checked as `max turn <= pi / 4` after adaptive refinement. Returns the
+    winding number, whether it is resolved, and the smallest `|grad f|` sampled on the
+    boundary."""
+    dtype = lower.dtype
+
+    def grads(s):
+        return _batched(lambda si: grad_fn(_boundary_point(si, lower, upper)), s, batch_size)
+
+    s = jnp.arange(4 * _BOUNDARY_SAMPLES, dtype=dtype) / _BOUNDARY_SAMPLES
+    g = grads(s)
+    a, b = s, jnp.append(s[1:], jnp.asarray(4.0, dtype))
+    turn = _turn(g, jnp.roll(g, -1, axis=0))
+    g_min = jnp.min(jnp.linalg.norm(g, axis=1))
+    frac = jnp.arange(_REFINE_SPLIT + 1, dtype=dtype) / _REFINE_SPLIT
+    for _ in range(_REFINE_LEVELS):
+        _, idx = lax.top_k(jnp.abs(turn), _REFINE_INTERVALS)
+        ss = a[idx, None] + (b[idx] - a[idx])[:, None] * frac
+        gg = grads(ss.reshape(-1)).reshape(_REFINE_INTERVALS, _REFINE_SPLIT + 1, 2)
+        g_min = jnp.minimum(g_min, jnp.min(jnp.linalg.norm(gg, axis=-1)))
+        # The refined intervals keep their place with zero turn; their pieces are appended.
+        turn = jnp.concatenate([turn.at[idx].set(0.0), _turn(gg[:, :-1], gg[:, 1:]).reshape(-1)])
+        a = jnp.concatenate([a, ss[:, :-1].reshape(-1)])
+        b = jnp.concatenate([b, ss[:, 1:].reshape(-1)])
+    winding = jnp.sum(turn) / (2 * jnp.pi)
+    resolved = jnp.all(jnp.isfinite(turn)) & (jnp.max(jnp.abs(turn)) <= _MAX_TURN)
+    return winding, resolved, g_min
+
+
+def _completeness(d: _Derivatives, setup: _Setup, acc: _Accepted, col: _Collected, batch_size):
+    """Stage 7: the completeness check and the winding number (NaN where there is none).
+
+    In 2-D with a box `D`: Poincare-Hopf: if `grad f` has no zero on the boundary of `D` and only
+    non-degenerate zeros inside, `sum_{x* in D} (-1)^index(x*) = deg(grad f / |grad f|, boundary)`,
+    the winding number. A mismatch proves a missed critical point (`RESULTS.incomplete`). The
+    check is undecided (`RESULTS.check_undecided`) when a found point is degenerate (its index is
+    not `(-1)^k`), or lies within `distinct_tol` of the boundary, or the boundary winding is not
+    resolved (a critical point on or just outside the boundary turns `grad f` fast there).
+
+    A missed pair of opposite indices is invisible to Poincare-Hopf, so in every dimension each
+    point must also have been reached by at least two starts: a point reached once
+    (Good-Turing: the fraction `f_1 / N` of starts whose basin was seen once estimates the chance
+    that the next start finds a new point) gives `RESULTS.rare_basin`.
+    """
+    n = acc.ys.shape[1]
+    rare = jnp.any(col.mask & (col.hits == 1))
+    if n != 2 or setup.lower is None:
+        check = RESULTS.where(rare, RESULTS.rare_basin, RESULTS.successful)
+        return check, jnp.array(jnp.nan, acc.ys.dtype)
+    winding, resolved, min_boundary_grad = _winding_number(
+        d.gradient, setup.lower, setup.upper, batch_size
+    )
+    cert = col.certificate
+    signs = jnp.where(cert.index % 2 == 0, 1, -1)
+    index_sum = jnp.sum(jnp.where(col.mask, signs, 0))
+    gap = jnp.minimum(col.points - setup.lower, setup.upper - col.points)
+    near_boundary = jnp.any(col.mask & (jnp.min(gap, axis=1) <= acc.distinct_tol))
+    undecided = (
+        ~resolved
+        | (min_boundary_grad <= acc.residual_tol)
+        | jnp.any(col.mask & cert.degenerate)
+        | near_boundary
+    )
+    mismatch = index_sum != jnp.round(winding).astype(index_sum.dtype)
+    check = RESULTS.where(rare, RESULTS.rare_basin, RESULTS.successful)
+    check = RESULTS.where(mismatch, RESULTS.incomplete, check)
+    check = RESULTS.where(undecided, RESULTS.check_undecided, check)
+    return check, winding
+
+
+def _result(setup: _Setup, acc: _Accepted, overflow, non_isolated) -> RESULTS:
+    """Stage 8: the result code, by priority: a non-finite map, an empty box, a continuum of
+    critical points, more points than slots."""
+    result = RESULTS.where(overflow, RESULTS.max_points_exceeded, RESULTS.successful)
+    result = RESULTS.where(non_isolated, RESULTS.non_isolated, result)
+    if setup.lower is not None:
+        empty = ~jnp.all(setup.lower < setup.upper)
+        result = RESULTS.where(empty, RESULTS.empty_box, result)
+    return RESULTS.where(~acc.map_finite, RESULTS.nonfinite_map, result)
+
+
+def _check_box(lower, upper) -> None:
+    """A concrete empty box is a `ValueError` at once (a traced one gets `RESULTS.empty_box`)."""
+    if lower is None or upper is None or not is_concrete(lower, upper):
+        return
+    lo, hi = np.asarray(lower), np.asarray(upper)
+    if not np.all(lo < hi):
+        raise ValueError(
+            f"the box is empty: need `lower < upper` (finite) in every coordinate, got "
+            f"lower={lo}, upper={hi}"
+        )
+
+
 def find_critical_points(
     fn,
     starts: Float[Array, "k n"],
@@ -261,9 +681,8 @@ def find_critical_points(
     lower: Float[ArrayLike, " n"] | None = None,
     upper: Float[ArrayLike, " n"] | None = None,
     solver: optx.AbstractRootFinder | None = None,
-    fallback: optx.AbstractLeastSquaresSolver | None | bool = None,
+    fallback: Fallback | None = Fallback(),
     max_steps: int = 100,
-    max_fallback: int = 256,
     batch_size: int | None = 256,
     max_points: int = 64,
     residual_tol: float | None = None,
@@ -271,14 +690,21 @@ def find_critical_points(
     degeneracy_rtol: float | None = None,
     throw: bool = True,
 ) -> CriticalPoints:
-    """The critical points `grad f(x) = 0` reached from a batch of starts, deduplicated, certified.
+    """The critical points `grad f(x) = 0` reached from a batch of starts, deduplicated, certified,
+    with a completeness check.
 
     Each start runs Newton's method on `grad f = 0` (vmapped `optimistix.root_find`); where it
-    fails, a Levenberg-Marquardt least-squares solve of `min |grad f|^2` from the start (or from
+    fails, the `fallback` (a least-squares solve of `min |grad f|^2` from the start or from
     Newton's last point) takes over: it is well defined where `hess f` is singular, so degenerate
     critical points are found too. Accepted points (finite, in the box, `|grad f| <= residual_tol`)
-    are clustered within `distinct_tol` and each distinct point gets a `Certificate` from the
-    eigenvalues of `hess f`.
+    are clustered within `distinct_tol`, each distinct point gets a `Certificate` from the
+    eigenvalues of `hess f`, and `hits` counts the starts that reached it.
+
+    Completeness (`CriticalPoints.check`, never raised): in 2-D with a box, Poincare-Hopf:
+    `sum (-1)^index` over the points found must equal the winding number of `grad f` along the
+    box boundary; and in every dimension every point must have been reached by at least two
+    starts (`hits >= 2`). A failed check means more starts are needed:
+    `find_all_critical_points` adds them until it holds.
 
     Tolerances (`eps` the machine epsilon of the dtype):
 
@@ -302,148 +728,182 @@ def find_critical_points(
     - `fn`: a scalar map: `ScalarMLP`, `NeuralODE`, `eqx.nn.MLP` (scalar output) or any JAX
         function `R^n -> R`.
     - `starts`: `(k, n)` start points, e.g. `uniform_starts(key, lower, upper, k)`.
-    - `lower`, `upper`: the box; points found outside it are discarded (for bounded activations
-        `|grad f| -> 0` at infinity, so unbounded searches drift to "critical points at infinity").
+    - `lower`, `upper`: the box, `lower < upper`; points found outside it are discarded (for
+        bounded activations `|grad f| -> 0` at infinity, so unbounded searches drift to "critical
+        points at infinity").
     - `solver`: an `optimistix` root finder (default `optx.Newton`).
-    - `fallback`: an `optimistix` least-squares solver (default `optx.LevenbergMarquardt`);
-        `False` disables the fallback.
+    - `fallback`: a `Fallback` strategy (least-squares solver, its batch size, polishing), or
+        `None` for Newton alone.
     - `max_steps`: iteration cap of each solve.
-    - `max_fallback`: the fallback runs from at most this many of the starts where Newton failed
-        (static; bounds its cost).
     - `batch_size`: starts are solved in vmapped batches of this size, one batch after another
         (`jax.lax.map`); a vmapped iterative solve costs as many iterations as its slowest member
         needs, so moderate batches waste less. `None` solves all starts in one batch.
     - `max_points`: the number of result slots (static).
     - `residual_tol`, `distinct_tol`, `degeneracy_rtol`: as above.
-    - `throw`: raise (`eqx.error_if`) when the result is not successful; else read `result`.
+    - `throw`: raise (`eqx.error_if`) when `result` is not successful; else read `result`.
 
-    **Returns:** a `CriticalPoints`.
+    **Returns:** a `CriticalPoints`. Its `result` is `RESULTS.nonfinite_map` (`f` or `grad f` not
+    finite at a start: NaN weights), `RESULTS.empty_box` (`lower < upper` fails somewhere; a
+    concrete empty box raises `ValueError` at once), `RESULTS.non_isolated` (the points found are
+    degenerate and spread along their Hessians' null directions: a continuum of critical points,
+    as for a bottleneck network; the slots hold samples of it) or `RESULTS.max_points_exceeded`.
 
     ```python
     net = random_mlp(jr.key(0), [2, 16, 16, 1])
     lo, hi = -4 * jnp.ones(2), 4 * jnp.ones(2)
     cps = find_critical_points(net, uniform_starts(jr.key(1), lo, hi, 10_000), lower=lo, upper=hi)
-    cps.count, cps.index, cps.certificate.min_abs_eigenvalue
+    cps.count, cps.index, cps.check, cps.winding_number
     ```
     """
-    grad_fn, vgh = _derivatives(fn)
     starts = jnp.asarray(starts)
-    if starts.ndim != 2:
-        raise ValueError(f"`starts` must have shape (k, n), got {starts.shape}")
-    if not jnp.issubdtype(starts.dtype, jnp.floating):
-        raise TypeError(f"`starts` must be real floating, got dtype {starts.dtype}")
-    k, n = starts.shape
-    smap = as_scalar_map(fn)
-    if smap is not None and smap.in_size != n:
-        raise ValueError(f"the map has {smap.in_size} inputs but the starts have {n} coordinates")
-    if max_points < 1:
-        raise ValueError(f"`max_points` must be positive, got {max_points}")
-    dtype = starts.dtype
-    eps = _eps(dtype)
-    tol = eps ** (2 / 3)
-    if solver is None:
-        solver = optx.Newton(rtol=tol, atol=tol)
-    if fallback is None or fallback is True:
-        fallback = optx.LevenbergMarquardt(rtol=tol, atol=tol)
-    if degeneracy_rtol is None:
-        degeneracy_rtol = eps ** (1 / 3)
-    if (lower is None) != (upper is None):
-        raise ValueError("give both `lower` and `upper`, or neither")
-    if lower is not None:
-        lower = jnp.broadcast_to(jnp.asarray(lower, dtype), (n,))
-        upper = jnp.broadcast_to(jnp.asarray(upper, dtype), (n,))
-        # Iterates may leave the box on their way to a point inside it: allow half a box width.
-        margin = (upper - lower) / 2
-        guard_lower, guard_upper = lower - margin, upper + margin
-    else:
-        guard_lower = jnp.full((n,), -jnp.inf, dtype)
-        guard_upper = jnp.full((n,), jnp.inf, dtype)
-    solver = _GuardedRootFinder(solver, guard_lower, guard_upper)
-
-    starts = eqx.error_if(starts, ~jnp.all(jnp.isfinite(starts)), RESULTS[RESULTS.nonfinite_start])
-
-    def residual_fn(y, args):
-        del args
-        return grad_fn(y)
-
-    def newton(y0):
-        sol = optx.root_find(residual_fn, solver, y0, max_steps=max_steps, throw=False)
-        return sol.value, sol.result == optx.RESULTS.successful
-
-    def least_squares(y0, active):
-        # An inactive slot gets an empty guard region, so that it stops before its first step.
-        lo = jnp.where(active, guard_lower, jnp.inf)
-        hi = jnp.where(active, guard_upper, -jnp.inf)
-        guarded = _GuardedLeastSquares(fallback, lo, hi)
-        sol = optx.least_squares(residual_fn, guarded, y0, max_steps=max_steps, throw=False)
-        return sol.value
-
-    ys, ok = _batched(newton, starts, batch_size)
-    used_fallback = jnp.zeros(k, bool)
-    if fallback is not False:
-        # The fallback runs, from Newton's last in-region point (or the start), for at most
-        # `max_fallback` of the starts where Newton failed: a fixed-size batch, so that its cost is
-        # bounded whatever the number of failures.
-        m = min(k, max_fallback)
-        (idx,) = jnp.nonzero(~ok, size=m, fill_value=0)
-        active = jnp.arange(m) < jnp.sum(~ok)
-        y_newton = ys[idx]
-        escaped = jax.vmap(_escaped, in_axes=(0, None, None))(y_newton, guard_lower, guard_upper)
-        y_fb0 = jnp.where(escaped[:, None], starts[idx], y_newton)
-        y_fb = _batched(lambda ya: least_squares(*ya), (y_fb0, active), batch_size)
-        y_fb = _batched(lambda y: _polish(vgh, y), y_fb, batch_size)
-        target = jnp.where(active, idx, k)  # out of range: dropped
-        ys = ys.at[target].set(y_fb, mode="drop")
-        used_fallback = used_fallback.at[target].set(True, mode="drop")
-    finite = jnp.all(jnp.isfinite(ys), axis=1)
-    ys = jnp.where(finite[:, None], ys, starts)
-    # One batched gradient evaluation gives the residuals and the scale of the gradient field.
-    norms = _batched(lambda y: jnp.linalg.norm(grad_fn(y)), jnp.concatenate([starts, ys]), None)
-    grad_scale, residual = jnp.max(norms[:k]), norms[k:]
-    if residual_tol is None:
-        residual_tol = eps ** (2 / 3) * grad_scale
-    if distinct_tol is None:
-        distinct_tol = eps ** (1 / 3) * jnp.maximum(1.0, jnp.max(jnp.abs(starts)))
-    residual_tol = jnp.asarray(residual_tol, dtype)
-    distinct_tol = jnp.asarray(distinct_tol, dtype)
-    accepted = finite & (residual <= residual_tol)
-    if lower is not None:
-        accepted = accepted & jnp.all((ys >= lower) & (ys <= upper), axis=1)
-
-    reps, hits, count, labels, overflow = _cluster(ys, accepted, residual, distinct_tol, max_points)
-    points = ys[reps]
-    values, grads, hessians = jax.vmap(vgh)(points)
-    cert = jax.vmap(lambda g, h: _certify(g, h, degeneracy_rtol))(grads, hessians)
-    # A converged point has a minimum-norm Newton correction below the clustering radius. A small
-    # residual without that is a near miss: e.g. a drift into a saturated region, where the
-    # gradient of a tanh network decays exponentially while the iterate keeps moving.
-    mask = (jnp.arange(max_points) < count) & (cert.newton_step <= distinct_tol)
-    start_ok = jnp.append(mask, False)[labels]  # labels == max_points: in no cluster
-    count = jnp.sum(mask)
-    order = jnp.argsort(jnp.where(mask, values, jnp.inf))
-    points, values, hits, mask = points[order], values[order], hits[order], mask[order]
-    cert = jax.tree_util.tree_map(lambda leaf: leaf[order], cert)
-    nan = jnp.array(jnp.nan, dtype)
-    points = jnp.where(mask[:, None], points, nan)
-    values = jnp.where(mask, values, nan)
-    hits = jnp.where(mask, hits, 0)
-
-    result = RESULTS.where(overflow, RESULTS.max_points_exceeded, RESULTS.successful)
-    out = CriticalPoints(
-        points=points,
-        values=values,
-        certificate=cert,
-        hits=hits,
-        mask=mask,
-        count=count,
-        num_starts=k,
-        num_converged=jnp.sum(start_ok),
-        num_fallback=jnp.sum(start_ok & used_fallback),
+    _check_box(lower, upper)
+    return _search(
+        fn,
+        starts,
+        jnp.ones(starts.shape[:1], bool),
+        lower=lower,
+        upper=upper,
+        solver=solver,
+        fallback=fallback,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        max_points=max_points,
         residual_tol=residual_tol,
         distinct_tol=distinct_tol,
-        degeneracy_rtol=jnp.asarray(degeneracy_rtol, dtype),
+        degeneracy_rtol=degeneracy_rtol,
+        throw=throw,
+    )
+
+
+@eqx.filter_jit
+def _search(
+    fn,
+    starts,
+    active,
+    *,
+    lower=None,
+    upper=None,
+    solver=None,
+    fallback: Fallback | None = Fallback(),
+    max_steps: int = 100,
+    batch_size: int | None = 256,
+    max_points: int = 64,
+    residual_tol=None,
+    distinct_tol=None,
+    degeneracy_rtol=None,
+    throw: bool = True,
+) -> CriticalPoints:
+    """`find_critical_points` from the starts with `active[i]` true; the others stop before their
+    first step. One compilation serves every number of active starts."""
+    d = _derivatives(fn)
+    starts = jnp.asarray(starts)
+    setup = _validate(fn, starts, lower, upper, solver, fallback, max_points, degeneracy_rtol)
+    starts = eqx.error_if(starts, ~jnp.all(jnp.isfinite(starts)), RESULTS[RESULTS.nonfinite_start])
+
+    ys, ok = _newton(d, setup, starts, active, max_steps, batch_size)
+    used_fallback = jnp.zeros(starts.shape[0], bool)
+    if fallback is not None:
+        failed = active & ~ok
+        ys, used_fallback = _fallback(
+            d, setup, fallback, starts, ys, failed, max_steps, batch_size
+        )
+    acc = _accept(d, setup, starts, active, ys, residual_tol, distinct_tol)
+    col, overflow = _collect(d, acc, setup.degeneracy_rtol, max_points)
+    non_isolated = _non_isolated(col)
+    check, winding = _completeness(d, setup, acc, col, batch_size)
+    result = _result(setup, acc, overflow, non_isolated)
+
+    out = CriticalPoints(
+        points=col.points,
+        values=col.values,
+        certificate=col.certificate,
+        hits=col.hits,
+        mask=col.mask,
+        count=jnp.sum(col.mask),
+        num_starts=jnp.sum(active),
+        num_converged=jnp.sum(col.start_ok),
+        num_fallback=jnp.sum(col.start_ok & used_fallback),
+        residual_tol=acc.residual_tol,
+        distinct_tol=acc.distinct_tol,
+        degeneracy_rtol=setup.degeneracy_rtol,
+        winding_number=winding,
+        check=check,
         result=result,
     )
     if throw:
         out = result.error_if(out, result != RESULTS.successful)
     return out
+
+
+def find_all_critical_points(
+    fn,
+    key: PRNGKeyArray,
+    lower: Float[ArrayLike, " n"],
+    upper: Float[ArrayLike, " n"],
+    *,
+    refinement: DoublingStarts = DoublingStarts(),
+    throw: bool = True,
+    **options,
+) -> CriticalPoints:
+    """`find_critical_points` from uniform starts in the box, with more starts until the
+    completeness check holds or the budget is spent.
+
+    Round `r` searches from the first `k_r` of `refinement.max_starts` uniform starts
+    (`uniform_starts(key, lower, upper, max_starts)`; `k_r = refinement.rounds()[r]`), each round a
+    batched search, until the completeness check (`CriticalPoints.check`: in 2-D the index sum
+    equals the winding number of `grad f` on the boundary; every point reached by two starts at
+    least) holds in two consecutive rounds with the same number of points (the last doubling found
+    nothing new), the check is undecidable or the result an error, or the budget `max_starts` is
+    spent. The returned search
+    records `num_starts`; read `check` to see whether the last round passed.
+
+    Host-side: the loop over rounds runs in Python (call it outside `jit`/`vmap`). All rounds share
+    one compilation: each solves from all `max_starts` starts with those beyond `k_r` inactive
+    (they stop before their first step).
+
+    **Arguments:**
+
+    - `fn`: the scalar map.
+    - `key`: the key of the starts.
+    - `lower`, `upper`: the box.
+    - `refinement`: a `DoublingStarts` (number of starts of the first round, budget).
+    - `throw`: raise when `result` is not successful (never for `check`).
+    - `options`: passed to `find_critical_points` (`fallback`, `max_points`, tolerances, ...).
+
+    **Returns:** the `CriticalPoints` of the last round.
+
+    ```python
+    cps = find_all_critical_points(net, jr.key(0), -3 * jnp.ones(2), 3 * jnp.ones(2),
+                                   refinement=DoublingStarts(1024, 8192), fallback=None)
+    assert cps.check == RESULTS.successful
+    ```
+    """
+    if not isinstance(refinement, DoublingStarts):
+        raise TypeError(f"`refinement` must be a DoublingStarts, got {type(refinement).__name__}")
+    for name in ("lower", "upper", "starts"):
+        if name in options:
+            raise TypeError(f"`{name}` is set by `find_all_critical_points`; do not pass it")
+    if not is_concrete(key, lower, upper):
+        raise TypeError(
+            "`find_all_critical_points` decides the number of rounds on the host; call it outside "
+            "`jit`/`vmap` (or use `find_critical_points` there)"
+        )
+    starts = uniform_starts(key, lower, upper, refinement.max_starts)
+    lower, upper = jnp.asarray(lower, starts.dtype), jnp.asarray(upper, starts.dtype)
+    cps, previous = None, None
+    for k in refinement.rounds():
+        # All rounds share one compilation: the first `k` starts are active, the rest stop at once.
+        active = jnp.arange(refinement.max_starts) < k
+        cps = _search(fn, starts, active, lower=lower, upper=upper, throw=False, **options)
+        if cps.result != RESULTS.successful or cps.check == RESULTS.check_undecided:
+            break  # more starts cannot cure an error or an undecidable check
+        if cps.check == RESULTS.successful:
+            if previous is not None and int(previous) == int(cps.count):
+                break  # the check holds and the last doubling found no new point
+            previous = cps.count
+        else:
+            previous = None
+    assert cps is not None
+    if throw:
+        cps = cps.result.error_if(cps, cps.result != RESULTS.successful)
+    return cps

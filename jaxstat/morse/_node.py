@@ -12,8 +12,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._activation import as_activation
 from ._network import _check_input, _matrix, _vector, AbstractScalarMap
 
 
@@ -26,6 +28,18 @@ class MLPField(eqx.Module):
     def __call__(self, t, y, args):
         del t, args
         return self.mlp(y)
+
+    def lipschitz(self) -> float:
+        """A Lipschitz constant of `F` in `y`: `L = prod_l |W_l|_2 * Lip(sigma)^(depth)`, the
+        product of the layers' spectral norms and of the activation's Lipschitz constant
+        `sup sigma'` once per hidden layer (host-side: needs concrete weights)."""
+        lip_sigma = as_activation(self.mlp.activation).lipschitz
+        bound = 1.0
+        for i, layer in enumerate(self.mlp.layers):
+            bound *= float(np.linalg.norm(np.asarray(layer.weight), 2))
+            if i < len(self.mlp.layers) - 1:
+                bound *= lip_sigma
+        return bound
 
 
 class NeuralODE(AbstractScalarMap):

@@ -16,6 +16,34 @@ class RESULTS(eqx.Enumeration):
         "different point for every start: increase `max_points` or pass `throw=False`."
     )
     nonfinite_start = "A start point is not finite."
+    nonfinite_map = (
+        "The map or its gradient is not finite at a start point (NaN or infinite weights, or a "
+        "map that overflows in the box): no critical point can be trusted. Check the weights."
+    )
+    empty_box = "The box is empty: need `lower < upper` (finite) in every coordinate."
+    non_isolated = (
+        "The critical points found are degenerate and lie along the null directions of their "
+        "Hessians: the critical set is not isolated but a continuum (curves or surfaces of "
+        "critical points, as for a network with a bottleneck or a rank-deficient weight; "
+        "`classify` says which). The slots hold samples of it and counts of points mean nothing: "
+        "pass `throw=False` to read them."
+    )
+    incomplete = (
+        "Completeness check failed: the sum of (-1)^index over the critical points found differs "
+        "from the winding number of grad f along the box boundary (Poincare-Hopf), so at least "
+        "one critical point in the box was missed. Use more starts (`find_all_critical_points` "
+        "adds them until the check holds)."
+    )
+    check_undecided = (
+        "Completeness check undecided: a critical point lies on or near the box boundary (the "
+        "winding number of grad f there is not resolved), or a degenerate critical point was "
+        "found (its index is not (-1)^k). Move or enlarge the box."
+    )
+    rare_basin = (
+        "Completeness check failed: a critical point was reached by a single start, so basins "
+        "of that size may still be unseen. Use more starts (`find_all_critical_points` adds "
+        "them until every point is reached at least twice)."
+    )
 
 
 class Certificate(eqx.Module):
@@ -55,13 +83,21 @@ class CriticalPoints(eqx.Module):
     - `points` `(P, n)`, `values` `(P,)`: the critical points and `f` there.
     - `certificate`: a `Certificate` per slot (residual, Hessian eigenvalues, Morse index,
         degeneracy test, nullity).
-    - `hits` `(P,)`: how many starts converged to each point (a measure of its basin).
+    - `hits` `(P,)`: the basin counts: how many starts converged to each point (a measure of
+        its basin; a point reached once hints at unseen points of similar basins).
     - `mask` `(P,)`, `count`: which slots are used, how many.
-    - `num_starts`, `num_converged`: starts in total, starts that converged to an accepted point.
+    - `num_starts`, `num_converged`: starts searched from, starts that converged to an accepted
+        point.
     - `num_fallback`: accepted starts that needed the least-squares fallback (Newton failed, e.g.
         on a singular Hessian).
     - `residual_tol`, `distinct_tol`, `degeneracy_rtol`: the tolerances used.
-    - `result`: a `RESULTS` code.
+    - `winding_number`: in 2-D with a box, the winding number of `grad f` along the box boundary
+        (an integer up to rounding when resolved; NaN otherwise).
+    - `check`: the completeness check, a `RESULTS` code never raised: `successful`, `incomplete`
+        (2-D: `sum (-1)^index != winding_number`, a point was missed), `check_undecided` (2-D: a
+        point on or near the boundary, or a degenerate point), `rare_basin` (a point reached by
+        one start only).
+    - `result`: a `RESULTS` code (errors of the search; raised when `throw=True`).
     """
 
     points: Float[Array, "*batch p n"]
@@ -70,12 +106,14 @@ class CriticalPoints(eqx.Module):
     hits: Int[Array, "*batch p"]
     mask: Bool[Array, "*batch p"]
     count: Int[Array, "*batch"]
-    num_starts: int = eqx.field(static=True)
+    num_starts: Int[Array, "*batch"]
     num_converged: Int[Array, "*batch"]
     num_fallback: Int[Array, "*batch"]
     residual_tol: Float[Array, "*batch"]
     distinct_tol: Float[Array, "*batch"]
     degeneracy_rtol: Float[Array, "*batch"]
+    winding_number: Float[Array, "*batch"]
+    check: RESULTS
     result: RESULTS
 
     @property
@@ -87,6 +125,17 @@ class CriticalPoints(eqx.Module):
     def degenerate(self) -> Bool[Array, "*batch p"]:
         """Degeneracy flag per slot (`False` in unused slots)."""
         return self.mask & self.certificate.degenerate
+
+    @property
+    def complete(self) -> Bool[Array, "*batch"]:
+        """Whether the completeness check holds (`check == RESULTS.successful`)."""
+        return self.check == RESULTS.successful
+
+    @property
+    def index_sum(self) -> Int[Array, "*batch"]:
+        """`sum (-1)^index` over all points found (degenerate ones counted by their clear index)."""
+        signs = jnp.where(self.certificate.index % 2 == 0, 1, -1)
+        return jnp.sum(jnp.where(self.mask, signs, 0), axis=-1)
 
     def index_counts(self) -> Int[Array, "*batch n1"]:
         """`c_k`, the number of non-degenerate critical points of Morse index `k = 0 .. n`."""

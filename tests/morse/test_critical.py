@@ -19,11 +19,14 @@ K = 256
 BOX2 = (-3.0 * jnp.ones(2), 3.0 * jnp.ones(2))
 
 
-def search(fn, key, box, k=K, max_points=16, throw=False, fallback=None):
+_DEFAULT = object()
+
+
+def search(fn, key, box, k=K, max_points=16, throw=False, fallback=_DEFAULT):
     lo, hi = box
     starts = jm.uniform_starts(key, lo, hi, k)
     # `fallback` only when given: the keyword set is part of the compilation cache key.
-    kw = {} if fallback is None else {"fallback": fallback}
+    kw = {} if fallback is _DEFAULT else {"fallback": fallback}
     return jm.find_critical_points(
         fn, starts, lower=lo, upper=hi, max_points=max_points, throw=throw, **kw
     )
@@ -37,7 +40,7 @@ def cubic_saddle(x):
 
 def test_closed_form(getkey):
     # Newton alone (no fallback: a cheaper compilation); the default path is tested below.
-    cps = search(cubic_saddle, getkey(), BOX2, fallback=False)
+    cps = search(cubic_saddle, getkey(), BOX2, fallback=None)
     d = cps.as_numpy()
     assert int(cps.count) == 2
     order = np.argsort(d["points"][:, 0])
@@ -50,6 +53,15 @@ def test_closed_form(getkey):
     np.testing.assert_array_equal(cps.index_counts(), [1, 1, 0])
     assert int(cps.euler_characteristic()) == 0
     assert int(cps.hits.sum()) == int(cps.num_converged)
+    # Poincare-Hopf on [-3, 3]^2: grad f = (3 x0^2 - 3, 2 x1) winds 0 times along the boundary
+    # (index +1 at the minimum, -1 at the saddle); the check holds, both points are well sampled.
+    assert abs(float(cps.winding_number)) < 1e-9
+    assert int(cps.index_sum) == 0 and bool(cps.complete) and (d["hits"] >= 2).all()
+    # The saddle (-1, 0) on the boundary of [-1, 3] x [-3, 3]: the winding number is undefined
+    # there, and the check says so instead of comparing (same compiled search: the box is traced).
+    edge_box = (jnp.array([-1.0, -3.0]), 3.0 * jnp.ones(2))
+    on_edge = search(cubic_saddle, getkey(), edge_box, fallback=None)
+    assert on_edge.check == jm.RESULTS.check_undecided and not bool(on_edge.complete)
     cert = jm.certify_critical_point(lambda x: x[0] ** 2 - x[1] ** 2, jnp.zeros(2))
     assert int(cert.index) == 1 and not bool(cert.degenerate)
 
@@ -78,6 +90,10 @@ def test_hand_built_degenerate():
     assert d["degenerate"][0] and d["nullity"][0] == 1
     h_yy = 4 * np.tanh(1.0) / np.cosh(1.0) ** 2
     np.testing.assert_allclose(d["eigenvalues"][0], [0.0, h_yy], atol=1e-7)
+    # One isolated degenerate point: not a continuum; its index is not (-1)^k, so the
+    # Poincare-Hopf check cannot be decided.
+    assert cps.result == jm.RESULTS.successful
+    assert cps.check == jm.RESULTS.check_undecided
 
 
 @pytest.mark.parametrize(
@@ -100,6 +116,8 @@ def test_bottleneck_every_critical_point_degenerate(widths, seed):
     assert (d["nullity"] >= n0 - c.ranks[c.bottleneck - 1]).all()
     assert (d["gradient_norm"] <= float(cps.residual_tol)).all()
     assert int(cps.num_fallback) >= 1  # Newton fails on the singular Hessians
+    # The points spread along the Hessians' null directions: reported as a continuum.
+    assert cps.result == jm.RESULTS.non_isolated
 
 
 def test_rank_deficient_weight_degenerate(getkey):
@@ -111,6 +129,8 @@ def test_rank_deficient_weight_degenerate(getkey):
     cps = search(net, getkey(), BOX2)
     d = cps.as_numpy()
     assert len(d["points"]) >= 1 and d["degenerate"].all() and (d["nullity"] >= 1).all()
+    # The critical set is a union of lines v . x = const along the null direction of hess f.
+    assert cps.result == jm.RESULTS.non_isolated
 
 
 @pytest.mark.parametrize(
@@ -260,7 +280,7 @@ def test_morse_count_and_scipy(getkey):
     come out of an independent dense-grid + scipy search."""
     net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
     # Newton alone (a cheaper compilation): the points of a Morse function are its basins' limits.
-    cps = search(net, jr.key(1), BOX2, k=2048, max_points=32, fallback=False)
+    cps = search(net, jr.key(1), BOX2, k=2048, max_points=32, fallback=None)
     d = cps.as_numpy()
     assert len(d["points"]) >= 10 and not d["degenerate"].any()
     assert cps.result == jm.RESULTS.successful
@@ -345,6 +365,40 @@ def test_critical_point_gradient_wrt_weights(getkey):
     np.testing.assert_allclose(jac @ v, fd, rtol=1e-6, atol=1e-8)
 
 
+def test_critical_point_derivative_implicit_function_theorem():
+    """A cheap default-suite case of `d x* / d theta`: the search restarted from a known critical
+    point (one start, Newton only, no box; `residual_tol` given, since the gradient scale at that
+    start is zero), differentiated in forward mode with respect to the
+    first-layer bias along `v` (through optimistix's implicit adjoint), equals the implicit
+    function theorem `-H^{-1} (d grad f / d theta) v` and the central difference of re-solved
+    critical points at `theta +- h v`."""
+    net = jm.random_mlp(jr.key(2), [2, 8, 1], weight_scale=3.0)
+    x0 = search(net, jr.key(0), BOX2).points[0]
+    b0 = net.layers[0].bias
+    v = jnp.linspace(-1.0, 1.0, b0.shape[0])
+
+    def moved(b):
+        return eqx.tree_at(lambda m: m.layers[0].bias, net, b)
+
+    @jax.jit
+    def point(b):
+        cps = jm.find_critical_points(
+            moved(b), x0[None], fallback=None, max_points=1, residual_tol=1e-10
+        )
+        return cps.points[0]
+
+    x_star, dx = jax.jvp(point, (b0,), (v,))
+    np.testing.assert_allclose(x_star, x0, atol=1e-12)
+    hess = jax.hessian(lambda x: moved(b0)(x))(x0)
+    mixed = jax.jvp(lambda b: moved(b).gradient(x0), (b0,), (v,))[1]
+    ift = -np.linalg.solve(hess, mixed)
+    np.testing.assert_allclose(dx, ift, rtol=1e-9, atol=1e-12)
+    h = 1e-5
+    fd = (point(b0 + h * v) - point(b0 - h * v)) / (2 * h)
+    # Central difference with h = 1e-5 of points located to rounding: error ~h^2 |D^3 x*| ~ 1e-9.
+    np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.slow
 def test_float32(getkey):
     net64 = jm.random_mlp(jr.key(0), [2, 8, 1], weight_scale=3.0)
@@ -382,11 +436,129 @@ def test_failure_paths(getkey):
         jm.find_critical_points(net, starts.at[3, 1].set(jnp.nan), **kw)
     with pytest.raises(ValueError, match="upper > lower"):
         jm.uniform_starts(getkey(), jnp.ones(2), jnp.zeros(2), 10)
-    # More distinct points than slots: a result code with throw=False, an error with throw=True.
+    with pytest.raises(ValueError, match="at least one start"):
+        jm.find_critical_points(net, jnp.ones((0, 2)))
+    with pytest.raises(ValueError, match="box is empty"):
+        jm.find_critical_points(net, starts, lower=BOX2[1], upper=BOX2[0])
+    with pytest.raises(TypeError, match="fallback"):  # ours, or jaxtyping's when active
+        jm.find_critical_points(net, starts, fallback=False)
+    # A continuum of critical points (bottleneck): its own result code and message, not an
+    # overflow of the slots.
     bottleneck = jm.random_mlp(jr.key(0), [2, 1, 4, 1], weight_scale=2.0)
     box4 = (-4.0 * jnp.ones(2), 4.0 * jnp.ones(2))
     cps = search(bottleneck, jr.key(10), box4)
-    assert cps.result == jm.RESULTS.max_points_exceeded and int(cps.count) == 16
-    assert cps.mask.all()
+    assert cps.result == jm.RESULTS.non_isolated and int(cps.count) == 16
+    assert cps.mask.all() and bool(cps.degenerate.all())
+    with pytest.raises(Exception, match="not isolated"):  # the message `throw=True` raises
+        cps.result.error_if(cps, cps.result != jm.RESULTS.successful)
+    # More distinct (isolated) points than slots: a result code with throw=False, an error with
+    # throw=True.
     with pytest.raises(Exception, match="max_points"):
-        search(cubic_saddle, jr.key(0), BOX2, max_points=1, throw=True, fallback=False)
+        search(cubic_saddle, jr.key(0), BOX2, max_points=1, throw=True, fallback=None)
+
+
+def test_nonfinite_map_and_empty_box(getkey):
+    """NaN weights (NaN gradients) or a NaN readout bias (NaN values, finite gradients) are
+    reported, not answered with "0 critical points"; so is an empty box given inside `jit`, where
+    its bounds are traced and cannot be checked at trace time."""
+    net = jm.random_mlp(jr.key(0), [2, 8, 1], weight_scale=3.0)
+    w, c = net.layers[0].weight, net.layers[1].bias
+    nan_weight = eqx.tree_at(lambda m: m.layers[0].weight, net, w.at[0, 0].set(jnp.nan))
+    nan_value = eqx.tree_at(lambda m: m.layers[1].bias, net, jnp.full_like(c, jnp.nan))
+    for bad in (nan_weight, nan_value):
+        cps = search(bad, getkey(), BOX2)
+        assert cps.result == jm.RESULTS.nonfinite_map
+        with pytest.raises(Exception, match="not finite"):
+            cps.result.error_if(cps, cps.result != jm.RESULTS.successful)
+    with pytest.raises(ValueError, match="not finite"):
+        jm.classify(nan_weight)
+    starts = jm.uniform_starts(getkey(), *BOX2, K)
+
+    @eqx.filter_jit
+    def run(net, lo, hi):
+        return jm.find_critical_points(net, starts, lower=lo, upper=hi, max_points=16, throw=False)
+
+    assert run(net, BOX2[1], BOX2[0]).result == jm.RESULTS.empty_box
+    assert run(net, BOX2[0], BOX2[0].at[1].set(jnp.nan)).result == jm.RESULTS.empty_box
+    assert run(nan_weight, *BOX2).result == jm.RESULTS.nonfinite_map
+    assert run(net, *BOX2).result == jm.RESULTS.successful
+
+
+def test_completeness_check_and_more_starts():
+    """The morse notebook's network: 256 Newton starts miss points, and Poincare-Hopf says so:
+    the index sum differs from the winding number of grad f on the boundary of [-3, 3]^2 (1,
+    recomputed independently from a fine numpy sampling: a saddle just outside the left edge turns
+    grad f fast there). `find_all_critical_points` doubles the starts until the check holds: all 15
+    points (the independent scipy search below finds the same 15), index sum 1, every basin hit at
+    least twice."""
+    net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
+    lo, hi = BOX2
+    few = jm.uniform_starts(jr.key(1), lo, hi, 2048)[:256]
+    cps = jm.find_critical_points(net, few, lower=lo, upper=hi, max_points=32, fallback=None)
+    grad, _ = _numpy_derivatives(net)
+    winding = _winding_number(grad, -3.0, 3.0, 40_000)
+    assert abs(winding - 1) < 1e-9
+    assert abs(float(cps.winding_number) - 1) < 1e-9
+    assert int(cps.index_sum) != 1 and cps.check == jm.RESULTS.incomplete
+    assert not bool(cps.complete)
+
+    refine = jm.DoublingStarts(num_starts=256, max_starts=2048)
+    assert refine.rounds() == [256, 512, 1024, 2048]
+    full = jm.find_all_critical_points(
+        net, jr.key(1), lo, hi, refinement=refine, max_points=32, fallback=None
+    )
+    assert full.check == jm.RESULTS.successful and bool(full.complete)
+    assert int(full.num_starts) == 2048  # first complete at 2048: no later round to confirm it
+    assert int(full.count) == 15 and int(full.index_sum) == 1
+    assert int(full.hits.sum()) == int(full.num_converged) and int(full.hits[full.mask].min()) >= 2
+    np.testing.assert_array_equal(full.index_counts(), [3, 7, 5])
+    # The saddle the notebook's 1,024 starts missed, near (-1.36, 0.52).
+    d = full.as_numpy()
+    near = np.linalg.norm(d["points"] - np.array([-1.36, 0.52]), axis=1) < 0.05
+    assert near.sum() == 1 and d["index"][near][0] == 1
+
+
+def test_rare_basin_check_in_1d():
+    """Away from 2-D the check asks every point to be reached by two starts at least.
+    `sin(3 x)` on [-3, 3] has its critical points at `x = (pi / 2 + j pi) / 3`, `j = -3 .. 2`
+    (minima where `sin = -1`): 4 starts leave some reached once; the refinement goes on until the
+    check holds and a doubling finds no new point (32 starts reach five points twice each and miss
+    the sixth, which 64 find), and returns all six."""
+
+    def f(x):
+        return jnp.sin(3 * x[0])
+
+    lo, hi = -3.0 * jnp.ones(1), 3.0 * jnp.ones(1)
+    refine = jm.DoublingStarts(num_starts=4, max_starts=256)
+    first = jm.find_all_critical_points(
+        f, jr.key(0), lo, hi, refinement=jm.DoublingStarts(4, 4), fallback=None, max_points=8
+    )
+    assert first.check == jm.RESULTS.rare_basin and jnp.isnan(first.winding_number)
+    full = jm.find_all_critical_points(
+        f, jr.key(0), lo, hi, refinement=refine, fallback=None, max_points=8
+    )
+    assert full.check == jm.RESULTS.successful and int(full.num_starts) < 256
+    d = full.as_numpy()
+    exact = (np.pi / 2 + np.pi * np.arange(-3, 3)) / 3
+    np.testing.assert_allclose(np.sort(d["points"][:, 0]), exact, atol=1e-12)
+    np.testing.assert_array_equal(d["index"], (np.sin(3 * d["points"][:, 0]) > 0).astype(int))
+
+
+def test_aligned_isolated_degenerate_points_are_not_a_continuum(getkey):
+    """`(x^2 - 1)^3 + y^2`: degenerate critical points at `(+-1, 0)` (`f_xx = 0`, null direction
+    `x`, along which they lie from each other) and a minimum at the origin. Two aligned points are
+    not a continuum: the result stays successful."""
+
+    def f(x):
+        return (x[0] ** 2 - 1) ** 3 + x[1] ** 2
+
+    cps = search(f, getkey(), BOX2)
+    d = cps.as_numpy()
+    assert cps.result == jm.RESULTS.successful
+    # |f_x| ~ 24 (x -+ 1)^2 accepts points within sqrt(residual_tol / 24) ~ 5e-5 of (+-1, 0): near
+    # misses there may count as extra (non-degenerate) points, but never as a continuum.
+    exact = np.array([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    dist = np.linalg.norm(d["points"][:, None] - exact[None], axis=-1)
+    assert (dist.min(axis=1) < 1e-4).all() and (dist.min(axis=0) < 1e-4).all()
+    np.testing.assert_array_equal(d["degenerate"][dist[:, 1] < 1e-4], [False])
+    assert d["degenerate"].sum() >= 2
