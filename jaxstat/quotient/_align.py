@@ -2,12 +2,12 @@ r"""Alignment of two models modulo their symmetry group, the quotient distance a
 
 `align(reference, params, group)` returns representatives `(r', p')` of the two orbits with `p'`
 matched to `r'`: continuous parts are put in canonical form (balanced rescalings; balanced `GL`
-factors, compared through the invariants `Q_h^T K_h`, `O_h V_h`), then permutations are found by weight
-matching, git-re-basin's coordinate descent `max_{pi} sum_l <r_l, pi . p_l>` where each step is a
-linear assignment problem solved by `scipy.optimize.linear_sum_assignment` (host code). The quotient
-distance is `d(r, p) = |r' - p'|`: zero exactly when `p = g . r` for some `g` in the group (generic
-parameters), and for a permutation group it equals `min_pi |r - pi . p|` when weight matching finds the
-optimum.
+factors, compared through the invariants `Q_h^T K_h`, `O_h V_h`), then permutations are found by
+weight matching, git-re-basin's coordinate descent `max_{pi} sum_l <r_l, pi . p_l>` where each step
+is a linear assignment problem solved by `scipy.optimize.linear_sum_assignment` (host code). The
+quotient distance is `d(r, p) = |r' - p'|`: zero exactly when `p = g . r` for some `g` in the group
+(generic parameters), and for a permutation group it equals `min_pi |r - pi . p|` when weight
+matching finds the optimum.
 """
 
 import equinox as eqx
@@ -28,16 +28,16 @@ def quotient_distance(a, b, group: AbstractSymmetry) -> jax.Array:
     r"""`d(a, b) = |a' - b'|` for the aligned representatives `(a', b') = align(a, b, group)`."""
     ra, rb = group.align(a, b)
     diff = jtu.tree_map(
-        lambda x, y: x - y, eqx.filter(ra, eqx.is_inexact_array), eqx.filter(rb, eqx.is_inexact_array)
+        lambda x, y: x - y,
+        eqx.filter(ra, eqx.is_inexact_array),
+        eqx.filter(rb, eqx.is_inexact_array),
     )
     return jnp.sqrt(sqnorm(diff))
 
 
 def interpolate(a, b, t):
     """`(1 - t) a + t b` on the inexact leaves (other leaves from `a`)."""
-    return jtu.tree_map(
-        lambda x, y: (1 - t) * x + t * y if eqx.is_inexact_array(x) else x, a, b
-    )
+    return jtu.tree_map(lambda x, y: (1 - t) * x + t * y if eqx.is_inexact_array(x) else x, a, b)
 
 
 def loss_barrier(loss, a, b, num: int = 25):

@@ -4,8 +4,8 @@ r"""The symmetry group of a model, derived from the model itself.
 `eqx.nn.Sequential` chains of `Linear` / `Conv` / elementwise activations / `LayerNorm`,
 `eqx.nn.MultiheadAttention`, and any other `eqx.Module` whose fields are such modules (a transformer
 block, say): every symmetry of a child is a symmetry of a parent that uses the child only by calling
-it, so an unregistered module gets the product of its children's symmetries. A module declares its own
-symmetry (for example one coupling two of its children) in either of two ways:
+it, so an unregistered module gets the product of its children's symmetries. A module declares its
+own symmetry (for example one coupling two of its children) in either of two ways:
 
     class Block(eqx.Module):
         ...
@@ -18,15 +18,17 @@ symmetry (for example one coupling two of its children) in either of two ways:
 
 Activations are recognised from a small table of properties (`register_activation` extends it):
 positively homogeneous (`sigma(s z) = s sigma(z)` for `s > 0`: ReLU, leaky ReLU, identity) gives
-positive per-unit scalings, odd (`sigma(-z) = -sigma(z)`: tanh, sin, soft sign, hard tanh) gives sign
-flips; any elementwise activation gives unit permutations. An `eqx.nn.MLP` applies its activation
-elementwise, so an unknown one falls back to permutations only (with a warning); in a `Sequential`,
-an unknown `Lambda` may not be elementwise, so it ends the units before it (with a warning).
+positive per-unit scalings, odd (`sigma(-z) = -sigma(z)`: tanh, sin, soft sign, hard tanh) gives
+sign flips; any elementwise activation gives unit permutations. An `eqx.nn.MLP` applies its
+activation elementwise, so an unknown one falls back to permutations only (with a warning); in a
+`Sequential`, an unknown `Lambda` may not be elementwise, so it ends the units before it (with a
+warning).
 
 Inside `Sequential`, a `LayerNorm` with `eps = 0` over the whole output of the layer before it makes
-that layer's weights and bias scale invariant (`NormalisationScaling`); with `eps > 0` the invariance
-is only approximate and is left out. Units pass through a `LayerNorm` over their full output (its
-elementwise weight and bias move with them; positive scalings then act on the LayerNorm's weight).
+that layer's weights and bias scale invariant (`NormalisationScaling`); with `eps > 0` the
+invariance is only approximate and is left out. Units pass through a `LayerNorm` over their full
+output (its elementwise weight and bias move with them; positive scalings then act on the
+LayerNorm's weight).
 """
 
 import functools
@@ -133,8 +135,8 @@ def symmetry(model) -> AbstractSymmetry | None:
 
     ```python
     mlp = eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=key)
-    group = symmetry(mlp)          # NeuronSymmetry: permutations x positive scalings of 2 x 16 units
-    group.canonicalize(mlp)        # the balanced, sorted representative: the same function
+    group = symmetry(mlp)    # permutations x positive scalings of 2 x 16 units
+    group.canonicalize(mlp)  # the balanced, sorted representative: the same function
     ```
     """
     declared = getattr(model, "symmetry", None)
@@ -218,7 +220,11 @@ def _chain(model, where_layers, layers):
         if isinstance(layer, (eqx.nn.Linear, eqx.nn.Conv)) and not (
             isinstance(layer, eqx.nn.Conv) and layer.groups != 1
         ):
-            if pending is not None and layer.weight.ndim >= 2 and layer.weight.shape[1] == pending.size:
+            if (
+                pending is not None
+                and layer.weight.ndim >= 2
+                and layer.weight.shape[1] == pending.size
+            ):
                 scaling = NoScaling() if pending.fixed else (pending.scaling or PositiveScaling())
                 sites = pending.sites + (_site(where, "weight", 1, -1),)
                 units.append(Units(sites, scaling, name=f"P_{len(units)}"))
@@ -239,14 +245,20 @@ def _chain(model, where_layers, layers):
             scaling = activation_scaling(layer)
             if scaling is None:
                 warnings.warn(
-                    f"layer {i} ({layer!r}) is not a known elementwise activation: the units before it "
-                    "get no symmetry (declare it with `jaxstat.quotient.register_activation`)",
+                    f"layer {i} ({layer!r}) is not a known elementwise activation: the units "
+                    "before it get no symmetry (declare it with "
+                    "`jaxstat.quotient.register_activation`)",
                     stacklevel=3,
                 )
                 pending = None
                 continue
-            pending = _Open(pending.sites, pending.size, _combine(pending.scaling, scaling), False,
-                            pending.fixed)
+            pending = _Open(
+                pending.sites,
+                pending.size,
+                _combine(pending.scaling, scaling),
+                False,
+                pending.fixed,
+            )
         elif isinstance(layer, eqx.nn.Dropout):
             continue
         else:
@@ -254,8 +266,8 @@ def _chain(model, where_layers, layers):
             if inner is not None:
                 extra.append(OnSubtree(where, inner))
             pending = None
-    # Continuous factors first: the neurons' canonical form (sorted by slice norms, which include the
-    # layers before a normalisation) must see those layers already normalised.
+    # Continuous factors first: the neurons' canonical form (sorted by slice norms, which include
+    # the layers before a normalisation) must see those layers already normalised.
     norms = [e for e in extra if isinstance(e, NormalisationScaling)]
     others = [e for e in extra if not isinstance(e, NormalisationScaling)]
     return _product(norms + ([NeuronSymmetry(tuple(units))] if units else []) + others)

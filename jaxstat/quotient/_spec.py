@@ -1,10 +1,10 @@
 r"""Permutation specs in git-re-basin's format, for plain parameter pytrees.
 
-A spec names the permutations of a model's units and says which axis of which parameter each acts on:
-`axes_to_perm[param] = (perm_or_None for each axis of param)`, and its inverse
-`perm_to_axes[perm] = [(param, axis), ...]`. Parameter names are paths in the pytree: dictionary keys
-joined by `/` (git-re-basin's flattened Flax names, `"Dense_0/kernel"`), attributes as `.name` and
-sequence entries as `[i]` (an equinox MLP's `"layers[0].weight"`).
+A spec names the permutations of a model's units and says which axis of which parameter each acts
+on: `axes_to_perm[param] = (perm_or_None for each axis of param)`, and its inverse
+`perm_to_axes[perm] = [(param, axis), ...]`. Parameter names are paths in the pytree: dictionary
+keys joined by `/` (git-re-basin's flattened Flax names, `"Dense_0/kernel"`), attributes as `.name`
+and sequence entries as `[i]` (an equinox MLP's `"layers[0].weight"`).
 """
 
 import functools
@@ -27,12 +27,14 @@ class PermutationSpec(NamedTuple):
 
 
 def permutation_spec_from_axes_to_perm(axes_to_perm: Mapping) -> PermutationSpec:
-    """Complete `axes_to_perm` (`{param: (perm_or_None per axis)}`) with its inverse."""
+    """Complete `axes_to_perm` (`{param: (perm_or_None per axis)}`) with its inverse (each list of
+    `(param, axis)` sorted, so that equal specs compare equal)."""
     perm_to_axes: dict = {}
     for param, perms in axes_to_perm.items():
         for axis, perm in enumerate(perms):
             if perm is not None:
                 perm_to_axes.setdefault(perm, []).append((param, axis))
+    perm_to_axes = {perm: sorted(axes) for perm, axes in perm_to_axes.items()}
     return PermutationSpec(perm_to_axes, dict(axes_to_perm))
 
 
@@ -94,8 +96,8 @@ def symmetry_from_spec(
         for param, axis in axes:
             if param not in leaves:
                 raise ValueError(
-                    f"the spec names a parameter {param!r} the pytree does not have; its parameters "
-                    f"are {sorted(leaves)}"
+                    f"the spec names a parameter {param!r} the pytree does not have; its "
+                    f"parameters are {sorted(leaves)}"
                 )
             path, _ = leaves[param]
             sites.append(Site(_getter(path), axis, powers.get(perm, {}).get(param, 0)))
@@ -122,11 +124,14 @@ def _neuron_parts(group: AbstractSymmetry, outer=lambda p: p):
 
 def permutation_spec(group: AbstractSymmetry, params) -> PermutationSpec:
     r"""The permutation spec of the unit permutations in `group` (its `NeuronSymmetry` factors), in
-    git-re-basin's format, naming every array leaf of `params` (with `None` axes where no permutation
-    acts). Permutations are named by their `Units.name`, or `P_k` in order."""
+    git-re-basin's format, naming every array leaf of `params` (with `None` axes where no
+    permutation acts). Permutations are named by their `Units.name`, or `P_k` in order."""
     labelled = jtu.tree_map_with_path(lambda path, _: _name(path), params)
-    axes_to_perm = {name: [None] * getattr(x, "ndim", 0) for name, (_, x) in
-                    _leaves_by_name(params).items() if hasattr(x, "ndim")}
+    axes_to_perm = {
+        name: [None] * getattr(x, "ndim", 0)
+        for name, (_, x) in _leaves_by_name(params).items()
+        if hasattr(x, "ndim")
+    }
     count = 0
     for outer, neurons in _neuron_parts(group):
         for units in neurons.units:

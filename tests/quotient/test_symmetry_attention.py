@@ -28,8 +28,16 @@ def _perturb(model, key, scale=0.3):
 
 def _mha(key, bias=True, heads=3, qk=2, vo=3):
     mha = eqx.nn.MultiheadAttention(
-        heads, D, qk_size=qk, vo_size=vo, use_query_bias=bias, use_key_bias=bias,
-        use_value_bias=bias, use_output_bias=bias, key=key, dtype=jnp.float64,
+        heads,
+        D,
+        qk_size=qk,
+        vo_size=vo,
+        use_query_bias=bias,
+        use_key_bias=bias,
+        use_value_bias=bias,
+        use_output_bias=bias,
+        key=key,
+        dtype=jnp.float64,
     )
     return _perturb(mha, jr.fold_in(key, 1))  # nonzero biases
 
@@ -95,7 +103,9 @@ def test_function_invariants_and_canonical_form(name, getkey):
         assert not tree_allclose(_inexact(moved), _inexact(model), rtol=0, atol=1e-3)
         np.testing.assert_allclose(out(moved), out(model), rtol=0, atol=1e-10)
         assert tree_allclose(invariants(group, moved), inv, rtol=0, atol=1e-10)
-        assert tree_allclose(_inexact(canonicalize(group, moved)), _inexact(canon), rtol=0, atol=1e-9)
+        assert tree_allclose(
+            _inexact(canonicalize(group, moved)), _inexact(canon), rtol=0, atol=1e-9
+        )
 
 
 def _blocks_numpy(mha):
@@ -163,11 +173,19 @@ def test_charges_conserved_along_gradient_flow(getkey):
     @eqx.filter_jit
     def run(params):
         def field(t, p, args):
-            return jax.tree.map(jnp.negative, jax.grad(lambda p: _mha_loss(eqx.combine(p, static)))(p))
+            return jax.tree.map(
+                jnp.negative, jax.grad(lambda p: _mha_loss(eqx.combine(p, static)))(p)
+            )
 
         sol = dfx.diffeqsolve(
-            dfx.ODETerm(field), dfx.Tsit5(), 0.0, 1.0, 0.01, params,
-            stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11), max_steps=100_000,
+            dfx.ODETerm(field),
+            dfx.Tsit5(),
+            0.0,
+            1.0,
+            0.01,
+            params,
+            stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11),
+            max_steps=100_000,
         )
         end = eqx.combine(jax.tree.map(lambda x: x[-1], sol.ys), static)
         return group.charges(eqx.combine(params, static)), group.charges(end), q.sqnorm(end)

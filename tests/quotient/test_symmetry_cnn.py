@@ -21,11 +21,15 @@ relu = eqx.nn.Lambda(jax.nn.relu)
 
 def _conv(key):
     k = jr.split(key, 3)
-    return eqx.nn.Sequential([
-        eqx.nn.Conv2d(2, 4, 3, padding=1, key=k[0], dtype=jnp.float64), relu,
-        eqx.nn.Conv2d(4, 3, 3, padding=1, key=k[1], dtype=jnp.float64), relu,
-        eqx.nn.Conv2d(3, 2, 1, key=k[2], dtype=jnp.float64),
-    ])
+    return eqx.nn.Sequential(
+        [
+            eqx.nn.Conv2d(2, 4, 3, padding=1, key=k[0], dtype=jnp.float64),
+            relu,
+            eqx.nn.Conv2d(4, 3, 3, padding=1, key=k[1], dtype=jnp.float64),
+            relu,
+            eqx.nn.Conv2d(3, 2, 1, key=k[2], dtype=jnp.float64),
+        ]
+    )
 
 
 def _perturb(model, key, scale=0.3):
@@ -37,21 +41,27 @@ def _perturb(model, key, scale=0.3):
 
 def _conv_norm(key, eps=0.0):
     k = jr.split(key, 3)
-    model = eqx.nn.Sequential([
-        eqx.nn.Conv2d(2, 4, 3, padding=1, key=k[0], dtype=jnp.float64),
-        eqx.nn.LayerNorm((4, 5, 5), eps=eps, dtype=jnp.float64), relu,
-        eqx.nn.Conv2d(4, 2, 3, key=k[1], dtype=jnp.float64),
-    ])
+    model = eqx.nn.Sequential(
+        [
+            eqx.nn.Conv2d(2, 4, 3, padding=1, key=k[0], dtype=jnp.float64),
+            eqx.nn.LayerNorm((4, 5, 5), eps=eps, dtype=jnp.float64),
+            relu,
+            eqx.nn.Conv2d(4, 2, 3, key=k[1], dtype=jnp.float64),
+        ]
+    )
     return _perturb(model, k[2])  # LayerNorm weights away from 1 and biases away from 0
 
 
 def _linear_norm(key):
     k = jr.split(key, 3)
-    model = eqx.nn.Sequential([
-        eqx.nn.Linear(3, 5, key=k[0], dtype=jnp.float64),
-        eqx.nn.LayerNorm(5, eps=0.0, dtype=jnp.float64), relu,
-        eqx.nn.Linear(5, 2, key=k[1], dtype=jnp.float64),
-    ])
+    model = eqx.nn.Sequential(
+        [
+            eqx.nn.Linear(3, 5, key=k[0], dtype=jnp.float64),
+            eqx.nn.LayerNorm(5, eps=0.0, dtype=jnp.float64),
+            relu,
+            eqx.nn.Linear(5, 2, key=k[1], dtype=jnp.float64),
+        ]
+    )
     return _perturb(model, k[2])
 
 
@@ -125,8 +135,14 @@ def test_orbit_directions_orthogonal_to_gradient_and_charges_conserved(getkey):
             return jax.tree.map(jnp.negative, jax.grad(lambda p: loss(eqx.combine(p, static)))(p))
 
         sol = dfx.diffeqsolve(
-            dfx.ODETerm(field), dfx.Tsit5(), 0.0, 1.0, 0.01, params,
-            stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11), max_steps=100_000,
+            dfx.ODETerm(field),
+            dfx.Tsit5(),
+            0.0,
+            1.0,
+            0.01,
+            params,
+            stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11),
+            max_steps=100_000,
         )
         end = eqx.combine(jax.tree.map(lambda x: x[-1], sol.ys), static)
         return group.charges(model), group.charges(end), q.sqnorm(end)
@@ -138,9 +154,12 @@ def test_orbit_directions_orthogonal_to_gradient_and_charges_conserved(getkey):
 
 def test_unknown_lambda_ends_the_units(getkey):
     k = jr.split(getkey(), 2)
-    model = eqx.nn.Sequential([
-        eqx.nn.Conv2d(2, 3, 3, key=k[0]), eqx.nn.Lambda(jnp.ravel),
-        eqx.nn.Linear(27, 2, key=k[1]),
-    ])
+    model = eqx.nn.Sequential(
+        [
+            eqx.nn.Conv2d(2, 3, 3, key=k[0]),
+            eqx.nn.Lambda(jnp.ravel),
+            eqx.nn.Linear(27, 2, key=k[1]),
+        ]
+    )
     with pytest.warns(UserWarning, match="not a known elementwise activation"):
         assert q.symmetry(model) is None

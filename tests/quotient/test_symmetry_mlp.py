@@ -74,7 +74,9 @@ def test_canonical_form_idempotent_constant_on_orbits_and_invariant(activation, 
     for _ in range(2):
         moved = group.act(mlp, group.random_element(getkey(), mlp))
         # the invariants of a neuron symmetry are its canonical form
-        assert tree_allclose(_inexact(canonicalize(group, moved)), _inexact(canon), rtol=0, atol=1e-10)
+        assert tree_allclose(
+            _inexact(canonicalize(group, moved)), _inexact(canon), rtol=0, atol=1e-10
+        )
     if activation is jax.nn.relu:
         # balanced: |w_in_i| = |w_out_i| for every unit, i.e. all charges vanish
         for charge in group.charges(canon):
@@ -132,8 +134,14 @@ def _flow_charges(mlp, group, t1):
         return jax.tree.map(jnp.negative, jax.grad(lambda p: _loss(eqx.combine(p, static)))(p))
 
     sol = dfx.diffeqsolve(
-        dfx.ODETerm(field), dfx.Tsit5(), 0.0, t1, 0.01, params,
-        stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11), max_steps=100_000,
+        dfx.ODETerm(field),
+        dfx.Tsit5(),
+        0.0,
+        t1,
+        0.01,
+        params,
+        stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11),
+        max_steps=100_000,
     )
     end = eqx.combine(jax.tree.map(lambda x: x[-1], sol.ys), static)
     return group.charges(mlp), group.charges(end), q.sqnorm(end) - q.sqnorm(mlp)
@@ -191,6 +199,8 @@ def test_bad_specifications():
     with pytest.raises(ValueError, match="scan=False"):
         q.symmetry(mlp)
     params = {"w1": jnp.ones((3, 2)), "w2": jnp.ones((2, 4))}
-    group = q.NeuronSymmetry((q.Units((q.Site(lambda p: p["w1"], 0), q.Site(lambda p: p["w2"], 1))),))
+    group = q.NeuronSymmetry(
+        (q.Units((q.Site(lambda p: p["w1"], 0), q.Site(lambda p: p["w2"], 1))),)
+    )
     with pytest.raises(ValueError, match="disagree"):
         group.identity(params)

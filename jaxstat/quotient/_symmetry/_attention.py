@@ -2,18 +2,18 @@ r"""Symmetries of multi-head attention (`eqx.nn.MultiheadAttention`).
 
 Per head `h`, with the bias appended as a last column (augmented matrices), equinox's layout gives
 `Q_h = [W_q,h | b_q,h]` (`d_k x (n_q + 1)`), `K_h = [W_k,h | b_k,h]`, `V_h = [W_v,h | b_v,h]`
-(`d_v x (n_v + 1)`) and the head's block of the output projection `O_h` (`n_out x d_v`). The attention
-scores `(W_q,h x + b_q,h)^T (W_k,h y + b_k,h)` depend on `Q_h^T K_h` only, and the head's output on
-`O_h V_h` only (attention weights sum to one), so the group
+(`d_v x (n_v + 1)`) and the head's block of the output projection `O_h` (`n_out x d_v`). The
+attention scores `(W_q,h x + b_q,h)^T (W_k,h y + b_k,h)` depend on `Q_h^T K_h` only, and the head's
+output on `O_h V_h` only (attention weights sum to one), so the group
 
     (Q_h, K_h) -> (A_h^T Q_h, A_h^{-1} K_h),  A_h in GL(d_k)    [W_Q -> W_Q A, W_K -> W_K A^{-T}]
     (V_h, O_h) -> (B_h V_h, O_h B_h^{-1}),     B_h in GL(d_v)    [W_V -> W_V B, W_O -> B^{-1} W_O]
 
-together with permutations of the heads (a head moves with all four blocks) leaves the layer's function
-unchanged. Invariants `Q_h^T K_h` and `O_h V_h` (heads sorted); charges of gradient flow
-`Q_h Q_h^T - K_h K_h^T` and `V_h V_h^T - O_h^T O_h` (Noether for `gl(d)`); balanced representative from
-the SVD `Q_h^T K_h = U S W^T`: `Q_h' = S^{1/2} U^T`, `K_h' = S^{1/2} W^T` (signs fixed by making the
-largest entry of each column of `U` positive), which attains the orbit's minimal norm
+together with permutations of the heads (a head moves with all four blocks) leaves the layer's
+function unchanged. Invariants `Q_h^T K_h` and `O_h V_h` (heads sorted); charges of gradient flow
+`Q_h Q_h^T - K_h K_h^T` and `V_h V_h^T - O_h^T O_h` (Noether for `gl(d)`); balanced representative
+from the SVD `Q_h^T K_h = U S W^T`: `Q_h' = S^{1/2} U^T`, `K_h' = S^{1/2} W^T` (signs fixed by
+making the largest entry of each column of `U` positive), which attains the orbit's minimal norm
 `min (|Q_h|^2 + |K_h|^2) = 2 |Q_h^T K_h|_*` (nuclear norm), and likewise for `(V_h, O_h)`.
 """
 
@@ -47,8 +47,8 @@ def _split(linear, aug, heads):
 
 def _balance(left, right):
     r"""Balanced factors of `M = L^T R` per head: `L' = S^{1/2} U^T`, `R' = S^{1/2} W^T` from the
-    SVD `M = U S W^T` computed through thin QRs `L^T = U_1 R_1`, `R^T = U_2 R_2` and the small SVD of
-    `R_1 R_2^T`. Returns `(L', R', S)`."""
+    SVD `M = U S W^T` computed through thin QRs `L^T = U_1 R_1`, `R^T = U_2 R_2` and the small SVD
+    of `R_1 R_2^T`. Returns `(L', R', S)`."""
     u1, r1 = jnp.linalg.qr(jnp.swapaxes(left, -1, -2))
     u2, r2 = jnp.linalg.qr(jnp.swapaxes(right, -1, -2))
     p, s, wt = jnp.linalg.svd(r1 @ jnp.swapaxes(r2, -1, -2))
@@ -65,8 +65,8 @@ class AttentionSymmetry(AbstractSymmetry):
     `eqx.nn.MultiheadAttention` at `where(params)`.
 
     A group element is `(A, B, perm)`: `A` of shape `(H, d_k, d_k)`, `B` of shape `(H, d_v, d_v)`,
-    `perm` of shape `(H,)`; head `h` of the result is old head `perm[h]` transformed by `A_h`, `B_h`.
-    The chart is `A = I + X`, `B = I + Y`.
+    `perm` of shape `(H,)`; head `h` of the result is old head `perm[h]` transformed by `A_h`,
+    `B_h`. The chart is `A = I + X`, `B = I + Y`.
 
     **Arguments:** `where`: a function returning the attention module from the parameters (the
     identity when the parameters are the module itself).
@@ -82,7 +82,9 @@ class AttentionSymmetry(AbstractSymmetry):
         q = _augment(mha.query_proj, h)
         k = _augment(mha.key_proj, h)
         v = _augment(mha.value_proj, h)
-        o = jnp.swapaxes(mha.output_proj.weight.reshape(-1, h, mha.vo_size), 0, 1)  # (H, n_out, d_v)
+        o = jnp.swapaxes(
+            mha.output_proj.weight.reshape(-1, h, mha.vo_size), 0, 1
+        )  # (H, n_out, d_v)
         return q, k, v, jnp.swapaxes(o, -1, -2)  # O_h^T: (H, d_v, n_out)
 
     def _replace(self, params, q, k, v, ot):
@@ -93,10 +95,21 @@ class AttentionSymmetry(AbstractSymmetry):
         wv, bv = _split(mha.value_proj, v, h)
         wo = jnp.transpose(ot, (2, 0, 1))  # (n_out, H, d_v)
         wo = wo.reshape(mha.output_proj.weight.shape)
-        new = eqx.tree_at(lambda m: (m.query_proj.weight, m.key_proj.weight, m.value_proj.weight,
-                                     m.output_proj.weight), mha, (wq, wk, wv, wo))
-        for bias, get in ((bq, lambda m: m.query_proj.bias), (bk, lambda m: m.key_proj.bias),
-                          (bv, lambda m: m.value_proj.bias)):
+        new = eqx.tree_at(
+            lambda m: (
+                m.query_proj.weight,
+                m.key_proj.weight,
+                m.value_proj.weight,
+                m.output_proj.weight,
+            ),
+            mha,
+            (wq, wk, wv, wo),
+        )
+        for bias, get in (
+            (bq, lambda m: m.query_proj.bias),
+            (bk, lambda m: m.key_proj.bias),
+            (bv, lambda m: m.value_proj.bias),
+        ):
             if bias is not None:
                 new = eqx.tree_at(get, new, bias)
         return eqx.tree_at(self.where, params, new)
@@ -180,14 +193,16 @@ class AttentionSymmetry(AbstractSymmetry):
         return sqnorm(params) - moved + 2 * (jnp.sum(s_qk) + jnp.sum(s_vo))
 
     def align(self, reference, params):
-        reference = self.canonicalize(reference)
-        params = self.canonicalize(params)
+        reference = _canonicalize(self, reference)
+        params = _canonicalize(self, params)
         ra, rb = self._head_invariants(reference)
         pa, pb = self._head_invariants(params)
-        h = ra.shape[0]
-        cost = np.asarray(
-            jnp.einsum("hij,gij->hg", ra, pa) + jnp.einsum("hij,gij->hg", rb, pb)
-        )
+        cost = np.asarray(jnp.einsum("hij,gij->hg", ra, pa) + jnp.einsum("hij,gij->hg", rb, pb))
         _, perm = linear_sum_assignment(cost, maximize=True)
         g = self.identity(params)
-        return reference, self.act(params, (g[0], g[1], jnp.asarray(perm)))
+        return reference, _act(self, params, (g[0], g[1], jnp.asarray(perm)))
+
+
+# Host-side alignment calls these compiled (one compilation per group and parameter structure).
+_act = eqx.filter_jit(lambda group, params, g: group.act(params, g))
+_canonicalize = eqx.filter_jit(lambda group, params: group.canonicalize(params))

@@ -3,13 +3,15 @@ r"""The abstract parameter symmetry and the product of symmetries.
 A symmetry is a group `G` acting on parameters `theta` (a pytree, or an equinox model) such that the
 network computes the same function at `g . theta` for every `g` in `G`. From the action alone:
 
-- orbit (vertical) directions: for a Lie algebra basis `xi_1 .. xi_k`, `v_a = d/ds (exp(s xi_a) . theta)`
-  at `s = 0`, computed as the JVP of the action through a chart `xi -> g(xi)` with `g(0) = e`;
+- orbit (vertical) directions: for a Lie algebra basis `xi_1 .. xi_k`,
+  `v_a = d/ds (exp(s xi_a) . theta)` at `s = 0`, computed as the JVP of the action through a
+  chart `xi -> g(xi)` with `g(0) = e`;
 - the horizontal projection of a gradient: `h = grad - V c`, `c = argmin_c |V c - grad|`, the least
-  squares solve over the orbit directions `V = [v_1 .. v_k]` (a `lineax` solve; `lx.SVD()` by default,
-  exact also where the `v_a` are linearly dependent);
+  squares solve over the orbit directions `V = [v_1 .. v_k]` (a `lineax` solve; `lx.SVD()` by
+  default, exact also where the `v_a` are linearly dependent);
 - for an exact symmetry `L(g . theta) = L(theta)`, so `<grad L, v_a> = 0`: gradients are horizontal;
-  Noether's theorem gives quantities conserved by gradient flow `d theta / dt = -grad L` (the charges).
+  Noether's theorem gives quantities conserved by gradient flow `d theta / dt = -grad L` (the
+  charges).
 """
 
 import abc
@@ -38,15 +40,16 @@ class AbstractSymmetry(eqx.Module):
     r"""A group `G` of parameter transformations that leave the network's function unchanged.
 
     Every method is a pure function of the parameter pytree `params` (a plain pytree or an equinox
-    model), jittable with `eqx.filter_jit`, except `align`, which runs the linear assignment solver on
-    the host.
+    model), jittable with `eqx.filter_jit`, except `align`, which runs the linear assignment solver
+    on the host.
 
     Subclasses implement:
 
     - `act(params, g)`: `g . theta`;
     - `identity(params)`: the group's unit `e` (shapes depend on `params`);
     - `random_element(key, params)`: a random `g` (continuous parts near `e`), for tests;
-    - `algebra_zero(params)`: the zero of the Lie algebra (a pytree; empty arrays for discrete groups);
+    - `algebra_zero(params)`: the zero of the Lie algebra (a pytree; empty arrays for
+      discrete groups);
     - `chart(params, xi)`: a group element `g(xi)` with `g(0) = e`, differentiable in `xi`;
     - `invariants(params)`: a pytree `I` with `I(g . theta) = I(theta)`;
     - `canonicalize(params)`: a representative of the orbit, constant on orbits and idempotent;
@@ -94,16 +97,17 @@ class AbstractSymmetry(eqx.Module):
 
     @abc.abstractmethod
     def align(self, reference, params):
-        """Representatives `(reference', params')` of both orbits, `params'` matched to `reference'`."""
+        """Representatives `(reference', params')` of both orbits, `params'` matched to
+        `reference'`."""
 
     def orbit_directions(self, params):
-        r"""The vertical directions `v_a = d/ds (g(s e_a) . theta)|_{s=0}`, one per Lie algebra basis
-        vector `e_a` of the chart.
+        r"""The vertical directions `v_a = d/ds (g(s e_a) . theta)|_{s=0}`, one per Lie algebra
+        basis vector `e_a` of the chart.
 
         **Arguments:** `params`: the parameters `theta`.
 
-        **Returns:** the inexact leaves of `params` (other leaves `None`), each with a leading axis of
-        length `k` (the dimension of the group's continuous part; `0` for a discrete group).
+        **Returns:** the inexact leaves of `params` (other leaves `None`), each with a leading axis
+        of length `k` (the dimension of the group's continuous part; `0` for a discrete group).
         """
         flat, unravel = ravel_pytree(self.algebra_zero(params))
 
@@ -117,13 +121,14 @@ class AbstractSymmetry(eqx.Module):
         r"""The horizontal part `h = grad - V c` of a gradient, `c = argmin_c |V c - grad|^2`.
 
         `V c` is the JVP of the action along the Lie algebra element `c`, so `V` is a matrix-free
-        `lineax.FunctionLinearOperator`; `lx.SVD()` materialises it (exact, minimum-norm `c` when the
-        directions are dependent), `lx.LSMR(rtol, atol)` keeps it matrix-free for large models.
+        `lineax.FunctionLinearOperator`; `lx.SVD()` materialises it (exact, minimum-norm `c` when
+        the directions are dependent), `lx.LSMR(rtol, atol)` keeps it matrix-free for large models.
 
-        **Arguments:** `params`: `theta`; `grad`: a gradient with the same structure (for example from
-        `eqx.filter_grad`); `solver`: the least squares solver.
+        **Arguments:** `params`: `theta`; `grad`: a gradient with the same structure (for example
+        from `eqx.filter_grad`); `solver`: the least squares solver.
 
-        **Returns:** `h`, with the inexact leaves of `grad`; `<h, v_a> = 0` for every orbit direction.
+        **Returns:** `h`, with the inexact leaves of `grad`; `<h, v_a> = 0` for every orbit
+        direction.
         """
         grad = _inexact(grad)
         flat, unravel = ravel_pytree(self.algebra_zero(params))
@@ -142,7 +147,8 @@ class AbstractSymmetry(eqx.Module):
 
 
 class ProductSymmetry(AbstractSymmetry):
-    r"""The product `G_1 x ... x G_m` of symmetries, `(g_1, .., g_m) . theta = g_1 . (... (g_m . theta))`.
+    r"""The product `G_1 x ... x G_m` of symmetries,
+    `(g_1, .., g_m) . theta = g_1 . (... (g_m . theta))`.
 
     Intended for factors that commute (they act on different parameters, or one of them is a
     permutation or a scaling that the other's canonical form is equivariant to). Canonicalisation

@@ -1,13 +1,13 @@
 r"""Neuron (unit / channel) symmetries: permutations of units combined with per-unit scalings.
 
-A *unit* is an index `i` along one axis of several parameter arrays (its sites): the incoming weights
-and bias of a hidden neuron (or output channel of a convolution), and its outgoing weights (a column
-of the next layer). With an elementwise activation `sigma` between them:
+A *unit* is an index `i` along one axis of several parameter arrays (its sites): the incoming
+weights and bias of a hidden neuron (or output channel of a convolution), and its outgoing weights
+(a column of the next layer). With an elementwise activation `sigma` between them:
 
-- every `sigma`: permuting the units of a layer (all its sites by the same permutation `pi`) leaves the
-  network's function unchanged;
-- positively homogeneous `sigma` (`sigma(s z) = s sigma(z)`, `s > 0`: ReLU, leaky ReLU, identity): the
-  rescaling `w_in_i -> s_i w_in_i`, `w_out_i -> w_out_i / s_i` too;
+- every `sigma`: permuting the units of a layer (all its sites by the same permutation `pi`)
+  leaves the network's function unchanged;
+- positively homogeneous `sigma` (`sigma(s z) = s sigma(z)`, `s > 0`: ReLU, leaky ReLU, identity):
+  the rescaling `w_in_i -> s_i w_in_i`, `w_out_i -> w_out_i / s_i` too;
 - odd `sigma` (`sigma(-z) = -sigma(z)`: tanh): the sign flip `s_i in {-1, +1}` with the same action.
 
 A site has a power `p in {+1, 0, -1}`: its slice is multiplied by `s_i^p` (`+1` incoming, `-1`
@@ -19,7 +19,6 @@ one hidden layer gives `min |g . theta|^2 = |rest|^2 + 2 sum_i |w_in_i| |w_out_i
 """
 
 import abc
-import warnings
 from collections.abc import Callable
 
 import equinox as eqx
@@ -185,7 +184,9 @@ class Units(eqx.Module):
     def size(self, params) -> int:
         sizes = {site.n_units(params) for site in self.sites}
         if len(sizes) != 1:
-            raise ValueError(f"the sites of one layer of units disagree on its size: {sorted(sizes)}")
+            raise ValueError(
+                f"the sites of one layer of units disagree on its size: {sorted(sizes)}"
+            )
         return sizes.pop()
 
     def transform(self, params, perm, scale):
@@ -226,13 +227,14 @@ class NeuronSymmetry(AbstractSymmetry):
     - Charges: `|w_in_i|^2 - |w_out_i|^2` per unit for positive scalings (empty for discrete ones).
     - Canonical form: (1) the balanced representative `argmin_s |s . theta|^2` over all positive
       scalings jointly (a convex problem in `log s`, solved by `optimistix.BFGS`; its stationarity
-      condition is `|w_in_i| = |w_out_i|` for every unit); (2) sign flips making the largest incoming
-      entry of each unit positive, layer by layer in the given (input to output) order; (3) each
-      layer's units sorted by `sum_sites |slice_i|^2`, a key no other layer's permutation changes.
+      condition is `|w_in_i| = |w_out_i|` for every unit); (2) sign flips making the largest
+      incoming entry of each unit positive, layer by layer in the given (input to output) order;
+      (3) each layer's units sorted by `sum_sites |slice_i|^2`, a key no other layer's permutation
+      changes.
     - Invariants: the canonical form (complete); orbit-minimal norm: `|balanced theta|^2`.
     - Alignment: weight matching (git-re-basin): coordinate descent over the layers' permutations,
       each step the linear assignment `max_pi sum_i <r_i, p_{pi(i)}>` over all sites of the layer
-      (`scipy.optimize.linear_sum_assignment`), after balancing both models.
+      (`scipy.optimize.linear_sum_assignment`), started from the canonical forms of both models.
 
     **Arguments:** `units`: a tuple of `Units`, one per layer, input to output; `rtol`, `atol`: the
     tolerances of the balancing minimisation; `max_steps` its step limit.
@@ -278,9 +280,7 @@ class NeuronSymmetry(AbstractSymmetry):
         return tuple(out)
 
     def charges(self, params):
-        return tuple(
-            u.signed_sqnorms(params) if u.scaling.continuous else None for u in self.units
-        )
+        return tuple(u.signed_sqnorms(params) if u.scaling.continuous else None for u in self.units)
 
     # canonical form ------------------------------------------------------------------------
 
@@ -305,7 +305,8 @@ class NeuronSymmetry(AbstractSymmetry):
         continuous = [u.scaling.continuous for u in self.units]
         if sum(continuous) == 1:
             # One layer of scaled units: the units decouple, a_i s_i^2 + b_i / s_i^2 is minimal at
-            # s_i = (b_i / a_i)^(1/4), with a_i, b_i the squared norms of the slices of power +1, -1.
+            # s_i = (b_i / a_i)^(1/4), with a_i, b_i the squared norms of the slices of power
+            # +1 and -1.
             scales = []
             for u, n in zip(self.units, self._sizes(params)):
                 if u.scaling.continuous:
@@ -365,12 +366,12 @@ class NeuronSymmetry(AbstractSymmetry):
         """
         sizes = self._sizes(params)
         if sizes != self._sizes(reference):
-            raise ValueError(f"the two models have different layer sizes: {self._sizes(reference)} "
-                             f"and {sizes}")
+            raise ValueError(
+                f"the two models have different layer sizes: {self._sizes(reference)} and {sizes}"
+            )
         dtype = _dtype(params)
         perms = [np.arange(n) for n in sizes]
         rng = np.random.default_rng(seed)
-        act = eqx.filter_jit(self.act)
 
         def element(ps):
             return tuple((jnp.asarray(p), jnp.ones((len(p),), dtype)) for p in ps)
@@ -380,7 +381,7 @@ class NeuronSymmetry(AbstractSymmetry):
             for layer in rng.permutation(len(sizes)):
                 others = list(perms)
                 others[layer] = np.arange(sizes[layer])
-                moved = act(params, element(others))
+                moved = _act(self, params, element(others))
                 cost = np.zeros((sizes[layer], sizes[layer]))
                 for site in self.units[layer].sites:
                     a = np.asarray(site.get(reference))
@@ -397,15 +398,14 @@ class NeuronSymmetry(AbstractSymmetry):
         return element(perms)
 
     def align(self, reference, params):
-        reference = self._signs(self._balance(reference))
-        params = self._signs(self._balance(params))
-        return reference, self.act(params, self.weight_matching(reference, params))
+        # Both canonical: continuous parts balanced and signs fixed, units sorted by a key no
+        # permutation changes. For `params = g . reference` this already aligns them exactly;
+        # otherwise the sorted order is the starting point of the weight matching.
+        reference = _canonicalize(self, reference)
+        params = _canonicalize(self, params)
+        return reference, _act(self, params, self.weight_matching(reference, params))
 
 
-def warn_permutations_only(activation):
-    warnings.warn(
-        f"the activation {activation!r} is not known to be positively homogeneous or odd: its "
-        "units are given permutation symmetry only (register it with "
-        "`jaxstat.quotient.register_activation` to add scalings)",
-        stacklevel=3,
-    )
+# Host-side alignment calls these compiled (one compilation per group and parameter structure).
+_act = eqx.filter_jit(lambda group, params, g: group.act(params, g))
+_canonicalize = eqx.filter_jit(lambda group, params: group.canonicalize(params))

@@ -1,11 +1,11 @@
 r"""Scale invariance of the parameters feeding a normalisation layer.
 
-If a layer `z = W x + b` is followed by a normalisation `N(z) = (z - mean z) / std z` (a LayerNorm with
-`eps = 0`, over all of `z` or over groups of its entries), then `N(c z) = N(z)` for `c > 0`: the group
-`R_{>0}` acts by `(W, b) -> (c W, c b)`. The gradient is orthogonal to `theta_S = (W, b)`, so
-`|theta_S|^2` is conserved by gradient flow (the charge); the invariant and canonical representative is
-the direction `theta_S / |theta_S|`; the orbit's minimal norm is an infimum, `|theta|^2 - |theta_S|^2`
-(`c -> 0`).
+If a layer `z = W x + b` is followed by a normalisation `N(z) = (z - mean z) / std z` (a LayerNorm
+with `eps = 0`, over all of `z` or over groups of its entries), then `N(c z) = N(z)` for `c > 0`:
+the group `R_{>0}` acts by `(W, b) -> (c W, c b)`. The gradient is orthogonal to `theta_S = (W, b)`,
+so `|theta_S|^2` is conserved by gradient flow (the charge); the invariant and canonical
+representative is the direction `theta_S / |theta_S|`; the orbit's minimal norm is an infimum,
+`|theta|^2 - |theta_S|^2` (`c -> 0`).
 """
 
 from collections.abc import Callable
@@ -18,8 +18,8 @@ from ._base import AbstractSymmetry, sqnorm
 
 
 class NormalisationScaling(AbstractSymmetry):
-    r"""`theta_S -> c theta_S`, `c > 0`, for the arrays `theta_S = where(params)` (a tuple of arrays)
-    that feed a scale-invariant normalisation. Chart `c = exp(xi)`.
+    r"""`theta_S -> c theta_S`, `c > 0`, for the arrays `theta_S = where(params)` (a tuple of
+    arrays) that feed a scale-invariant normalisation. Chart `c = exp(xi)`.
 
     **Arguments:** `where`: a function returning the tuple of scaled arrays.
     """
@@ -77,4 +77,3 @@ class NormalisationScaling(AbstractSymmetry):
 
     def align(self, reference, params):
         return self.canonicalize(reference), self.canonicalize(params)
-

@@ -10,9 +10,10 @@ from ._base import AbstractSymmetry, sqnorm
 class OnSubtree(AbstractSymmetry):
     r"""The symmetry `inner` of the subtree `where(params)`, acting on the whole pytree.
 
-    A transformation of a submodule that leaves the submodule's function unchanged leaves the function
-    of any model that uses the submodule only through calls unchanged too, so every symmetry of a
-    child is a symmetry of its parent: `g . theta` replaces `where(theta)` by `g . where(theta)`.
+    A transformation of a submodule that leaves the submodule's function unchanged leaves the
+    function of any model that uses the submodule only through calls unchanged too, so every
+    symmetry of a child is a symmetry of its parent: `g . theta` replaces `where(theta)` by
+    `g . where(theta)`.
 
     **Arguments:** `where`: the subtree's location (as for `eqx.tree_at`); `inner`: its symmetry.
     """
