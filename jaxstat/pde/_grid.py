@@ -20,8 +20,9 @@ class UniformGrid(eqx.Module):
     r"""A uniform grid of `shape[k]` cells on the box `[lower, upper]`, `d = len(shape)` axes.
 
     Cell `i` along axis `k` is `[lower_k + i h_k, lower_k + (i + 1) h_k]`, with spacing
-    `h_k = (upper_k - lower_k) / shape[k]`; finite-volume states are cell averages
-    `y_i = |C_i|^{-1} int_{C_i} y(x) dx`. The geometry is static (Python floats), so the spacing
+    `h_k = (upper_k - lower_k) / shape[k]`. Finite-volume (`Burgers`) states are cell averages
+    `y_i = |C_i|^{-1} int_{C_i} y(x) dx` (`cell_averages`); `HamiltonJacobi` states are point
+    values at the cell centres (`centres`, `mesh`). The geometry is static (Python floats), so the spacing
     is known at trace time.
 
     **Arguments:**

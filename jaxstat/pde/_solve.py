@@ -37,8 +37,9 @@ def solve(
     **Arguments:**
 
     - `equation`: a `Burgers` or `HamiltonJacobi` discretisation.
-    - `y0`: the initial state, shape `equation.state_shape`, floating dtype (cell averages:
-        use `grid.cell_averages(fn)` for high-order schemes).
+    - `y0`: the initial state, shape `equation.state_shape`, real floating dtype. For `Burgers`
+        cell averages (`grid.cell_averages(p0)`), for `HamiltonJacobi` point values at the cell
+        centres (`u0(*grid.mesh())`); `ys` are of the same kind.
     - `ts`: nondecreasing save times; `ts[0]` is the initial time.
     - `nu`: the viscosity `nu >= 0` (`nu = 0`: entropy / viscosity solutions).
     - `solver`: `SSPRK1()`, `SSPRK2()`, `SSPRK3()` (default) or any explicit diffrax solver.

@@ -73,8 +73,43 @@ def test_limiters(limiter, expected):
     a = jnp.array([1.0, 1.0, -1.0, 1.0])
     b = jnp.array([2.0, -1.0, 0.0, 1.0])
     np.testing.assert_allclose(limiter(a, b), expected, rtol=1e-14)
-    # Symmetry phi(a, b) = phi(b, a) and bounds 0 <= phi / a <= 2 where a b > 0.
+    # Symmetry phi(a, b) = phi(b, a) (the TVD bounds over all ratios: next test).
     np.testing.assert_allclose(limiter(b, a), limiter(a, b), rtol=1e-14)
+
+
+# Closed forms of sigma / a as functions of the ratio r = b / a > 0 (Sweby's phi(r)).
+LIMITER_PHI = [
+    (jp.MinMod(), lambda r: np.minimum(1.0, r)),
+    (jp.VanLeer(), lambda r: 2 * r / (1 + r)),
+    (jp.MonotonizedCentral(), lambda r: np.minimum(np.minimum(2.0, 2 * r), (1 + r) / 2)),
+]
+
+
+@pytest.mark.parametrize("limiter,phi", LIMITER_PHI, ids=lambda x: type(x).__name__)
+def test_limiters_lie_in_the_tvd_region(limiter, phi):
+    # Over a dense grid of ratios r = b / a (1e-4 .. 1e4, both signs of a): where a b > 0,
+    # 0 <= sigma / a <= 2 and 0 <= sigma / b <= 2 (Sweby's TVD region 0 <= phi(r) <= min(2, 2r)),
+    # sigma / a equals the limiter's closed form phi(r), phi(1) = 1 (second order on smooth
+    # data), and sigma is symmetric, odd and positively homogeneous; where a b <= 0, sigma = 0.
+    r = np.logspace(-4, 4, 2001)
+    for scale in (1.0, -2.5, 1e-3):
+        a = np.full_like(r, scale)
+        b = r * scale
+        sigma = np.asarray(limiter(jnp.asarray(a), jnp.asarray(b)))
+        ratio_a, ratio_b = sigma / a, sigma / b
+        assert np.all(ratio_a >= 0) and np.all(ratio_a <= 2 + 1e-14)
+        assert np.all(ratio_b >= 0) and np.all(ratio_b <= 2 + 1e-14)
+        np.testing.assert_allclose(ratio_a, phi(r), rtol=1e-13)
+        np.testing.assert_allclose(limiter(jnp.asarray(b), jnp.asarray(a)), sigma, rtol=1e-14)
+        np.testing.assert_allclose(limiter(-jnp.asarray(a), -jnp.asarray(b)), -sigma, rtol=1e-14)
+        np.testing.assert_allclose(
+            limiter(3 * jnp.asarray(a), 3 * jnp.asarray(b)), 3 * sigma, rtol=1e-14
+        )
+        # Opposite signs or a zero difference: no slope (an extremum is not steepened).
+        for other in (-b, 0 * b):
+            assert np.all(np.asarray(limiter(jnp.asarray(a), jnp.asarray(other))) == 0)
+            assert np.all(np.asarray(limiter(jnp.asarray(other), jnp.asarray(a))) == 0)
+    np.testing.assert_allclose(limiter(jnp.array(0.7), jnp.array(0.7)), 0.7, rtol=1e-15)
 
 
 # (reconstruction, accepted band of the fitted order). The bands are the formal order -0.2/+0.4,

@@ -134,9 +134,9 @@ def test_2d_hj_and_burgers_against_cole_hopf():
     u_exact, p_exact = _cole_hopf_2d(n)
     x = jnp.moveaxis(grid.mesh(), 0, -1)
     u0 = jax.vmap(jax.vmap(_U2))(x)
-    sol = jp.solve(jp.HamiltonJacobi(grid), u0, jnp.array([0.0, 0.5]), 0.1)
+    sol = jp.solve(jp.HamiltonJacobi(grid, viscous_order=2), u0, jnp.array([0.0, 0.5]), 0.1)
     assert jnp.max(jnp.abs(sol.ys[-1] - u_exact)) < 2e-3
-    burgers = jp.Burgers(grid)  # LocalLaxFriedrichs in 2-D
+    burgers = jp.Burgers(grid, viscous_order=2)  # LocalLaxFriedrichs in 2-D
     sol = jp.solve(burgers, grid.cell_averages(_P2), jnp.array([0.0, 0.5]), 0.1)
     assert sol.ys.shape == (2, 2, n, n)
     assert jnp.max(jnp.abs(sol.ys[-1] - jnp.moveaxis(p_exact, -1, 0))) < 1e-2
