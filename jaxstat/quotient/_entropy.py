@@ -81,7 +81,7 @@ class Langevin(AbstractLangevinSampler):
 
 
 class MetropolisAdjustedLangevin(AbstractLangevinSampler):
-    r"""Langevin proposal with a Metropolis-Hastings test (MALA): exact stationary law `exp(-beta U)`.
+    r"""Langevin proposal with a Metropolis-Hastings test (MALA): stationary law exactly `rho`.
 
     Accept `y` with probability `min(1, exp(-beta U(y) + beta U(x) - log q(x | y) + log q(y | x)))`,
     `q(y | x) ∝ exp(-beta |y - x + eta grad U(x)|^2 / (4 eta))`.
@@ -115,7 +115,7 @@ class LocalEntropyGradient(eqx.Module):
 
 
 class LocalEntropyValue(eqx.Module):
-    """The thermodynamic-integration estimate of `F(x; gamma)` and its Monte Carlo standard error."""
+    """The thermodynamic-integration estimate of `F(x; gamma)` and its Monte Carlo error."""
 
     value: Float[Array, ""]
     stderr: Float[Array, ""]
@@ -136,7 +136,7 @@ def hj_offset(t: Float[ArrayLike, "..."], beta: Float[ArrayLike, "..."], dim: in
 def _check_static(num_steps, burn_in, num_chains, sampler):
     if not isinstance(sampler, AbstractLangevinSampler):
         raise TypeError(
-            "`sampler` must be `Langevin()` or `MetropolisAdjustedLangevin()`, got " f"{sampler!r}."
+            f"`sampler` must be `Langevin()` or `MetropolisAdjustedLangevin()`, got {sampler!r}."
         )
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"`num_steps` must be a positive int, got {num_steps!r}.")
@@ -186,7 +186,9 @@ def _chain_means(loss_flat, x, gamma, beta, eta, key, num_steps, burn_in, num_ch
 
         zero = jnp.zeros((), x.dtype)
         carry = (y, jnp.zeros_like(x), zero, zero)
-        (_, total, total_sq, total_acc), _ = jax.lax.scan(accumulate, carry, jr.split(key_run, num_steps))
+        (_, total, total_sq, total_acc), _ = jax.lax.scan(
+            accumulate, carry, jr.split(key_run, num_steps)
+        )
         return total / num_steps, total_sq / num_steps, total_acc / num_steps
 
     return jax.vmap(chain)(jr.split(key, num_chains))
@@ -195,7 +197,9 @@ def _chain_means(loss_flat, x, gamma, beta, eta, key, num_steps, burn_in, num_ch
 def _check_values(name, value, dtype):
     value = jnp.asarray(value, dtype)
     if value.ndim != 0:
-        raise ValueError(f"`{name}` must be a scalar, got shape {value.shape} (vmap over it instead).")
+        raise ValueError(
+            f"`{name}` must be a scalar, got shape {value.shape} (vmap over it instead)."
+        )
     return eqx.error_if(value, ~(value > 0), f"`{name}` must be positive.")
 
 
@@ -253,7 +257,8 @@ def local_entropy_gradient(
 
     ```python
     f = lambda y: 0.5 * jnp.sum(y**2)
-    est = local_entropy_gradient(f, jnp.ones(3), gamma=1.0, beta=10.0, key=jr.key(0), step_size=0.05)
+    x = jnp.ones(3)
+    est = local_entropy_gradient(f, x, gamma=1.0, beta=10.0, key=jr.key(0), step_size=0.05)
     est.grad  # about gamma a x / (a + gamma) = 0.5
     ```
     """
@@ -341,7 +346,15 @@ def local_entropy_value(
 
     def node(s_j, key_j):
         _, sq, _ = _chain_means(
-            loss_flat, flat, 1 / s_j, beta, eta * s_j / t, key_j, num_steps, burn_in, num_chains,
+            loss_flat,
+            flat,
+            1 / s_j,
+            beta,
+            eta * s_j / t,
+            key_j,
+            num_steps,
+            burn_in,
+            num_chains,
             sampler,
         )
         # s g(s) per chain: d / (2 beta) - <|x - x'|^2> / (2 s).

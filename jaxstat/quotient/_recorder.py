@@ -68,7 +68,9 @@ def _read_chunk(path: str) -> dict[str, np.ndarray]:
         for i, name in enumerate(names):
             array = np.asarray(data[f"k{i}"])
             if array.shape[:1] != steps.shape:
-                raise ValueError(f"observable {name!r} has {array.shape[:1]} steps, expected {steps.shape}.")
+                raise ValueError(
+                    f"observable {name!r} has {array.shape[:1]} steps, expected {steps.shape}."
+                )
             out[name] = array
     if steps.ndim != 1 or steps.size == 0 or np.any(np.diff(steps) <= 0):
         raise ValueError("the step numbers are not increasing.")
@@ -86,7 +88,9 @@ def _scan(directory: str, *, quarantine: bool) -> list[dict[str, np.ndarray]]:
             chunks.append(_read_chunk(path))
         except Exception as error:  # a truncated zip, a missing array, a bad header...
             action = "set aside as .corrupt" if quarantine else "ignored"
-            warnings.warn(f"unreadable chunk {path} ({error}); {action}.", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"unreadable chunk {path} ({error}); {action}.", RuntimeWarning, stacklevel=3
+            )
             if quarantine:
                 os.replace(path, path + ".corrupt")
     last = -1
@@ -188,7 +192,9 @@ class Recorder:
         if step is None:
             step = self.next_step
         if step < self.next_step:
-            raise ValueError(f"step {step} is not after the last recorded step {self.next_step - 1}.")
+            raise ValueError(
+                f"step {step} is not after the last recorded step {self.next_step - 1}."
+            )
         self._buffer.append(flat)
         self._steps.append(int(step))
         self.next_step = int(step) + 1
@@ -256,4 +262,3 @@ def _fsync_directory(directory: str) -> None:
         pass
     finally:
         os.close(fd)
-

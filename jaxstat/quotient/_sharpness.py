@@ -100,7 +100,9 @@ def sharpness(
             raise ValueError(f"`init` has {v0.size} entries, `params` has {n}.")
         v0 = v0.astype(dtype)
     norm0 = jnp.linalg.norm(v0)
-    v0 = eqx.error_if(v0, ~(norm0 > 0) | ~jnp.isfinite(norm0), "`init` must be a non-zero finite vector.")
+    v0 = eqx.error_if(
+        v0, ~(norm0 > 0) | ~jnp.isfinite(norm0), "`init` must be a non-zero finite vector."
+    )
     q0 = v0 / norm0
     tiny = jnp.finfo(dtype).eps * 10
 
@@ -122,7 +124,13 @@ def sharpness(
         return Q, alpha.at[j].set(a), beta.at[j].set(b), scale, now_broken
 
     Q = jnp.zeros((m + 1, n), dtype).at[0].set(q0)
-    init_carry = (Q, jnp.zeros(m, dtype), jnp.zeros(m, dtype), jnp.zeros((), dtype), jnp.array(False))
+    init_carry = (
+        Q,
+        jnp.zeros(m, dtype),
+        jnp.zeros(m, dtype),
+        jnp.zeros((), dtype),
+        jnp.array(False),
+    )
     Q, alpha, beta, _, _ = lax.fori_loop(0, m, body, init_carry)
     T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
     evals, evecs = jnp.linalg.eigh(T)
@@ -131,7 +139,8 @@ def sharpness(
     v = v / jnp.linalg.norm(v)
     residual = jnp.linalg.norm(hvp(v) - value * v)
     value = eqx.error_if(
-        value, ~jnp.isfinite(value) | ~jnp.isfinite(residual),
+        value,
+        ~jnp.isfinite(value) | ~jnp.isfinite(residual),
         "the Hessian-vector products of `loss` are not finite at `params`.",
     )
     return Sharpness(value=value, vector=unravel(v), residual=residual)

@@ -28,7 +28,12 @@ def _periodic(y):
 def _exact(loss, x, gamma, beta):
     """(F, grad F, <x'>) by the trapezoidal rule (converged to ~1e-12 at these sizes)."""
     F, dF = jp.local_entropy(
-        loss, x[None, :], gamma=gamma, beta=beta, half_width=7.0, num_nodes=401 if x.size > 1 else 2001
+        loss,
+        x[None, :],
+        gamma=gamma,
+        beta=beta,
+        half_width=7.0,
+        num_nodes=401 if x.size > 1 else 2001,
     )
     return F[0], dF[0], x - dF[0] / gamma
 
@@ -40,16 +45,27 @@ def _exact(loss, x, gamma, beta):
 )
 def test_gibbs_mean_and_gradient_against_quadrature(loss, x, getkey):
     # MALA has no discretisation bias: the estimate is within 4 standard errors of the
-    # quadrature. Measured |error| / SE over 6 keys: below 1.5 (within N(0, 1) spread).
-    gamma, beta = 1.0, 4.0
+    # quadrature. Measured |error| / SE over 6 keys and both losses: at most 2.1.
+    gamma, beta = 1.5, 4.0
     _, dF, mean = _exact(loss, x, gamma, beta)
     est = jq.local_entropy_gradient(
-        loss, x, gamma=gamma, beta=beta, key=getkey(), step_size=0.1, num_steps=5000,
-        num_chains=32, sampler=jq.MetropolisAdjustedLangevin(),
+        loss,
+        x,
+        gamma=gamma,
+        beta=beta,
+        key=getkey(),
+        step_size=0.1,
+        num_steps=5000,
+        num_chains=32,
+        sampler=jq.MetropolisAdjustedLangevin(),
     )
     assert 0.5 < est.acceptance <= 1
     assert jnp.all(est.mean_stderr > 0) and jnp.all(est.mean_stderr < 0.02)
-    assert jnp.all(jnp.abs(est.mean - mean) < 4 * est.mean_stderr), (est.mean, mean, est.mean_stderr)
+    assert jnp.all(jnp.abs(est.mean - mean) < 4 * est.mean_stderr), (
+        est.mean,
+        mean,
+        est.mean_stderr,
+    )
     assert jnp.all(jnp.abs(est.grad - dF) < 4 * est.grad_stderr)
     np.testing.assert_allclose(est.grad_stderr, gamma * est.mean_stderr)
 
@@ -60,7 +76,13 @@ def test_unadjusted_langevin_bias_is_first_order(getkey):
     x, gamma, beta = jnp.array([0.3]), 1.0, 4.0
     _, _, mean = _exact(_double_well, x, gamma, beta)
     est = jq.local_entropy_gradient(
-        _double_well, x, gamma=gamma, beta=beta, key=getkey(), step_size=0.01, num_steps=20000,
+        _double_well,
+        x,
+        gamma=gamma,
+        beta=beta,
+        key=getkey(),
+        step_size=0.01,
+        num_steps=20000,
         num_chains=32,
     )
     assert jnp.abs(est.mean - mean)[0] < 4 * est.mean_stderr[0] + 1e-2
@@ -68,8 +90,14 @@ def test_unadjusted_langevin_bias_is_first_order(getkey):
     # stationary law of the linear recursion is centred at gamma x / (a + gamma)).
     a, x2 = 3.0, jnp.array([1.0, -2.0])
     est = jq.local_entropy_gradient(
-        lambda y: 0.5 * a * jnp.sum(y**2), x2, gamma=gamma, beta=beta, key=getkey(),
-        step_size=0.2, num_steps=2000, num_chains=16,
+        lambda y: 0.5 * a * jnp.sum(y**2),
+        x2,
+        gamma=gamma,
+        beta=beta,
+        key=getkey(),
+        step_size=0.2,
+        num_steps=2000,
+        num_chains=16,
     )
     assert jnp.all(jnp.abs(est.mean - gamma * x2 / (a + gamma)) < 4 * est.mean_stderr)
 
@@ -81,7 +109,13 @@ def test_value_by_thermodynamic_integration(getkey):
     x, gamma, beta = jnp.array([0.3]), 1.0, 4.0
     F, _, _ = _exact(_double_well, x, gamma, beta)
     est = jq.local_entropy_value(
-        _double_well, x, gamma=gamma, beta=beta, key=getkey(), step_size=0.1, num_steps=2000,
+        _double_well,
+        x,
+        gamma=gamma,
+        beta=beta,
+        key=getkey(),
+        step_size=0.1,
+        num_steps=2000,
         num_chains=16,
     )
     assert 0 < est.stderr < 0.02
@@ -97,8 +131,13 @@ def test_value_of_a_quadratic_in_closed_form(getkey):
         beta * (a + gamma) / (2 * math.pi)
     )
     est = jq.local_entropy_value(
-        lambda y: 0.5 * a * jnp.sum(y**2), x, gamma=gamma, beta=beta, key=getkey(),
-        step_size=0.1, num_steps=1000,
+        lambda y: 0.5 * a * jnp.sum(y**2),
+        x,
+        gamma=gamma,
+        beta=beta,
+        key=getkey(),
+        step_size=0.1,
+        num_steps=1000,
     )
     assert jnp.abs(est.value - exact) < 4 * est.stderr + 2e-3, (est.value, exact, est.stderr)
 
@@ -106,16 +145,21 @@ def test_value_of_a_quadratic_in_closed_form(getkey):
 def test_hj_offset_and_the_hamilton_jacobi_solution():
     # u(x, t) = F(x; 1/t) + d / (2 beta) log(2 pi t / beta) solves u_t + u_x^2 / 2 = nu u_xx,
     # nu = 1 / (2 beta), u(., 0) = f. The finite-volume HJ solution (WENO5, fourth-order
-    # viscous term, 64 cells, periodic f) against quadrature: measured max error 3e-5 at t = 0.5 (c(t) itself is ~0.1).
+    # viscous term, 64 cells, periodic f) against quadrature: measured max error 3e-5 at
+    # t = 0.5 (c(t) itself is ~0.1).
     beta = 2.5
     nu = 1 / (2 * beta)
     grid = jp.UniformGrid(0.0, 2 * math.pi, 64)
     xs = grid.centres()
     ts = jnp.array([0.0, 0.25, 0.5, 1.0])
-    sol = jp.solve(jp.HamiltonJacobi(grid, viscous_order=4), jax.vmap(lambda v: _periodic(v[None]))(xs), ts, nu)
+    sol = jp.solve(
+        jp.HamiltonJacobi(grid, viscous_order=4), jax.vmap(lambda v: _periodic(v[None]))(xs), ts, nu
+    )
     for k in range(1, len(ts)):
         t = float(ts[k])
-        F, _ = jp.local_entropy(_periodic, xs[:, None], gamma=1 / t, beta=beta, half_width=8.0, num_nodes=1601)
+        F, _ = jp.local_entropy(
+            _periodic, xs[:, None], gamma=1 / t, beta=beta, half_width=8.0, num_nodes=1601
+        )
         err = jnp.max(jnp.abs(sol.ys[k] - jq.hj_offset(t, beta, 1) - F))
         assert err < 1e-4, (t, err)
 
@@ -128,7 +172,12 @@ def test_langevin_estimates_solve_the_hamilton_jacobi_equation(getkey):
     grid = jp.UniformGrid(0.0, 2 * math.pi, 128)
     xs = grid.centres()
     ts = jnp.array([0.0, 0.5, 1.0])
-    sol = jp.solve(jp.HamiltonJacobi(grid, viscous_order=4), jax.vmap(lambda v: _periodic(v[None]))(xs), ts, 1 / (2 * beta))
+    sol = jp.solve(
+        jp.HamiltonJacobi(grid, viscous_order=4),
+        jax.vmap(lambda v: _periodic(v[None]))(xs),
+        ts,
+        1 / (2 * beta),
+    )
     h = grid.spacing[0]
     idx = jnp.array([20, 64, 100])
     points = xs[idx][:, None]
@@ -139,13 +188,24 @@ def test_langevin_estimates_solve_the_hamilton_jacobi_equation(getkey):
         keys = jr.split(getkey(), len(idx))
         grad = jax.vmap(
             lambda x, key: jq.local_entropy_gradient(
-                _periodic, x, gamma=1 / t, beta=beta, key=key, step_size=0.1 * t, num_steps=1500,
+                _periodic,
+                x,
+                gamma=1 / t,
+                beta=beta,
+                key=key,
+                step_size=0.1 * t,
+                num_steps=1500,
                 sampler=jq.MetropolisAdjustedLangevin(),
             )
         )(points, keys)
         assert jnp.all(jnp.abs(grad.grad[:, 0] - grad_u[idx]) < 4 * grad.grad_stderr[:, 0] + 1e-3)
         value = jq.local_entropy_value(
-            _periodic, points[1], gamma=1 / t, beta=beta, key=getkey(), step_size=0.1 * t,
+            _periodic,
+            points[1],
+            gamma=1 / t,
+            beta=beta,
+            key=getkey(),
+            step_size=0.1 * t,
             num_steps=800,
         )
         target = u[idx[1]] - jq.hj_offset(t, beta, 1)
@@ -162,13 +222,21 @@ def test_pytrees_vmap_and_jit(getkey):
     kwargs = dict(beta=4.0, key=key, step_size=0.1, num_steps=50, burn_in=10, num_chains=4)
     flat = jq.local_entropy_gradient(loss_flat, x, gamma=1.0, **kwargs)
     tree = jq.local_entropy_gradient(loss_tree, {"a": x[:1], "b": x[1:]}, gamma=1.0, **kwargs)
-    np.testing.assert_allclose(jnp.concatenate([tree.grad["a"], tree.grad["b"]]), flat.grad, rtol=1e-12)
     np.testing.assert_allclose(
-        jnp.concatenate([tree.mean_stderr["a"], tree.mean_stderr["b"]]), flat.mean_stderr, rtol=1e-12
+        jnp.concatenate([tree.grad["a"], tree.grad["b"]]), flat.grad, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        jnp.concatenate([tree.mean_stderr["a"], tree.mean_stderr["b"]]),
+        flat.mean_stderr,
+        rtol=1e-12,
     )
     xs = jnp.array([[0.4, -0.2], [1.0, 0.3], [-0.7, 0.0]])
-    batched = jax.vmap(lambda p: jq.local_entropy_gradient(loss_flat, p, gamma=1.0, **kwargs).grad)(xs)
-    looped = jnp.stack([jq.local_entropy_gradient(loss_flat, p, gamma=1.0, **kwargs).grad for p in xs])
+    batched = jax.vmap(lambda p: jq.local_entropy_gradient(loss_flat, p, gamma=1.0, **kwargs).grad)(
+        xs
+    )
+    looped = jnp.stack(
+        [jq.local_entropy_gradient(loss_flat, p, gamma=1.0, **kwargs).grad for p in xs]
+    )
     np.testing.assert_allclose(batched, looped, rtol=1e-10, atol=1e-12)
     jitted = jax.jit(lambda g: jq.local_entropy_gradient(loss_flat, x, gamma=g, **kwargs).grad)(1.0)
     np.testing.assert_allclose(jitted, flat.grad, rtol=1e-12)
@@ -195,9 +263,13 @@ def test_errors(getkey):
     with pytest.raises(ValueError, match="num_scopes"):
         jq.local_entropy_value(_double_well, x, gamma=1.0, num_scopes=1, **kw)
     with pytest.raises(eqx.EquinoxRuntimeError, match="`gamma` must be positive"):
-        eqx.filter_jit(lambda g: jq.local_entropy_gradient(_double_well, x, gamma=g, **kw).grad)(-1.0)
+        eqx.filter_jit(lambda g: jq.local_entropy_gradient(_double_well, x, gamma=g, **kw).grad)(
+            -1.0
+        )
     with pytest.raises(eqx.EquinoxRuntimeError, match="`beta` must be positive"):
         jq.local_entropy_gradient(_double_well, x, gamma=1.0, **{**kw, "beta": 0.0})
     # A step far above 2 / curvature: the chain blows up, reported instead of returning NaN.
     with pytest.raises(eqx.EquinoxRuntimeError, match="diverged"):
-        jq.local_entropy_gradient(_double_well, jnp.array([3.0]), gamma=1.0, **{**kw, "step_size": 5.0, "num_steps": 200})
+        jq.local_entropy_gradient(
+            _double_well, jnp.array([3.0]), gamma=1.0, **{**kw, "step_size": 5.0, "num_steps": 200}
+        )

@@ -36,8 +36,12 @@ def test_noiseless_quadratic_closed_form():
     gamma0, gamma1, eta, alpha, steps = 0.7, 0.5, 0.1, 0.75, 30
     params = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array(0.3)}
     opt = jq.entropy_sgd(
-        langevin_steps=steps, gamma=gamma0, scoping=gamma1, inner_learning_rate=eta,
-        thermal_noise=0.0, averaging=alpha,
+        langevin_steps=steps,
+        gamma=gamma0,
+        scoping=gamma1,
+        inner_learning_rate=eta,
+        thermal_noise=0.0,
+        averaging=alpha,
     )
     state = opt.init(params)
     a = np.concatenate([A, A[:1]])
@@ -61,8 +65,12 @@ def test_noise_mean_and_variance():
     gamma, eta, eps, alpha, steps = 1.0, 0.1, 0.5, 0.3, 20
     a, x = 2.0, 1.5
     opt = jq.entropy_sgd(
-        langevin_steps=steps, gamma=gamma, scoping=0.0, inner_learning_rate=eta,
-        thermal_noise=eps, averaging=alpha,
+        langevin_steps=steps,
+        gamma=gamma,
+        scoping=0.0,
+        inner_learning_rate=eta,
+        thermal_noise=eps,
+        averaging=alpha,
     )
     f = lambda p: 0.5 * a * p[0] ** 2
     params = jnp.array([x])
@@ -112,8 +120,13 @@ def test_entropy_sgd_settles_in_the_wide_minimum():
     def esgd(key):
         opt = optax.chain(
             jq.entropy_sgd(
-                langevin_steps=100, gamma=0.3, scoping=1e-3, inner_learning_rate=0.01,
-                thermal_noise=0.8, averaging=0.05, key=key,
+                langevin_steps=100,
+                gamma=0.3,
+                scoping=1e-3,
+                inner_learning_rate=0.01,
+                thermal_noise=0.8,
+                averaging=0.05,
+                key=key,
             ),
             optax.sgd(1.0),
         )
@@ -143,7 +156,9 @@ def test_extra_arguments_jit_and_scan():
         updates, state = opt.update(params, state, params, value_fn=loss, batch=data, unrelated=1.0)
         return (optax.apply_updates(params, updates), state), params
 
-    (scanned, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=40))((params, opt.init(params)))
+    (scanned, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=40))(
+        (params, opt.init(params))
+    )
     carry = (params, opt.init(params))
     jitted = jax.jit(step)
     for _ in range(40):

@@ -42,7 +42,9 @@ def test_roundtrip_names_and_steps(tmp_path):
     assert sorted(series) == ["attention/spectrum", "loss", "norms/0", "norms/1", "step"]
     np.testing.assert_array_equal(series["step"], np.arange(10))
     np.testing.assert_array_equal(series["loss"], [1.0 / (1 + s) for s in range(10)])
-    np.testing.assert_array_equal(series["norms/0"], np.stack([_observables(s)["norms"][0] for s in range(10)]))
+    np.testing.assert_array_equal(
+        series["norms/0"], np.stack([_observables(s)["norms"][0] for s in range(10)])
+    )
     assert series["attention/spectrum"].dtype == np.float32
     assert series["attention/spectrum"].shape == (10, 2, 2)
     # Three chunks (4 + 4 + 2 steps), no temporary files left behind.
@@ -131,7 +133,9 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     # (once per run). Every chunk on disk is complete, the steps are 0, 1, ... without gaps, and
     # the values equal what an uninterrupted run writes.
     for _ in range(2):
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(5):  # wait for five chunks, then kill mid-interval
             child.stdout.readline()
         time.sleep(0.0123)
@@ -142,4 +146,27 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert len(steps) >= 2 * 5 * 7 - 7 and len(steps) % 7 == 0
     np.testing.assert_array_equal(steps, np.arange(len(steps)))
     np.testing.assert_array_equal(series["step_sq"], steps.astype(float) ** 2)
-    np.testing.assert_array_equal(series["x"][-1], np.random.default_rng(int(steps[-1])).normal(size=1000))
+    np.testing.assert_array_equal(
+        series["x"][-1], np.random.default_rng(int(steps[-1])).normal(size=1000)
+    )
+
+
+def test_interrupted_write_leaves_no_partial_chunk(tmp_path, monkeypatch):
+    # A write that dies half-way (here: the serialiser writes a few bytes, then the process is
+    # interrupted) leaves the record as it was: the chunk appears whole or not at all.
+    recorder = jq.Recorder(tmp_path, interval=2)
+    recorder.record(_observables(0))
+    recorder.record(_observables(1))
+
+    def dying_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half a chunk")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", dying_savez)
+    recorder.record(_observables(2))
+    with pytest.raises(KeyboardInterrupt):
+        recorder.record(_observables(3))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["chunk_000000000000.npz"]
+    np.testing.assert_array_equal(jq.read_record(tmp_path)["step"], [0, 1])
+    assert jq.Recorder(tmp_path, interval=2).next_step == 2

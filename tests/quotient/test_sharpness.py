@@ -80,7 +80,9 @@ def test_small_mlp_against_dense_hessian(getkey):
 def test_jit_vmap_and_float32(getkey):
     eigenvalues = np.concatenate([[6.0], np.linspace(0.0, 2.0, 11)])
     f, _ = _quadratic(eigenvalues, getkey())
-    scaled = jax.jit(jax.vmap(lambda c: jq.sharpness(lambda z: c * f(z), jnp.zeros(12), num_iterations=12).value))
+    scaled = jax.jit(
+        jax.vmap(lambda c: jq.sharpness(lambda z: c * f(z), jnp.zeros(12), num_iterations=12).value)
+    )
     np.testing.assert_allclose(scaled(jnp.array([1.0, 2.0, 0.5])), [6.0, 12.0, 3.0], rtol=1e-10)
     f32 = lambda z: f(z.astype(jnp.float64)).astype(jnp.float32)
     out32 = jq.sharpness(f32, jnp.zeros(12, jnp.float32), num_iterations=12)
