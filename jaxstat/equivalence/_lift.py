@@ -195,7 +195,10 @@ def hermitian_lift(
       admissible lift (`U` the polar factor of `-H_ij`, `w` its mean singular value, diagonal
       blocks replaced by the mean of their eigenvalues).
 
-    **Returns:** a `jaxstat.graphs.Graph` on `n` nodes.
+    **Returns:** a `jaxstat.graphs.Graph` on `n` nodes. Its connection is one of three types
+    (none, `PhaseConnection` or a `BlockConnection`, see the module docstring), but there is one
+    way back to the matrix for every type: `graph.as_dense()` (shape `(n k, n k)`, node-major
+    like `H`) is its Hamiltonian `L_{w,U} + diag(V)`, and `graph.hamiltonian(v)` applies it.
 
     **Raises:** `ValueError` if `H` is not square/Hermitian, if its size is not a multiple of
     `fiber`, or (`k > 1`, `project=False`) if a block is not admissible.

@@ -8,35 +8,10 @@ import numpy as np
 import scipy.spatial
 from jaxtyping import Array, PRNGKeyArray
 
-from ._connection import AbstractConnection
 from ._graph import Graph
 
 
-def from_edges(
-    edges,
-    weights=None,
-    num_nodes: int | None = None,
-    *,
-    connection: AbstractConnection | None = None,
-    potential=None,
-) -> Graph:
-    """A graph from an `(E, 2)` array (or sequence of pairs) of undirected edges `(i, j)`.
-
-    Each edge is stored once as given. See [`jaxstat.graphs.Graph`][] for the other arguments.
-    """
-    e = np.asarray(edges)
-    if e.size == 0:
-        e = e.reshape(0, 2).astype(np.int64)
-    if e.ndim != 2 or e.shape[1] != 2:
-        raise ValueError(f"edges must have shape (E, 2), got {e.shape}")
-    return Graph(
-        e[:, 0],
-        e[:, 1],
-        weights,
-        num_nodes,
-        connection=connection,
-        potential=potential,
-    )
+from_edges = Graph.from_edges
 
 
 def from_networkx(
@@ -78,12 +53,24 @@ def knn_graph(
 ) -> Graph:
     """The symmetrised k-nearest-neighbour graph of a point cloud.
 
-    An edge joins `i` and `j` when either is among the other's `k` nearest neighbours (Euclidean),
-    stored once. Weights: `exp(-|x_i - x_j|^2 / bandwidth^2)` (`kernel="gaussian"`, bandwidth
-    defaulting to the median k-th neighbour distance) or 1 (`kernel="binary"`). Neighbours come
-    from a `scipy.spatial.cKDTree`: `O(n k log n)`, never an `n x n` distance matrix.
+    An edge joins `i` and `j` when either is among the other's `k` nearest neighbours (Euclidean;
+    a point is not its own neighbour), stored once. Weights: `exp(-|x_i - x_j|^2 / bandwidth^2)`
+    (`kernel="gaussian"`, bandwidth defaulting to the median k-th neighbour distance) or 1
+    (`kernel="binary"`). Duplicate points are neighbours of each other at distance 0 (Gaussian
+    weight 1). Neighbours come from a `scipy.spatial.cKDTree`: `O(n k log n)`, never an `n x n`
+    distance matrix.
+
+    **Raises:** `TypeError` for complex points; `ValueError` for a wrong shape, non-finite
+    points, `k` outside `[1, n - 1]`, or a zero default bandwidth (more than half of the points
+    have `k` duplicates: pass `bandwidth`).
     """
-    x = np.asarray(points, dtype=np.float64)
+    x = np.asarray(points)
+    if np.iscomplexobj(x):
+        raise TypeError(
+            f"points must be real, got dtype {x.dtype}: for complex coordinates pass "
+            "`np.concatenate([x.real, x.imag], axis=-1)`"
+        )
+    x = x.astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"points must have shape (n, dim), got {x.shape}")
     n = x.shape[0]
@@ -94,7 +81,11 @@ def knn_graph(
     if kernel not in ("gaussian", "binary"):
         raise ValueError(f"kernel must be 'gaussian' or 'binary', got {kernel!r}")
     dist, nbr = scipy.spatial.cKDTree(x).query(x, k + 1)
-    dist, nbr = dist[:, 1:], nbr[:, 1:]
+    # Drop each point from its own list. With duplicates the point need not come first (ties at
+    # distance 0 are in any order), or at all (more than k + 1 copies): keep the first k others.
+    others = nbr != np.arange(n)[:, None]
+    keep = others & (np.cumsum(others, axis=1) <= k)
+    dist, nbr = dist[keep].reshape(n, k), nbr[keep].reshape(n, k)
     i = np.repeat(np.arange(n), k)
     j = nbr.reshape(-1)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
@@ -104,7 +95,13 @@ def knn_graph(
     if kernel == "gaussian":
         h = float(np.median(dist[:, -1])) if bandwidth is None else float(bandwidth)
         if not h > 0:
-            raise ValueError(f"bandwidth must be positive, got {h}")
+            why = (
+                " (the median k-th neighbour distance: more than half of the points have k "
+                "duplicates; pass `bandwidth`)"
+                if bandwidth is None
+                else ""
+            )
+            raise ValueError(f"bandwidth must be positive, got {h}{why}")
         w = np.exp(-((d / h) ** 2))
     else:
         w = np.ones_like(d)

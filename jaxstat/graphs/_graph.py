@@ -146,7 +146,13 @@ class Graph(eqx.Module):
         if s.size and (min(s.min(), r.min()) < 0 or max(s.max(), r.max()) >= num_nodes):
             raise ValueError(f"edge endpoints must lie in [0, {num_nodes})")
         if np.any(s == r):
-            raise ValueError(f"self-loops are not allowed (edge {int(np.argmax(s == r))})")
+            e = int(np.argmax(s == r))
+            raise ValueError(
+                f"self-loops are not allowed: edge {e} is ({s[e]}, {s[e]}) "
+                f"({int(np.sum(s == r))} in all). A loop adds nothing to the Laplacian "
+                "(w_ii (psi_i - psi_i) = 0); drop them, e.g. `keep = senders != receivers`, or "
+                "put a node term in `potential`"
+            )
         num_edges = s.shape[0]
         if weights is None:
             weights = jnp.ones(num_edges)
@@ -178,6 +184,39 @@ class Graph(eqx.Module):
         self.potential = potential
         self.num_nodes = num_nodes
         self.structure = _build_structure(s, r, num_nodes, k)
+
+    @classmethod
+    def from_edges(
+        cls,
+        edges,
+        weights=None,
+        num_nodes: int | None = None,
+        *,
+        connection: AbstractConnection | None = None,
+        potential=None,
+    ) -> Graph:
+        """A graph from a list of undirected edges `(i, j)`: an `(E, 2)` integer array, a list
+        of pairs (`[(0, 1), (1, 2)]`) or any iterable of pairs (e.g. `networkx`'s `G.edges`).
+
+        Each edge is stored once as given; parallel edges add up. Self-loops are refused (a
+        loop adds nothing to the Laplacian), with a message saying how to drop them: the
+        graph is never changed silently. The other arguments are those of `Graph`.
+        Also available as `jaxstat.graphs.from_edges`.
+
+        **Example:**
+
+        ```python
+        g = Graph.from_edges([(0, 1), (1, 2)], weights=[1.0, 2.0])
+        ```
+        """
+        if not (hasattr(edges, "__array__") or isinstance(edges, (list, tuple))):
+            edges = list(edges)
+        e = np.asarray(edges)
+        if e.size == 0:
+            e = e.reshape(0, 2).astype(np.int64)
+        if e.ndim != 2 or e.shape[1] != 2:
+            raise ValueError(f"edges must be pairs (i, j), i.e. shape (E, 2); got shape {e.shape}")
+        return cls(e[:, 0], e[:, 1], weights, num_nodes, connection=connection, potential=potential)
 
     @property
     def num_edges(self) -> int:
