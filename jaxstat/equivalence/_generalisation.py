@@ -21,7 +21,9 @@ Massart's lemma bounds the finite class (values in `[0, c]`) by `c sqrt(2 log K 
 the empirical, hence the expected, Rademacher complexity of the loss class. The deviation bound
 is the standard one for `[0, c]`-valued classes (Mohri, Rostamizadeh, Talwalkar, *Foundations of
 Machine Learning*, Thm 3.3, scaled by `c`). The minimum over `eps` is over a fixed grid and
-needs no union bound: the Rademacher estimate is deterministic.
+needs no union bound: the Rademacher estimate is deterministic. The box (its centre `theta_0` and
+`R`) must not depend on the sample: centre it at the initialisation, with `R` bounding how far
+training moves the parameters, not at parameters trained on the same sample.
 
 **The constant `L_Theta`** is built layer by layer from the Lipschitz bounds. For layer `l` with
 input bound `|u| <= U`, input sensitivity `|u' - u| <= S t` (`t = |theta' - theta|_inf`), source
@@ -34,7 +36,7 @@ box, and `psi = M^{-1} s`:
 
 with `kappa_B = c sqrt(#B)` (`c = sqrt 2` for complex entries), `B_max = |B_0|_2 + R kappa_B`,
 and `kappa_M` from Gershgorin on `M' - M`: for a graph,
-`kappa_H = max_i (2 d_i + [V trainable] + [phases] sum_{e ~ i} (w_e + R))` (`d_i` incident edges:
+`kappa_H = max_i (2 d_i + [V trainable] + [phases] sum_{e ~ i} (|w_e| + R))` (`d_i` incident edges:
 `|w' e^{i theta'} - w e^{i theta}| <= |w' - w| + w' |theta' - theta|`), plus 1 for a trainable
 `gamma` (`mu`); for a dense Hermitian `A` of size `N`, `kappa_A = 1 + (N - 1) c`, plus `c` for a
 trainable `z`. The modulus over the box is `m_0 - R (coefficient of its own parameters)` and must
@@ -127,7 +129,7 @@ def _graph_kappa(graph: Graph, R: float) -> tuple[float, int]:
         row = row + 1.0
         count += n
     if isinstance(graph.connection, PhaseConnection):
-        w = np.asarray(graph.weights) + R
+        w = np.abs(np.asarray(graph.weights)) + R
         row = row + np.bincount(s, w, minlength=n) + np.bincount(r, w, minlength=n)
         count += E
     return float(row.max(initial=0.0)), count

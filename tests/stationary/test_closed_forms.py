@@ -90,7 +90,9 @@ def test_driven_damped_isolated_nodes_closed_form(nonlinearity):
     roots = [positive_roots(intensity_poly(nonlinearity, v, s2)) for v, s2 in NODES]
     assert [len(r) for r in roots] == [3, 3, 3, 1, 1]  # the chosen parameters are bistable
     g = isolated(V)
-    model = js.DrivenDampedModel(gamma=GAMMA, kappa=KAPPA, nonlinearity=NONLINEARITIES[nonlinearity])
+    model = js.DrivenDampedModel(
+        gamma=GAMMA, kappa=KAPPA, nonlinearity=NONLINEARITIES[nonlinearity]
+    )
     for branch in range(3):
         I = np.array([r[min(branch, len(r) - 1)] for r in roots])
         expect = closed_form_state(nonlinearity, V, s, I)
@@ -112,7 +114,9 @@ def test_driven_damped_dimer_symmetric_mode(nonlinearity):
     stability also involves the antisymmetric mode, so only the state is compared)."""
     V, s2 = NODES[0]
     g = jg.from_edges([[0, 1]], [0.7], potential=V * jnp.ones(2))
-    model = js.DrivenDampedModel(gamma=GAMMA, kappa=KAPPA, nonlinearity=NONLINEARITIES[nonlinearity])
+    model = js.DrivenDampedModel(
+        gamma=GAMMA, kappa=KAPPA, nonlinearity=NONLINEARITIES[nonlinearity]
+    )
     s = np.sqrt(s2) * np.exp(0.4j) * np.ones(2)
     for I in positive_roots(intensity_poly(nonlinearity, V, s2)):
         expect = closed_form_state(nonlinearity, V, s, I)
@@ -207,7 +211,7 @@ def test_gradient_model_isolated_nodes_closed_form(name):
 
 
 def test_relu_isolated_nodes_with_potential(getkey):
-    """ReLU potential, no edges, potential `V`: `psi = ReLU(s - V psi)`, i.e. `ReLU(s) / (1 + V)`."""
+    """ReLU potential, no edges, potential `V`: `psi = ReLU(s - V psi) = ReLU(s) / (1 + V)`."""
     V = jr.uniform(getkey(), (9,))
     s = jr.normal(getkey(), (9, 2))
     sol = js.solve(js.GradientModel(js.ReLUPotential()), isolated(V), s)

@@ -1,14 +1,15 @@
 """The matrix-free certificate `CayleyArnoldi` with a Krylov dimension far below the state's real
 dimension, against the dense spectrum, on stable and unstable states of a Kerr network.
 
-Network: `n` nodes (`2n` reals; 120 by default, 300 in the slow suite), weak random coupling (weights <= 0.02), on-site potential
-`V = 1`, drive `|s|^2 = 0.05` with random phases, `gamma = 0.1`, `kappa = -2`. Each isolated node
-is bistable (three roots of `I (gamma^2 + (V + kappa I)^2) = |s|^2`); warm starts from the
-isolated-node closed forms select the all-lower (stable) and all-upper (stable) branches, and the
-state with node 0 on its middle branch (one real unstable eigenvalue, well separated).
+Network: `n` nodes (`2n` reals; 120 by default, 300 in the slow suite), weak random coupling
+(weights <= 0.02), on-site potential `V = 1`, drive `|s|^2 = 0.05` with random phases,
+`gamma = 0.1`, `kappa = -2`. Each isolated node is bistable (three roots of
+`I (gamma^2 + (V + kappa I)^2) = |s|^2`); warm starts from the isolated-node closed forms select
+the all-lower (stable) and all-upper (stable) branches, and the state with node 0 on its middle
+branch (one real unstable eigenvalue, well separated).
 
 The linearisation is `-gamma I` plus a Hamiltonian (conservative) part, whose eigenvalues come in
-`+-` pairs: on a stable branch they are all imaginary, so the whole spectrum (600 eigenvalues)
+`+-` pairs: on a stable branch they are all imaginary, so the whole spectrum (2n eigenvalues)
 lies on `Re lambda = -gamma` and the abscissa is `-gamma` exactly. The unstable eigenvalue is
 isolated and Arnoldi resolves it to rounding; on the stable branches the rightmost Ritz value is
 one point of a dense vertical cluster, resolved to within 10% of `gamma` by 20-30 Krylov steps.
