@@ -237,12 +237,13 @@ class NeuronSymmetry(AbstractSymmetry):
       (`scipy.optimize.linear_sum_assignment`), started from the canonical forms of both models.
 
     **Arguments:** `units`: a tuple of `Units`, one per layer, input to output; `rtol`, `atol`: the
-    tolerances of the balancing minimisation; `max_steps` its step limit.
+    tolerances of the balancing minimisation (default `1e-12` in float64, `1e-5` in float32);
+    `max_steps` its step limit.
     """
 
     units: tuple[Units, ...]
-    rtol: float = eqx.field(static=True, default=1e-12)
-    atol: float = eqx.field(static=True, default=1e-12)
+    rtol: float | None = eqx.field(static=True, default=None)
+    atol: float | None = eqx.field(static=True, default=None)
     max_steps: int = eqx.field(static=True, default=1024)
 
     def _sizes(self, params):
@@ -320,13 +321,32 @@ class NeuronSymmetry(AbstractSymmetry):
         def fn(xi, _):
             return sqnorm(self.act(params, self.chart(params, xi)))
 
-        solver = optx.BFGS(rtol=self.rtol, atol=self.atol)
-        xi = optx.minimise(fn, solver, xi0, max_steps=self.max_steps).value
+        default = 1e-12 if _dtype(params) == jnp.float64 else 1e-5
+        rtol = default if self.rtol is None else self.rtol
+        atol = default if self.atol is None else self.atol
+        bfgs = optx.minimise(
+            fn, optx.BFGS(rtol=rtol, atol=atol), xi0, max_steps=self.max_steps, throw=False
+        )
         # BFGS stops once its steps are small; Newton on the stationarity condition then converges
         # quadratically from there, to round-off (the objective is smooth and strictly convex).
-        newton = optx.Newton(rtol=self.rtol, atol=self.atol)
-        xi = optx.root_find(jax.grad(fn), newton, xi, max_steps=self.max_steps).value
-        return self.act(params, self.chart(params, xi))
+        newton = optx.root_find(
+            jax.grad(fn),
+            optx.Newton(rtol=rtol, atol=atol),
+            bfgs.value,
+            max_steps=self.max_steps,
+            throw=False,
+        )
+        failed = (bfgs.result != optx.RESULTS.successful) | (
+            newton.result != optx.RESULTS.successful
+        )
+        params = eqx.error_if(
+            params,
+            failed,
+            "balancing the positive rescalings (minimising the parameter norm over them) did not "
+            "converge within `max_steps`; raise `max_steps` or loosen `rtol`/`atol` of the "
+            "NeuronSymmetry",
+        )
+        return self.act(params, self.chart(params, newton.value))
 
     def _signs(self, params):
         for u, n in zip(self.units, self._sizes(params)):
