@@ -141,8 +141,10 @@ def fit(
     With `validation`, training is safeguarded by a held-out loss `V` (see
     [`jaxstat.strata.Validation`][]): the returned model minimises `V` over the run, updates that
     make `V` jump (or are not finite) are rejected with the optimiser state, and `patience` stops
-    the run early. To bound every step as well, chain a clip first:
-    `optax.chain(optax.clip_by_global_norm(c), tx)`.
+    the run early. A model whose forward solve can fail on a bad graph should turn the failure
+    into a non-finite output (`layer.solve(x, throw=False)`, then `nan` where `result` is not
+    successful) so that the step is rejected rather than raised. To bound every step as well, chain
+    a clip first: `optax.chain(optax.clip_by_global_norm(c), tx)`.
 
     **Arguments:**
 
