@@ -296,15 +296,12 @@ def test_entropy_flow_towards_the_face_against_scipy():
     # dA/dt = -DF(A), DF = -1 - (3/2) A diag(mu) A + (1/4) log(A / (1 - A)).
     mu = np.array([0.3, 0.7])
     A0 = np.array([[0.6, 0.8], [0.8, 0.5]])
-    ts = np.array([0.0, 0.05, 0.1, 0.2, 0.5, 1.0])
+    ts = np.array([0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
     F = -1.0 * EDGE - 0.5 * TRIANGLE + 0.25 * gn.ScalarEntropy()
     W0 = gn.StepGraphon(jnp.asarray(A0), jnp.asarray(mu))
-    # The default solver (projected Tsit5) with a tighter PID controller than the default, so
-    # that 1 - p (about 5e-5) is resolved to 1e-3 relative.
-    controller = dfx.PIDController(rtol=1e-10, atol=1e-10)
-    sol = gn.gradient_flow(
-        F, W0, ts[-1], saveat=dfx.SaveAt(ts=jnp.asarray(ts)), stepsize_controller=controller
-    )
+    # The defaults: projected Tsit5, PID controller at rtol = atol = 1e-6. (A much tighter
+    # controller takes steps too small to overshoot the face, and would not test the rejection.)
+    sol = gn.gradient_flow(F, W0, ts[-1], saveat=dfx.SaveAt(ts=jnp.asarray(ts)))
 
     def rhs(t, a):
         A = np.array([[a[0], a[1]], [a[1], a[2]]])
@@ -316,8 +313,9 @@ def test_entropy_flow_towards_the_face_against_scipy():
     ys = np.asarray(sol.ys)
     got = np.stack([ys[:, 0, 0], ys[:, 0, 1], ys[:, 1, 1]])
     assert np.all(got < 1) and 1 - got[:, -1].max() > 1e-5  # inside the box, near the face
-    np.testing.assert_allclose(got, ref.y, atol=1e-8)
-    np.testing.assert_allclose(1 - got[:, -1], 1 - ref.y[:, -1], rtol=1e-3)
+    # Tolerances from the controller's 1e-6 (measured max deviation 1.5e-6, in 1 - p up to 3%).
+    np.testing.assert_allclose(got, ref.y, atol=5e-6)
+    np.testing.assert_allclose(1 - got[:, -1], 1 - ref.y[:, -1], rtol=0.1)
     assert sol.stats["num_rejected_steps"] > 0  # the controller did reject steps near the face
 
 
