@@ -24,11 +24,13 @@ activation elementwise, so an unknown one falls back to permutations only (with 
 `Sequential`, an unknown `Lambda` may not be elementwise, so it ends the units before it (with a
 warning).
 
-Inside `Sequential`, a `LayerNorm` with `eps = 0` over the whole output of the layer before it makes
-that layer's weights and bias scale invariant (`NormalisationScaling`); with `eps > 0` the
-invariance is only approximate and is left out. Units pass through a `LayerNorm` over their full
-output (its elementwise weight and bias move with them; positive scalings then act on the
-LayerNorm's weight).
+Inside `Sequential`, pooling layers act channel by channel and are positively homogeneous, and
+`Lambda(jnp.ravel)` flattens channel-major, so that the units of the convolution before it become
+blocks of consecutive inputs of the next `Linear`. A `LayerNorm` with `eps = 0` over the whole
+output of the layer before it makes that layer's weights and bias scale invariant
+(`NormalisationScaling`); with `eps > 0` the invariance is only approximate and is left out. Units
+pass through a `LayerNorm` over their full output (its elementwise weight and bias move with them;
+positive scalings then act on the LayerNorm's weight).
 """
 
 import functools
@@ -207,6 +209,12 @@ class _Open(eqx.Module):
     scaling: AbstractScaling | None  # None: no activation seen yet (identity)
     raw: bool  # no activation or normalisation since the affine layer
     fixed: bool  # no scaling possible any more
+    flat: bool = False  # flattened channel-major: unit i is a block of consecutive entries
+
+
+# Reshapes that flatten `(C, ...)` channel-major: channel `i` becomes a block of consecutive
+# entries.
+_FLATTEN = {jnp.ravel}
 
 
 def _site(where_layer, attr, axis, power):
@@ -220,14 +228,18 @@ def _chain(model, where_layers, layers):
         if isinstance(layer, (eqx.nn.Linear, eqx.nn.Conv)) and not (
             isinstance(layer, eqx.nn.Conv) and layer.groups != 1
         ):
-            if (
-                pending is not None
-                and layer.weight.ndim >= 2
-                and layer.weight.shape[1] == pending.size
-            ):
+            closes = pending is not None and layer.weight.ndim >= 2
+            if closes and pending.flat:
+                closes = (
+                    isinstance(layer, eqx.nn.Linear) and layer.weight.shape[1] % pending.size == 0
+                )
+            elif closes:
+                closes = layer.weight.shape[1] == pending.size
+            if closes:
                 scaling = NoScaling() if pending.fixed else (pending.scaling or PositiveScaling())
-                sites = pending.sites + (_site(where, "weight", 1, -1),)
-                units.append(Units(sites, scaling, name=f"P_{len(units)}"))
+                block = layer.weight.shape[1] // pending.size
+                out_site = Site(lambda m, where=where: where(m).weight, 1, -1, block)
+                units.append(Units(pending.sites + (out_site,), scaling, name=f"P_{len(units)}"))
             if layer.weight.ndim < 2:
                 pending = None
                 continue
@@ -237,6 +249,16 @@ def _chain(model, where_layers, layers):
             pending = _Open(sites, layer.weight.shape[0], None, True, False)
         elif isinstance(layer, eqx.nn.LayerNorm):
             pending = _through_norm(layer, where, pending, extra)
+        elif isinstance(layer, eqx.nn.Lambda) and layer.fn in _FLATTEN:
+            if pending is not None:
+                pending = _Open(
+                    pending.sites, pending.size, pending.scaling, False, pending.fixed, True
+                )
+        elif isinstance(layer, (eqx.nn.Pool, eqx.nn.AdaptivePool)):
+            # pooling acts channel by channel and is positively homogeneous (max, mean)
+            if pending is not None and not pending.flat:
+                scaling = _combine(pending.scaling, PositiveScaling())
+                pending = _Open(pending.sites, pending.size, scaling, False, pending.fixed)
         elif isinstance(layer, (eqx.nn.Lambda, eqx.nn.Identity)) or not isinstance(
             layer, eqx.Module
         ):
@@ -258,6 +280,7 @@ def _chain(model, where_layers, layers):
                 _combine(pending.scaling, scaling),
                 False,
                 pending.fixed,
+                pending.flat,
             )
         elif isinstance(layer, eqx.nn.Dropout):
             continue

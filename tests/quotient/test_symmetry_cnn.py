@@ -157,9 +157,36 @@ def test_unknown_lambda_ends_the_units(getkey):
     model = eqx.nn.Sequential(
         [
             eqx.nn.Conv2d(2, 3, 3, key=k[0]),
-            eqx.nn.Lambda(jnp.ravel),
-            eqx.nn.Linear(27, 2, key=k[1]),
+            eqx.nn.Lambda(lambda x: jnp.roll(x, 1, axis=0)),  # mixes channels
+            eqx.nn.Conv2d(3, 2, 3, key=k[1]),
         ]
     )
     with pytest.warns(UserWarning, match="not a known elementwise activation"):
         assert q.symmetry(model) is None
+
+
+def _digits_cnn(key):
+    k = jr.split(key, 3)
+    return eqx.nn.Sequential(
+        [
+            eqx.nn.Conv2d(1, 4, 3, padding=1, key=k[0], dtype=jnp.float64),
+            relu,
+            eqx.nn.MaxPool2d(2, 2),
+            eqx.nn.Conv2d(4, 3, 3, padding=1, key=k[1], dtype=jnp.float64),
+            relu,
+            eqx.nn.Lambda(jnp.ravel),
+            eqx.nn.Linear(3 * 4 * 4, 2, key=k[2], dtype=jnp.float64),
+        ]
+    )
+
+
+def test_pooling_and_flatten_keep_the_channels(getkey):
+    model = _digits_cnn(getkey())
+    x = jr.normal(getkey(), (3, 1, 8, 8), jnp.float64)
+    group = q.symmetry(model)
+    assert [u.size(model) for u in group.units] == [4, 3]
+    assert group.units[1].sites[-1].block == 16  # a channel is 4 x 4 flattened entries
+    planted = act(group, model, group.random_element(getkey(), model))
+    np.testing.assert_allclose(out(planted, x), out(model, x), rtol=0, atol=1e-10)
+    reference, aligned = q.align(model, planted, group)
+    assert tree_allclose(_inexact(aligned), _inexact(reference), rtol=0, atol=1e-10)
