@@ -132,17 +132,17 @@ class Burgers(AbstractEquation):
     r"""Viscous Burgers `p_t + div F(p) = nu Lap p` by conservative finite volumes.
 
     In one dimension `p_t + f(p)_x = nu p_xx` (`f(p) = p^2 / 2` by default, any convex `f`), with
-    `p` the `n` cell averages.
+    `p` the `n` cell averages. In `d >= 2` dimensions `p = grad u` is a vector field of shape
+    `(d, *grid.shape)` and the equation is the gradient of the Hamilton-Jacobi equation,
+    `p_t + grad H(p) = nu Lap p` with `H(p) = sum_k f(p_k)` (equal to
+    `p_t + (p . grad) p = nu Lap p` for curl-free `p` and `f(p) = p^2 / 2`).
 
     **The state is cell averages**, `p_i = h^{-1} int_{C_i} p(x) dx` over the cells
     `C_i = [x_{i-1/2}, x_{i+1/2}]` of the grid (not point values): start from
     `grid.cell_averages(p0)` and compare with exact cell averages (for `p = u_x`:
     `(u(x_{i+1/2}) - u(x_{i-1/2})) / h` from the potential at the faces `grid.faces()`). Point
-    values differ from averages by `h^2 p'' / 24`, which caps a high-order scheme at second order.
-    (`HamiltonJacobi` instead holds point values of `u` at the cell centres.) In `d >= 2` dimensions `p = grad u` is a vector field of shape
-    `(d, *grid.shape)` and the equation is the gradient of the Hamilton-Jacobi equation,
-    `p_t + grad H(p) = nu Lap p` with `H(p) = sum_k f(p_k)` (equal to
-    `p_t + (p . grad) p = nu Lap p` for curl-free `p` and `f(p) = p^2 / 2`).
+    values differ from averages by `h^2 p'' / 24`, which caps a high-order scheme at second
+    order. (`HamiltonJacobi` instead holds point values of `u` at the cell centres.)
 
     Semi-discretisation, cell `i`, axis `k`:
     `dp_i/dt = -(F_{i+1/2} - F_{i-1/2}) / h_k`, `F = F_num(p^-, p^+) - nu (dp/dx)_{i+1/2}`, with the

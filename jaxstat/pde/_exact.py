@@ -130,9 +130,7 @@ def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size, checked=None
         truncated = jnp.max(jnp.where(edge, exponent, -jnp.inf)) - peak > log_tol
         # The node weights of a resolved Gaussian peak are at most h / (sqrt(2 pi) sigma_eff),
         # (1 / sqrt(2 pi))^d where sigma_eff = h; the kernel's own width sigma = (beta gamma)^-1/2.
-        unresolved = (h * h * beta_i * gamma_i > 1) | (
-            jnp.max(weights) > (2 * jnp.pi) ** (-d / 2)
-        )
+        unresolved = (h * h * beta_i * gamma_i > 1) | (jnp.max(weights) > (2 * jnp.pi) ** (-d / 2))
         return -log_integral / beta_i, -gamma_i * (weights @ s), truncated, unresolved
 
     value, grad, truncated, unresolved = _map_points(one, x, (beta, gamma), batch_size)

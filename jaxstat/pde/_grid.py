@@ -22,8 +22,8 @@ class UniformGrid(eqx.Module):
     Cell `i` along axis `k` is `[lower_k + i h_k, lower_k + (i + 1) h_k]`, with spacing
     `h_k = (upper_k - lower_k) / shape[k]`. Finite-volume (`Burgers`) states are cell averages
     `y_i = |C_i|^{-1} int_{C_i} y(x) dx` (`cell_averages`); `HamiltonJacobi` states are point
-    values at the cell centres (`centres`, `mesh`). The geometry is static (Python floats), so the spacing
-    is known at trace time.
+    values at the cell centres (`centres`, `mesh`). The geometry is static (Python floats), so
+    the spacing is known at trace time.
 
     **Arguments:**
 

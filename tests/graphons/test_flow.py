@@ -308,8 +308,9 @@ def test_entropy_flow_towards_the_face_against_scipy():
         dA = 1 + 1.5 * A @ np.diag(mu) @ A - 0.25 * np.log(A / (1 - A))
         return [dA[0, 0], dA[0, 1], dA[1, 1]]
 
-    ref = solve_ivp(rhs, (0, ts[-1]), [0.6, 0.8, 0.5], t_eval=ts, method="Radau", rtol=1e-11,
-                    atol=1e-13)
+    ref = solve_ivp(
+        rhs, (0, ts[-1]), [0.6, 0.8, 0.5], t_eval=ts, method="Radau", rtol=1e-11, atol=1e-13
+    )
     ys = np.asarray(sol.ys)
     got = np.stack([ys[:, 0, 0], ys[:, 0, 1], ys[:, 1, 1]])
     assert np.all(got < 1) and 1 - got[:, -1].max() > 1e-5  # inside the box, near the face
@@ -320,10 +321,18 @@ def test_entropy_flow_towards_the_face_against_scipy():
 
 
 _BAD_TIMES_FLOW = eqx.filter_jit(
-    lambda t0, t1, dt0: gn.gradient_flow(
-        TRIANGLE, jnp.full((2, 2), 0.5), t1, t0=t0, dt0=dt0, solver=dfx.Euler(), max_steps=16,
-        throw=True,
-    ).ys
+    lambda t0, t1, dt0: (
+        gn.gradient_flow(
+            TRIANGLE,
+            jnp.full((2, 2), 0.5),
+            t1,
+            t0=t0,
+            dt0=dt0,
+            solver=dfx.Euler(),
+            max_steps=16,
+            throw=True,
+        ).ys
+    )
 )
 
 
@@ -346,9 +355,17 @@ def test_bad_times_are_refused(t0, t1, dt0, match, jit):
     if jit:
         call = lambda: _BAD_TIMES_FLOW(*(jnp.asarray(v, float) for v in (t0, t1, dt0)))
     else:
-        call = lambda: gn.gradient_flow(
-            TRIANGLE, jnp.full((2, 2), 0.5), t1, t0=t0, dt0=dt0, solver=dfx.Euler(), max_steps=16
-        ).ys
+        call = lambda: (
+            gn.gradient_flow(
+                TRIANGLE,
+                jnp.full((2, 2), 0.5),
+                t1,
+                t0=t0,
+                dt0=dt0,
+                solver=dfx.Euler(),
+                max_steps=16,
+            ).ys
+        )
     with pytest.raises(Exception, match=match):
         jax.block_until_ready(call())
 

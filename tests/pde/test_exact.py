@@ -203,7 +203,9 @@ def test_cole_hopf_linear_plus_quadratic_closed_form_2d_scalar_points():
     u1, p1 = jp.cole_hopf(lambda y: 0.5 * a[0] * y**2 + c[0] * y, x1, t, nu, half_width=8.0)
     assert u1.shape == p1.shape == (9,)
     s1 = x1 + c[0] / a[0]
-    exact1 = a[0] * s1**2 / (2 * (1 + a[0] * t)) + nu * jnp.log(1 + a[0] * t) - c[0] ** 2 / (2 * a[0])
+    exact1 = (
+        a[0] * s1**2 / (2 * (1 + a[0] * t)) + nu * jnp.log(1 + a[0] * t) - c[0] ** 2 / (2 * a[0])
+    )
     np.testing.assert_allclose(u1, exact1, atol=1e-13)
     np.testing.assert_allclose(p1, a[0] * s1 / (1 + a[0] * t), atol=1e-13)
 
@@ -231,7 +233,8 @@ def test_scalar_points_and_scalar_functions(fn):
 
 
 _X = jnp.linspace(-0.5, 0.5, 5)
-# (call with traced t and nu (local entropy: gamma = 1 / t, beta = 1 / (2 nu)), message). Each is wrong without the check:
+# (call with traced t and nu (local entropy: gamma = 1 / t, beta = 1 / (2 nu)), message). Each
+# is wrong without the check:
 # half_width = 0.01 gives 7e-4 where u is about 0.97 (window cut), num_nodes = 3 gives zeros, a
 # strongly convex datum (u0'' = 50) at 41 nodes has a peak of width 0.06 between nodes 0.15 apart.
 BAD_QUADRATURE = {
