@@ -71,3 +71,23 @@ from ._symmetry._subtree import OnSubtree as OnSubtree
 from ._entropy_sgd import entropy_sgd as entropy_sgd, EntropySGDState as EntropySGDState
 from ._sharpness import sharpness as sharpness, Sharpness as Sharpness
 from ._recorder import read_record as read_record, Recorder as Recorder
+from ._forecast import (
+    forecast_series as forecast_series,
+    forecast_shock as forecast_shock,
+    Forecast as Forecast,
+    threshold_crossing as threshold_crossing,
+)
+from ._monitor import (
+    AbstractObservable as AbstractObservable,
+    Charges as Charges,
+    Every as Every,
+    GradientSplit as GradientSplit,
+    invariant_summary as invariant_summary,
+    InvariantSpectra as InvariantSpectra,
+    LocalEntropyEstimate as LocalEntropyEstimate,
+    Monitor as Monitor,
+    QuotientNorm as QuotientNorm,
+    RawNorms as RawNorms,
+    SharpnessEstimate as SharpnessEstimate,
+    TrainingState as TrainingState,
+)
