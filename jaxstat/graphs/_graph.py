@@ -172,6 +172,8 @@ class Graph(eqx.Module):
                 raise ValueError(f"potential must have shape ({num_nodes},), got {potential.shape}")
             if not jnp.issubdtype(potential.dtype, jnp.floating):
                 raise TypeError(f"potential must be real floating point, got {potential.dtype}")
+            if is_concrete(potential) and not bool(jnp.all(jnp.isfinite(potential))):
+                raise ValueError("potential must be finite (it has NaN or inf entries)")
         k = 1 if connection is None else connection.fiber
         if connection is not None:
             u, _ = connection.transports()

@@ -122,6 +122,43 @@ def solve(
     max_steps: int = 256,
     throw: bool = True,
 ) -> Solution:
+    """The stationary state `psi*` with `F(psi*; s, H) = 0` (see `AbstractModel`), differentiably.
+
+    Forward: an optimistix root find (default Newton with matrix-free GMRES inner solves) from
+    `psi0` (default 0), so a warm start selects a branch. Backward: the implicit adjoint, one
+    transposed matrix-free solve `J^T lambda = g`; nothing is stored per iteration. Gradients flow
+    to the source, the graph's weights, connection and potential, and the model's parameters.
+
+    **Arguments:**
+
+    - `model`: a `DrivenDampedModel`, `GradientModel` or your own `AbstractModel`.
+    - `graph`: the `Graph` (or its assembled `SparseHamiltonian`, to reuse one assembly).
+    - `source`: `s`, node-first shape `(n, ...)` (`(n, k, ...)` for a connection with fibre `k`).
+    - `psi0`: initial guess / warm start, same shape as `source`.
+    - `solver`: an optimistix root finder or least-squares solver (e.g.
+      `optx.LevenbergMarquardt` for a globalised solve).
+    - `adjoint`: an optimistix adjoint (default `ImplicitAdjoint` with GMRES).
+    - `stability`: how to certify the branch: `"auto"` (the default here: `DenseSpectrum` for
+      states of up to 2048 reals, else `CayleyArnoldi`), a method, or `None` to skip it (then
+      `solution.stability.computed` is `False`; this is a `StationaryLayer`'s default).
+    - `max_steps`: maximum root-finder iterations.
+    - `throw`: raise on failure (non-convergence, non-finite input or state, unstable state);
+      with `False`, inspect `solution.result`.
+
+    **Returns:** a [`jaxstat.stationary.Solution`][].
+
+    **Raises:** `ValueError` (or, inside `jit`, an `eqx.error_if` error) when the graph's
+    weights are negative or its weights, connection or potential are not finite: these are
+    checked at every call, since an optimiser step can change them after construction.
+
+    **Example:**
+
+    ```python
+    model = DrivenDampedModel(gamma=0.5, kappa=1.0)
+    sol = solve(model, graph, source)
+    sol.value, sol.stability.abscissa
+    ```
+    """
     # Values that can change after construction are checked here, before compiling: concrete
     # ones give a `ValueError` naming them; traced ones are checked again inside `_solve`.
     if isinstance(graph, Graph):
@@ -152,38 +189,7 @@ def _solve(
     max_steps: int = 256,
     throw: bool = True,
 ) -> Solution:
-    """The stationary state `psi*` with `F(psi*; s, H) = 0` (see `AbstractModel`), differentiably.
-
-    Forward: an optimistix root find (default Newton with matrix-free GMRES inner solves) from
-    `psi0` (default 0), so a warm start selects a branch. Backward: the implicit adjoint, one
-    transposed matrix-free solve `J^T lambda = g`; nothing is stored per iteration. Gradients flow
-    to the source, the graph's weights, connection and potential, and the model's parameters.
-
-    **Arguments:**
-
-    - `model`: a `DrivenDampedModel`, `GradientModel` or your own `AbstractModel`.
-    - `graph`: the `Graph` (or its assembled `SparseHamiltonian`, to reuse one assembly).
-    - `source`: `s`, node-first shape `(n, ...)` (`(n, k, ...)` for a connection with fibre `k`).
-    - `psi0`: initial guess / warm start, same shape as `source`.
-    - `solver`: an optimistix root finder or least-squares solver (e.g.
-      `optx.LevenbergMarquardt` for a globalised solve).
-    - `adjoint`: an optimistix adjoint (default `ImplicitAdjoint` with GMRES).
-    - `stability`: how to certify the branch: `"auto"` (`DenseSpectrum` for states of up to
-      2048 reals, else `CayleyArnoldi`), a method, or `None` to skip it.
-    - `max_steps`: maximum root-finder iterations.
-    - `throw`: raise on failure (non-convergence, non-finite input or state, unstable state);
-      with `False`, inspect `solution.result`.
-
-    **Returns:** a [`jaxstat.stationary.Solution`][].
-
-    **Example:**
-
-    ```python
-    model = DrivenDampedModel(gamma=0.5, kappa=1.0)
-    sol = solve(model, graph, source)
-    sol.value, sol.stability.abscissa
-    ```
-    """
+    """`solve` after its eager checks (see `solve`)."""
     H = graph.assemble() if isinstance(graph, Graph) else graph
     source = jnp.asarray(source)
     shape = node_shape(H, source)
@@ -244,6 +250,3 @@ def _solve(
     return Solution(
         value=psi, result=result, residual=res, num_steps=sol.stats["num_steps"], stability=cert
     )
-
-
-solve.__doc__ = _solve.__doc__

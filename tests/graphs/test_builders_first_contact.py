@@ -221,3 +221,9 @@ def test_hermitian_lift_rebuilds_exactly(getkey, kind, k, connection):
     np.testing.assert_allclose(
         g.hamiltonian(v).reshape(7 * k, 2), H @ v.reshape(7 * k, 2), atol=1e-12
     )
+
+
+@pytest.mark.parametrize("bad", [jnp.nan, jnp.inf])
+def test_graph_refuses_nonfinite_potential(bad):
+    with pytest.raises(ValueError, match="potential must be finite"):
+        jg.Graph([0], [1], potential=jnp.array([1.0, bad]))
