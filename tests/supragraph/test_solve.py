@@ -133,6 +133,25 @@ def test_grad_through_global_solve():
     np.testing.assert_allclose(ad, fd, rtol=1e-6)
 
 
+def test_grad_through_global_solve_default():
+    """The cheap default-suite case of the test above: `jax.grad` through `solve` on the complex
+    Kerr network (whose forward solve and sequential reference the other default tests compile
+    already) equals backpropagation through the sequential layers, leaf by leaf in norm."""
+    net, x, target, loss = case("kerr")
+    _, (g_net, g_x) = reference("kerr")
+    params, static = eqx.partition((net, x), eqx.is_inexact_array)
+
+    def via_global(params):
+        net, x = eqx.combine(params, static)
+        return 0.5 * jnp.sum(loss(sg.solve(net, x).value, target) ** 2)
+
+    grads = jax.grad(via_global)(params)
+    # Both exact up to the solver tolerances (Newton to max|F| <= 1e-10, adjoint GMRES 1e-11).
+    assert rel_err(grads, (g_net, g_x)) < 1e-8
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves((g_net, g_x))):
+        assert float(jnp.linalg.norm(a - b)) <= 1e-7 * float(jnp.linalg.norm(b)) + 1e-14
+
+
 def test_float32_and_vmap():
     """Single precision end to end: complex64 states, residual at the float32 tolerance; and a
     batch of inputs under `vmap` equals a loop (float32 keeps this one compilation cheap)."""
