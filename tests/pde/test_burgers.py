@@ -546,38 +546,42 @@ def test_value_errors_and_result_codes():
 # Bad values: refused at construction when concrete (ValueError / TypeError in our words), and
 # reported in the result code (raised with throw=True) when traced. Each used to slip through:
 # FixedStep(0) and FixedStep(-0.01) were reported as CFL violations, NaN in `ts` as success.
+# One compiled solve per `throw`, shared by every case (dt and ts traced).
+_BAD_GRID = jp.UniformGrid(0.0, TWO_PI, 16)
+_BAD_EQ = jp.Burgers(_BAD_GRID, reconstruction=jp.FirstOrder())
+
+
+@functools.cache
+def _bad_value_solve(throw):
+    def run(dt, ts):
+        p0 = _BAD_GRID.cell_averages(jnp.sin)
+        return jp.solve(_BAD_EQ, p0, ts, step=jp.FixedStep(dt), max_steps=8, throw=throw)
+
+    return jax.jit(run)
+
+
 @pytest.mark.parametrize("dt", [0.0, -0.01, np.nan, np.inf], ids=["zero", "negative", "nan", "inf"])
 def test_fixed_step_must_be_positive(dt):
     with pytest.raises(ValueError, match="positive"):
         jp.FixedStep(dt)
     # Traced: the result code says so (not "CFL"), and throw=True raises the same words.
-    grid = jp.UniformGrid(0.0, TWO_PI, 16)
-    eq = jp.Burgers(grid, reconstruction=jp.FirstOrder())
-    p0 = grid.cell_averages(jnp.sin)
     ts = jnp.array([0.0, 0.1])
-    run = jax.jit(lambda dt: jp.solve(eq, p0, ts, step=jp.FixedStep(dt), max_steps=8, throw=False))
-    sol = run(jnp.asarray(dt))
+    sol = _bad_value_solve(False)(jnp.asarray(dt), ts)
     assert sol.result == jp.RESULTS.invalid_step
     assert "positive" in jp.RESULTS[jp.RESULTS.invalid_step]
     with pytest.raises(Exception, match="must be positive and finite"):
-        jax.block_until_ready(
-            jax.jit(lambda dt: jp.solve(eq, p0, ts, step=jp.FixedStep(dt), max_steps=8).ys)(
-                jnp.asarray(dt)
-            )
-        )
+        jax.block_until_ready(_bad_value_solve(True)(jnp.asarray(dt), ts).ys)
 
 
 @pytest.mark.parametrize(
     "ts", [[0.0, np.nan], [np.nan, 1.0], [0.0, np.inf]], ids=["nan-end", "nan-start", "inf"]
 )
 def test_non_finite_save_times_are_reported(ts):
-    grid = jp.UniformGrid(0.0, TWO_PI, 16)
-    eq = jp.Burgers(grid, reconstruction=jp.FirstOrder())
-    p0 = grid.cell_averages(jnp.sin)
-    sol = jax.jit(lambda ts: jp.solve(eq, p0, ts, max_steps=8, throw=False))(jnp.asarray(ts))
+    dt = jnp.asarray(0.01)
+    sol = _bad_value_solve(False)(dt, jnp.asarray(ts))
     assert sol.result == jp.RESULTS.invalid_ts
     with pytest.raises(Exception, match="finite and nondecreasing"):
-        jax.block_until_ready(jp.solve(eq, p0, jnp.asarray(ts), max_steps=8).ys)
+        jax.block_until_ready(_bad_value_solve(True)(dt, jnp.asarray(ts)).ys)
 
 
 @pytest.mark.parametrize(
