@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Mutation testing of one formula module against its own test files, with mutmut 3.
 #
-#   tests/mutation/run_mutmut.sh MODULE [WORKDIR]
+#   tests/mutation/run_mutmut.sh MODULE [WORKDIR [PATTERN...]]
+#
+# PATTERNs (fnmatch, e.g. 'jaxstat.pde._reconstruction.xǁMinModǁ*') restrict the run to some
+# mutants; without them every mutant of the module is run.
 #
 # MODULE is one of: pde-flux, pde-reconstruction, pde-exact, graphons-density, graphons-objective
 # (see the table below). The repository is copied (tracked files plus this working tree's
@@ -14,7 +17,7 @@
 # Requires: pip install mutmut (3.x). Slow: minutes per mutant-bearing function.
 set -euo pipefail
 
-module="${1:?usage: run_mutmut.sh MODULE [WORKDIR]}"
+module="${1:?usage: run_mutmut.sh MODULE [WORKDIR [PATTERN...]]}"
 case "$module" in
   pde-flux)           source="jaxstat/pde/_flux.py";          tests="tests/pde/test_flux.py" ;;
   pde-reconstruction) source="jaxstat/pde/_reconstruction.py"; tests="tests/pde/test_flux.py" ;;
@@ -26,6 +29,7 @@ esac
 
 repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
 work="${2:-/tmp/jaxstat-mutmut-$module}"
+patterns=("${@:3}")
 rm -rf "$work"
 mkdir -p "$work"
 # Tracked files as they are in the working tree (so uncommitted fixes are measured too).
@@ -33,19 +37,28 @@ mkdir -p "$work"
   | grep -zv '^notebooks/\|^benchmarks/results/' \
   | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$work"
 
+# mutmut calls pytest.main several times in one process: jaxtyping's import hook
+# (--jaxtyping-packages) can only be installed before jaxstat is first imported, so it is dropped
+# from the copy's addopts, together with the xdist workers (mutmut runs one test process).
+sed -i -e 's/ --jaxtyping-packages=[^ "]*//' -e 's/ -n 2 --dist worksteal//' "$work/pyproject.toml"
 cat >> "$work/pyproject.toml" <<CONFIG
 
 [tool.mutmut]
 source_paths = ["jaxstat"]
 only_mutate = ["$source"]
 also_copy = ["tests"]
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-n", "0", "-q", "-m", "not slow"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not slow"]
 pytest_add_cli_args_test_selection = ["$tests"]
+# A mutant's tests recompile their JAX programs in a fresh process: seconds per test that the
+# clean run (one process, compiled once) does not pay. Generous limits, so that a slow compile is
+# not counted as a timeout.
+timeout_multiplier = 30.0
+timeout_constant = 300.0
 CONFIG
 
 cd "$work"
 export XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-mutmut run --max-children 1 || true
+mutmut run --max-children 1 "${patterns[@]}" || true
 echo "== survivors (mutmut results) =="
 mutmut results || true
 mutmut export-cicd-stats >/dev/null 2>&1 || true
