@@ -231,15 +231,15 @@ class Graph(eqx.Module):
 
     def check(self) -> list[tuple[Bool[Array, ""], str]]:
         """Conditions on the graph's values, as `(bad, message)` pairs, for a solve to check
-        (inside `jit` with `eqx.error_if`): weights finite and non-negative (so that
-        `L = sum_e w_e (...)` is positive semidefinite), connection and potential finite.
+        (inside `jit` with `eqx.error_if`): the weights must be non-negative, so that
+        `L = sum_e w_e (...)` is positive semidefinite. (Non-finite weights, connection or
+        potential are reported by the solve's result code.)
 
         The constructor checks concrete weights once, but they can change afterwards (an
         optimiser step, `eqx.tree_at`). When the weights are concrete the message names the
         number of negative weights and the first of them.
         """
         w = self.weights
-        negative = w < 0
         where = "some edge weights are negative"
         if is_concrete(w):  # the values are known (even while tracing): name them
             idx = np.flatnonzero(np.asarray(w) < 0)
@@ -250,27 +250,14 @@ class Graph(eqx.Module):
                     f"first is edge {e}, ({np.asarray(self.senders)[e]}, "
                     f"{np.asarray(self.receivers)[e]}), w = {float(np.asarray(w)[e]):.4g})"
                 )
-        checks = [
-            (jnp.any(~jnp.isfinite(w)), "the graph's edge weights are not finite (NaN or inf)"),
-            (
-                jnp.any(negative),
-                f"{where}: edge weights must be non-negative, else the Laplacian is indefinite and "
-                "a stationary state may be unstable or not exist. An unconstrained optimiser step "
-                "can make weights negative; train them with `jaxstat.strata` (natural gradient "
-                "or mirror descent, which keep them in the non-negative orthant), or project, "
-                "e.g. `eqx.tree_at(lambda g: g.weights, graph, jnp.maximum(graph.weights, 0))`.",
-            ),
-        ]
-        if self.connection is not None:
-            bad = jnp.zeros((), bool)
-            for u in self.connection.transports():
-                bad = bad | jnp.any(~jnp.isfinite(u))
-            checks.append((bad, "the graph's connection (phases or blocks) is not finite"))
-        if self.potential is not None:
-            checks.append(
-                (jnp.any(~jnp.isfinite(self.potential)), "the graph's potential is not finite")
-            )
-        return checks
+        message = (
+            f"{where}: edge weights must be non-negative, else the Laplacian is indefinite and "
+            "a stationary state may be unstable or not exist. An unconstrained optimiser step "
+            "can make weights negative; train them with `jaxstat.strata` (natural gradient "
+            "or mirror descent, which keep them in the non-negative orthant), or project, "
+            "e.g. `eqx.tree_at(lambda g: g.weights, graph, jnp.maximum(graph.weights, 0))`."
+        )
+        return [(jnp.any(w < 0), message)]
 
     def degree(self) -> Float[Array, " n"]:
         """Weighted degree `deg_i = sum_{j ~ i} w_ij`."""

@@ -148,8 +148,9 @@ def solve(
     **Returns:** a [`jaxstat.stationary.Solution`][].
 
     **Raises:** `ValueError` (or, inside `jit`, an `eqx.error_if` error) when the graph's
-    weights are negative or its weights, connection or potential are not finite: these are
-    checked at every call, since an optimiser step can change them after construction.
+    weights are negative: checked at every call, since an optimiser step can change them after
+    construction. Non-finite weights, connection, potential, source or model parameters give
+    the result `RESULTS.nonfinite_source` (raised with `throw=True`).
 
     **Example:**
 
