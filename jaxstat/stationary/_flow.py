@@ -76,9 +76,9 @@ def flow(
     `h gamma` exceeds that (on the karate graph `h gamma ~ 1e-2` against `~ 2e-4`; a very weakly
     damped model, `gamma / |H| <~ 1e-4`, needs a smaller cap or an implicit solver). Measured
     with the cap: the state at `t = 80` matches `solve` to 1e-7 in single precision, at the cost
-    of about `r t1 / 2` steps (1.4x the uncapped run there); a cap twice larger already failed on
-    the karate graph. Pass your own `stepsize_controller` (and, e.g., an implicit solver) to
-    change this.
+    of about `r t1 / 2` steps (about 2x the uncapped run on these graphs); a cap twice larger
+    failed on the karate graph. Pass your own `stepsize_controller` (and, e.g., an implicit
+    solver) to change this.
 
     **Arguments:**
 
