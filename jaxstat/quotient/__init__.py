@@ -22,6 +22,18 @@ ReLU, identity) or sign flips `s_i = +-1` for odd ones (tanh), also for the unit
 `(W_Q, W_K) -> (W_Q A, W_K A^{-T})` with `A in GL(d_k)` and `(W_V, W_O) -> (W_V B, B^{-1} W_O)` with
 `B in GL(d_v)` per head, and head permutations (`AttentionSymmetry`); products of these
 (`ProductSymmetry`) and symmetries of submodules (`OnSubtree`).
+
+The training monitor (`Monitor`, a dict of `AbstractObservable` strategies, pure and usable inside a
+jitted step and `lax.scan`) returns raw norms per parameter array beside their quotient
+counterparts (`min_g |g . theta|`, the spectra of the per-head invariants `W_Q W_K^T`, `W_O W_V`),
+the Noether charges and their drift since the previous call, the split of a gradient or update
+into orbit and horizontal parts, the sharpness (Lanczos, warm-started) and a cheap local-entropy
+probe; `Every(observable, k)` sets a cadence. Forecasting a training-phase transition
+(`forecast_shock`, `forecast_series`): a coarse-grained observable is fitted, on a window of the
+past, by the integral along an inviscid Burgers characteristic, `q(t) = c - A log(t* - t)`
+(`dw/dt = -w^2`, `w = 1 / (t - t*)`, `dq/dt = -A w`), profiled over the shock time `t*`, with a
+profile-likelihood interval and no forecast when a straight line explains the window as well;
+`threshold_crossing` is the raw-norm threshold baseline.
 """
 
 from ._entropy import (
