@@ -110,7 +110,9 @@ def forecast_shock(
     q = jnp.asarray(q, t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else None)
     t = t.astype(q.dtype)
     if t.ndim != 1 or q.shape != t.shape:
-        raise ValueError(f"`t` and `q` must be 1-D of the same length, got {t.shape} and {q.shape}.")
+        raise ValueError(
+            f"`t` and `q` must be 1-D of the same length, got {t.shape} and {q.shape}."
+        )
     n = t.shape[0]
     if n < 5:
         raise ValueError(f"a forecast needs at least 5 points in the window, got {n}.")
@@ -183,7 +185,9 @@ def forecast_series(
     t = np.asarray(t, dtype=np.float64 if jax.config.jax_enable_x64 else np.float32)
     q = np.asarray(q, dtype=t.dtype)
     if t.ndim != 1 or q.shape != t.shape:
-        raise ValueError(f"`t` and `q` must be 1-D of the same length, got {t.shape} and {q.shape}.")
+        raise ValueError(
+            f"`t` and `q` must be 1-D of the same length, got {t.shape} and {q.shape}."
+        )
     if not isinstance(window, int) or window < 5:
         raise ValueError(f"`window` must be an int >= 5, got {window!r}.")
     start = window - 1 if start is None else start
@@ -232,7 +236,9 @@ def threshold_crossing(
     t = np.asarray(t, dtype=float)
     q = np.asarray(q, dtype=float)
     if t.ndim != 1 or q.shape != t.shape:
-        raise ValueError(f"`t` and `q` must be 1-D of the same length, got {t.shape} and {q.shape}.")
+        raise ValueError(
+            f"`t` and `q` must be 1-D of the same length, got {t.shape} and {q.shape}."
+        )
     if not isinstance(window, int) or window < 2:
         raise ValueError(f"`window` must be an int >= 2, got {window!r}.")
     out = np.full(t.shape, np.inf)

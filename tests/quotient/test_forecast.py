@@ -21,7 +21,7 @@ def burgers_observable(t, t_star, amplitude=1.0, offset=0.0):
 
     # check the characteristic law by central differences before using its integral
     h = 1e-5
-    assert np.allclose((w(t + h) - w(t - h)) / (2 * h), -w(t) ** 2, rtol=1e-6)
+    assert np.allclose((w(t + h) - w(t - h)) / (2 * h), -(w(t) ** 2), rtol=1e-6)
     return offset - amplitude * np.log1p(-t / t_star)
 
 
@@ -106,7 +106,9 @@ def test_threshold_crossing():
     np.testing.assert_allclose(out[4:61], 60.0, rtol=1e-10)
     np.testing.assert_array_equal(out[61:], t[61:])  # already past: issued at once
     assert np.all(np.isinf(out[:4]))
-    assert np.all(np.isinf(np.asarray(threshold_crossing(t, 10 + 0.1 * t, threshold=4.0, window=5))))
+    assert np.all(
+        np.isinf(np.asarray(threshold_crossing(t, 10 + 0.1 * t, threshold=4.0, window=5)))
+    )
 
 
 def test_bad_input():
