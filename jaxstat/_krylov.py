@@ -12,6 +12,11 @@ Givens rotations for the residual estimate, restarts; it stops at
 
 a tolerance relative to the right-hand side, which is what an inexact Newton step or an implicit
 adjoint (whose right-hand side has arbitrary scale) needs.
+
+A singular operator shows as a vanishing diagonal entry of the triangular factor of the Hessenberg
+matrix, `|R_jj| <= 100 eps max_i |A v_i|`: the new direction adds nothing to the range. The cycle
+then stops without that column, keeps the (finite) least-squares iterate and the solve reports
+`singular` unless its residual already meets the tolerance (a consistent singular system).
 """
 
 from __future__ import annotations
@@ -87,11 +92,11 @@ class GMRES(lx.AbstractLinearSolver):
             g = jnp.zeros(m + 1, dtype).at[0].set(beta)
 
             def cond(carry):
-                j, _, _, _, _, g, done = carry
+                j, _, _, _, _, g, done, _, _ = carry
                 return (j < m) & ~done
 
             def body(carry):
-                j, basis, hess, cs, sn, g, _ = carry
+                j, basis, hess, cs, sn, g, _, _, scale = carry
                 w = matvec(basis[j])
                 mask = (jnp.arange(m + 1) <= j).astype(real)
                 h1 = mask * _dot(jnp.conj(basis), w)
@@ -102,6 +107,7 @@ class GMRES(lx.AbstractLinearSolver):
                 norm = jnp.linalg.norm(w)
                 basis = basis.at[j + 1].set(w / jnp.where(norm > 0, norm, 1))
                 h = h.at[j + 1].set(norm)
+                scale = jnp.maximum(scale, jnp.linalg.norm(h))  # max_i |A v_i|
 
                 # Apply the previous rotations to the new column, then make a new one.
                 def rotate(i, h):
@@ -125,33 +131,46 @@ class GMRES(lx.AbstractLinearSolver):
                 hess = hess.at[:, j].set(h)
                 cs = cs.at[j].set(c)
                 sn = sn.at[j].set(s)
+                # Singular: R_jj = 0 (to rounding); column j is dropped and the cycle ends.
+                singular = r_ab <= 100 * jnp.finfo(real).eps * scale
                 # Converged, or lucky breakdown (the Krylov space is invariant: exact solution).
-                done = (jnp.abs(g[j + 1]) <= target) | (norm <= 10 * jnp.finfo(real).eps * beta)
-                return j + 1, basis, hess, cs, sn, g, done
+                done = (
+                    (jnp.abs(g[j + 1]) <= target)
+                    | (norm <= 10 * jnp.finfo(real).eps * beta)
+                    | singular
+                )
+                g = jnp.where(singular, g.at[j + 1].set(g[j]), g)
+                return j + jnp.where(singular, 0, 1), basis, hess, cs, sn, g, done, singular, scale
 
-            init = (0, basis, hess, cs, sn, g, beta <= target)
-            k, basis, hess, _, _, g, _ = lax.while_loop(cond, body, init)
+            zero = jnp.zeros((), real)
+            init = (0, basis, hess, cs, sn, g, beta <= target, jnp.array(False), zero)
+            k, basis, hess, _, _, g, _, singular, _ = lax.while_loop(cond, body, init)
             # Solve the k x k upper-triangular system R y = g (unused rows/columns are identity).
             active = jnp.arange(m) < k
             R = jnp.where(active[:, None] & active[None, :], hess[:m], jnp.eye(m, dtype=dtype))
             rhs = jnp.where(active, g[:m], 0)
             y = jax.scipy.linalg.solve_triangular(R, rhs, lower=False)
             x = x + _dot(y, basis[:m])
-            return x, jnp.abs(g[k]).astype(real), k + 1
+            return x, jnp.abs(g[k]).astype(real), k + 1, singular
 
         def outer_cond(carry):
-            _, res, steps, stagnant, _ = carry
-            return (res > target) & (steps < self.max_steps) & (stagnant < self.stagnation_cycles)
+            _, res, steps, stagnant, singular = carry
+            return (
+                (res > target)
+                & (steps < self.max_steps)
+                & (stagnant < self.stagnation_cycles)
+                & ~singular
+            )
 
         def outer_body(carry):
             x, res, steps, stagnant, _ = carry
-            x, new_res, used = cycle(x)
+            x, new_res, used, singular = cycle(x)
             stagnant = jnp.where(new_res > 0.999 * res, stagnant + 1, 0)
-            return x, new_res, steps + used, stagnant, res
+            return x, new_res, steps + used, stagnant, singular
 
         inf = jnp.asarray(jnp.inf, real)
-        x, res, steps, stagnant, _ = lax.while_loop(
-            outer_cond, outer_body, (x0, inf, jnp.asarray(0), jnp.asarray(0), inf)
+        x, res, steps, stagnant, singular = lax.while_loop(
+            outer_cond, outer_body, (x0, inf, jnp.asarray(0), jnp.asarray(0), jnp.array(False))
         )
         # The Givens estimate can drift from the true residual in finite precision: check it.
         true_res = jnp.linalg.norm(b - matvec(x))
@@ -160,6 +179,7 @@ class GMRES(lx.AbstractLinearSolver):
         result = lx.RESULTS.where(
             ~ok & (stagnant >= self.stagnation_cycles), lx.RESULTS.stagnation, result
         )
+        result = lx.RESULTS.where(~ok & singular, lx.RESULTS.singular, result)
         stats = {"num_steps": steps, "max_steps": self.max_steps}
         return unravel(x), result, stats
 

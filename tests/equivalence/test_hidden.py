@@ -1,5 +1,6 @@
 """Hidden-node lifts: the Kron reduction of the lifted graph is the given dense operator."""
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
@@ -39,7 +40,52 @@ def test_hidden_node_lift_reduces_to_A(getkey, complex_, shift):
     )
 
 
-@pytest.mark.slow  # the claim keeps a faster test in the default suite
+def schur(g, m):
+    """`H_vv - H_vh H_hh^{-1} H_hv` of the lift's dense matrix, in numpy (not `kron_reduction`)."""
+    H = np.asarray(g.as_dense())
+    return H[:m, :m] - H[:m, m:] @ np.linalg.solve(H[m:, m:], H[m:, :m])
+
+
+def test_lift_counts_and_schur_complement_default(getkey):
+    """The default-suite version of the three slow tests below, without `kron_reduction`'s
+    compilations: node and edge counts, and the numpy Schur complement, for the spectral base
+    (one hub fewer), a sparse-minus-low-rank operator (exactly `r` hubs, `E + m r` edges) and
+    `low_rank_lift`; the gradient of the dense lift's Schur complement in `R` is that of the
+    closed form `H_base - R R^H` (the slow test differentiates through `kron_reduction`)."""
+    A = np.asarray(hermitian(getkey(), M))
+    lam = np.linalg.eigvalsh(A)
+    g = je.hidden_node_lift(jnp.asarray(A), base=jnp.full(M, lam[-1]))
+    assert g.num_nodes == 2 * M - 1
+    np.testing.assert_allclose(schur(g, M), A, atol=1e-11)
+    m, E, r = 12, 20, 2
+    base = jg.random_graph(getkey(), m, E)
+    R = np.asarray(jr.normal(getkey(), (m, r)))
+    A = np.asarray(base.as_dense()) - R @ R.T
+    g = je.hidden_node_lift(jnp.asarray(A), base=base)
+    assert g.num_nodes == m + r and g.num_edges == E + m * r
+    np.testing.assert_allclose(schur(g, m), A, atol=1e-11)
+    lr = je.low_rank_lift(base, jnp.asarray(R))
+    assert lr.num_nodes == m + r and lr.num_edges == E + m * r
+    np.testing.assert_allclose(schur(lr, m), A, atol=1e-11)
+    W = jr.normal(getkey(), (m, m))
+
+    def through_lift(R):
+        H = je.low_rank_lift(base, R).as_dense()
+        S = H[:m, :m] - H[:m, m:] @ jnp.linalg.solve(H[m:, m:], H[m:, :m])
+        return jnp.sum(W * S)
+
+    def closed_form(R):
+        return jnp.sum(W * (base.as_dense() - R @ R.T))
+
+    np.testing.assert_allclose(
+        jax.grad(through_lift)(jnp.asarray(R)),
+        jax.grad(closed_form)(jnp.asarray(R)),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+@pytest.mark.slow  # default-suite version: test_lift_counts_and_schur_complement_default
 def test_spectral_base_has_lower_rank(getkey):
     """With the base `lambda_max(A) I`, `base - A` has rank `m - 1`: one hub fewer."""
     A = hermitian(getkey(), M)
@@ -49,7 +95,7 @@ def test_spectral_base_has_lower_rank(getkey):
     np.testing.assert_allclose(kron(g, M), A, atol=1e-12)
 
 
-@pytest.mark.slow  # the claim keeps a faster test in the default suite
+@pytest.mark.slow  # default-suite version: test_lift_counts_and_schur_complement_default
 def test_sparse_minus_low_rank(getkey):
     """`A = H_sparse - R R^T` with a sparse base graph: exactly `r` hubs, `E + m r` edges."""
     m, E, r = 40, 80, 3
@@ -63,7 +109,8 @@ def test_sparse_minus_low_rank(getkey):
     np.testing.assert_allclose(kron(je.low_rank_lift(base, R), m), A, atol=1e-11)
 
 
-@pytest.mark.slow  # the claim keeps a faster test in the default suite
+@pytest.mark.slow  # default-suite version (dense Schur complement, not kron_reduction's adjoint):
+# test_lift_counts_and_schur_complement_default
 def test_low_rank_lift_is_differentiable(getkey):
     """`low_rank_lift` is differentiable in `R` and the base, and `jg.kron_reduction` in the
     lift's weights, phases and potentials (reverse mode through the matrix-free Schur

@@ -157,7 +157,7 @@ def test_non_hermitian_inside_jit_raises():
         f(jnp.array([[1.0, 2.0], [0.5, 1.0]]))
 
 
-@pytest.mark.slow  # the claim keeps a faster test in the default suite
+@pytest.mark.slow  # no default-suite version: the lift is covered there, not its jit, grad, vmap
 def test_lift_with_fixed_edges_is_differentiable_and_vmaps(getkey):
     """With `edges` given: jit, grad (against finite differences) and vmap (against a loop)."""
     edges = np.array(nx.cycle_graph(6).edges)
@@ -199,7 +199,7 @@ def test_sheaf_to_scalar_and_back(getkey, connection):
     np.testing.assert_allclose(back.as_dense(), g.as_dense(), atol=1e-14)
 
 
-@pytest.mark.slow  # the claim keeps a faster test in the default suite
+@pytest.mark.slow  # default suite: test_sheaf_to_scalar_and_back (dense Haar blocks only)
 def test_signed_permutation_sheaf_is_sparse(getkey):
     """Signed permutation blocks (O(k)) give `E k` scalar edges: zeros are dropped."""
     E, k = 12, 4

@@ -91,10 +91,20 @@ def test_real_z_below_spectrum(getkey):
 
 
 def test_float32(getkey):
+    """float32 against float64 on the same (float32-representable) layer and input: a backward
+    stable solve of `(A - z) h = s` has relative error `<~ c N eps cond(A - z)`; c = 10."""
     lay = layer(getkey(), complex_=False, z=jnp.float32(-30.0))
-    lay = jax.tree.map(lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, lay)
+    cast = lambda t, d: jax.tree.map(lambda a: a.astype(d) if eqx.is_inexact_array(a) else a, t)
+    lay = cast(lay, jnp.float32)
     x = jr.normal(getkey(), (IN, C), jnp.float32)
-    assert lay(x).dtype == jnp.float32
+    y32 = lay(x)
+    assert y32.dtype == jnp.float32
+    lay64 = cast(lay, jnp.float64)
+    y64 = lay64(x.astype(jnp.float64))
+    lam = np.linalg.eigvalsh(np.asarray(lay64.A))
+    cond = (lam[-1] + 30.0) / (lam[0] + 30.0)
+    tol = 10 * N * np.finfo(np.float32).eps * cond
+    assert float(jnp.linalg.norm(y32 - y64) / jnp.linalg.norm(y64)) <= tol
 
 
 def test_errors(getkey):

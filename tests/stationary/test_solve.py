@@ -132,7 +132,7 @@ def test_dynamics_converge_to_stable_branches_only():
     for amp in [0.0, 0.5, 0.9, 1.2, 1.5]:
         for phase in [0.0, 2.0, 4.0]:
             psi0 = amp * jnp.exp(1j * phase) * jnp.ones(2)
-            sol = js.flow(model, g, s, psi0, jnp.inf, until_steady=1e-7)
+            sol = js.flow(model, g, s, psi0, jnp.inf, until_steady=js.SteadyState(1e-7))
             finals.append(float(jnp.abs(sol.ys[0, 0]) ** 2))
     # Every trajectory ends on the lower or the upper branch; both are reached, never the middle.
     dist = np.abs(np.asarray(finals)[:, None] - roots[None, :])
@@ -155,8 +155,8 @@ def test_flow_converges_to_solve(getkey, model):
     s = 0.5 * source(getkey(), g, d=2, complex_=True)
     sol = js.solve(model, g, s)
     assert bool(sol.stability.stable)
-    traj = js.flow(model, g, s, jnp.zeros_like(s), jnp.inf, until_steady=1e-8)
-    # Distance to the fixed point ~ |f| / (decay rate), |f| <= 1e-8 (RMS) and rate ~ gamma.
+    traj = js.flow(model, g, s, jnp.zeros_like(s), jnp.inf, until_steady=js.SteadyState(1e-8))
+    # Distance to the fixed point ~ |f| / (decay rate), max |f| <= 1e-8 and rate ~ gamma.
     np.testing.assert_allclose(traj.ys[0], sol.value, atol=1e-6)
 
 
