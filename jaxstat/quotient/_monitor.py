@@ -36,7 +36,6 @@ import abc
 import functools
 
 import equinox as eqx
-import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
@@ -97,7 +96,8 @@ class AbstractObservable(eqx.Module):
 
 
 class RawNorms(AbstractObservable):
-    r"""`|theta_l|` for every parameter array `theta_l` (named by its path) and `total = |theta|`."""
+    r"""`|theta_l|` for every parameter array `theta_l` (named by its path) and
+    `total = |theta|`."""
 
     def __call__(self, ts, state):
         out = _norms(ts.params)
@@ -106,7 +106,8 @@ class RawNorms(AbstractObservable):
 
 
 class QuotientNorm(AbstractObservable):
-    r"""`quotient = sqrt(min_{g in G} |g . theta|^2)` (`group.orbit_min_norm`) and `raw = |theta|`."""
+    r"""`quotient = sqrt(min_{g in G} |g . theta|^2)` (`group.orbit_min_norm`) and
+    `raw = |theta|`."""
 
     group: AbstractSymmetry
 
@@ -214,7 +215,9 @@ class SharpnessEstimate(AbstractObservable):
 
     def __check_init__(self):
         if not isinstance(self.num_iterations, int) or self.num_iterations < 1:
-            raise ValueError(f"`num_iterations` must be a positive int, got {self.num_iterations!r}.")
+            raise ValueError(
+                f"`num_iterations` must be a positive int, got {self.num_iterations!r}."
+            )
 
     def init(self, params):
         arrays, _ = _split_params(params)
@@ -235,7 +238,8 @@ class SharpnessEstimate(AbstractObservable):
 
 
 class LocalEntropyEstimate(AbstractObservable):
-    r"""A cheap local-entropy probe at scope `gamma`: `grad_norm = |grad F| = gamma |theta - <theta'>|`
+    r"""A cheap local-entropy probe at scope `gamma`:
+    `grad_norm = |grad F| = gamma |theta - <theta'>|`
     and `loss_shift = f(<theta'>) - f(theta)` from `num_chains` Langevin chains of `num_steps`
     steps after `burn_in` (`local_entropy_gradient`), and `stderr`, the Monte Carlo standard
     error of `|grad F|` (the norm of the per-component standard errors). Flat regions give a small
