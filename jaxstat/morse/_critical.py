@@ -804,13 +804,14 @@ def _search(
     used_fallback = jnp.zeros(starts.shape[0], bool)
     if fallback is not None:
         failed = active & ~ok
-        ys, used_fallback = _fallback(
-            d, setup, fallback, starts, ys, failed, max_steps, batch_size
-        )
+        ys, used_fallback = _fallback(d, setup, fallback, starts, ys, failed, max_steps, batch_size)
     acc = _accept(d, setup, starts, active, ys, residual_tol, distinct_tol)
     col, overflow = _collect(d, acc, setup.degeneracy_rtol, max_points)
-    non_isolated = _non_isolated(col)
-    check, winding = _completeness(d, setup, acc, col, batch_size)
+    # Diagnostics, not differentiated (the eigenvectors of repeated eigenvalues have no derivative).
+    non_isolated = _non_isolated(lax.stop_gradient(col))
+    check, winding = _completeness(
+        d, setup, lax.stop_gradient(acc), lax.stop_gradient(col), batch_size
+    )
     result = _result(setup, acc, overflow, non_isolated)
 
     out = CriticalPoints(
