@@ -54,6 +54,10 @@ pytest_add_cli_args_test_selection = ["$tests"]
 # not counted as a timeout.
 timeout_multiplier = 30.0
 timeout_constant = 300.0
+# Forking from a process in which JAX has started its thread pools deadlocks (seen: a mutant
+# asleep on a futex for minutes): fork each mutant from a server that has imported nothing.
+process_isolation = "forkserver"
+forkserver_warmup = "none"
 CONFIG
 
 cd "$work"

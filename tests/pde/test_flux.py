@@ -110,6 +110,15 @@ def test_limiters_lie_in_the_tvd_region(limiter, phi):
             assert np.all(np.asarray(limiter(jnp.asarray(a), jnp.asarray(other))) == 0)
             assert np.all(np.asarray(limiter(jnp.asarray(other), jnp.asarray(a))) == 0)
     np.testing.assert_allclose(limiter(jnp.array(0.7), jnp.array(0.7)), 0.7, rtol=1e-15)
+    # Flat data (a = b = 0, a constant region) has zero slope, with finite derivatives: no 0 / 0
+    # (found by mutation testing: `a b >= 0` instead of `a b > 0` gave NaN here for van Leer).
+    zero = jnp.zeros(3)
+    assert np.all(np.asarray(limiter(zero, zero)) == 0)
+    grads = jax.grad(lambda a, b: jnp.sum(limiter(a, b)), argnums=(0, 1))(zero, zero)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
+    flat = jnp.full(12, 0.3)  # MUSCL on constant data: the constant at every face
+    left, right = jp.MUSCL(limiter)(flat)
+    assert np.all(np.asarray(left) == 0.3) and np.all(np.asarray(right) == 0.3)
 
 
 # (reconstruction, accepted band of the fitted order). The bands are the formal order -0.2/+0.4,
