@@ -46,23 +46,33 @@ def _tour_stationary() -> None:
 
 
 def _tour_morse() -> None:
+    import jax
     import jax.numpy as jnp
     import jax.random as jr
 
     import jaxstat.morse as jm
 
-    # Critical points of a random augmented tanh MLP R^2 -> R: Morse for almost every weight.
-    net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
-    print("  " + str(jm.classify(net)).replace("\n", "\n  "))
-    lo, hi = -3 * jnp.ones(2), 3 * jnp.ones(2)
-    starts = jm.uniform_starts(jr.key(1), lo, hi, 1024)
-    cps = jm.find_critical_points(net, starts, lower=lo, upper=hi, fallback=False)
-    rtol = float(cps.degeneracy_rtol)
-    print(
-        f"  {int(cps.count)} critical points in [-3, 3]^2; index counts {cps.index_counts()}; "
-        f"numerically degenerate (|lambda| <= {rtol:.0e} max|lambda|, float32): "
-        f"{int(cps.degenerate.sum())}"
-    )
+    # Critical points of a random tanh MLP R^2 -> R, Morse for almost every weight. float64: the
+    # degeneracy test and the winding number need it at this weight scale.
+    with jax.enable_x64(True):
+        net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
+        print("  " + str(jm.classify(net)).replace("\n", "\n  "))
+        lo, hi = -3 * jnp.ones(2), 3 * jnp.ones(2)
+        # Newton from more and more starts until the Poincare-Hopf check holds twice in a row.
+        cps = jm.find_all_critical_points(
+            net, jr.key(1), lo, hi, refinement=jm.DoublingStarts(1024, 4096), fallback=None
+        )
+        status = "holds" if bool(cps.complete) else "FAILS: " + jm.RESULTS[cps.check]
+        counts = ", ".join(f"{int(c)} of index {k}" for k, c in enumerate(cps.index_counts()))
+        print(
+            f"  {int(cps.count)} critical points in [-3, 3]^2 from {int(cps.num_starts)} Newton "
+            f"starts: {counts} (index = number of negative Hessian eigenvalues); degenerate: "
+            f"{int(cps.degenerate.sum())}"
+        )
+        print(
+            f"  Poincare-Hopf: sum of (-1)^index = {int(cps.index_sum)}, winding number of grad f "
+            f"along the boundary = {float(cps.winding_number):.0f}; completeness check {status}"
+        )
 
 
 def _tour_graphons() -> None:

@@ -38,3 +38,19 @@ def test_bench_outside_a_checkout_says_so(monkeypatch):
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench"])
     assert "source checkout" in str(exc.value.code)
+
+
+def test_full_tour_runs_and_no_check_fails():
+    # The README's main command, in a fresh process (float32 by default, as a user runs it).
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxstat", "tour"], capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in cli.TOUR:
+        assert f"== {name}:" in out.stdout
+    # A completeness or consistency check that fails is printed as FAILS (the Kerr part prints
+    # its unstable middle branch on purpose, as UNSTABLE).
+    assert "FAILS" not in out.stdout

@@ -1,7 +1,7 @@
 """Exact conversions between resolvent, graph-stationary, supra-graph and sheaf networks.
 
-The correspondence between stationary layers and resolvents. A linear driven-damped layer (`kappa = 0`) solves
-`(gamma + i H) psi = s`, and `gamma + i H = i (H - i gamma)`, so
+The correspondence between stationary layers and resolvents. A linear driven-damped layer
+(`kappa = 0`) solves `(gamma + i H) psi = s`, and `gamma + i H = i (H - i gamma)`, so
 
     psi = (gamma + i H)^{-1} s = -i (H - i gamma)^{-1} s:
 
@@ -31,7 +31,6 @@ from collections.abc import Sequence
 
 import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Inexact
 
 from .._checks import is_concrete
@@ -56,14 +55,10 @@ from ._resolvent import dense_solve, hermitian_part, ResolventLayer, ResolventNe
 # Stationary -> resolvent
 
 
-def _is_zero(x) -> bool:
-    return is_concrete(x) and not np.any(np.asarray(x) != 0)
-
-
 def _linear_model(model) -> tuple[Array, complex | float, Array | None]:
     """`(z, phase, mu)` of a linear model: `B_res = phase * B`; `mu` the uniform shift of `M`."""
     if isinstance(model, DrivenDampedModel):
-        if not _is_zero(model.kappa):
+        if not model.is_linear:
             raise ValueError(
                 "only linear driven-damped layers (concrete kappa = 0) are resolvent layers; a "
                 f"Kerr/saturable layer (kappa = {model.kappa}) is not an affine map of its source"

@@ -27,6 +27,7 @@ import abc
 import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Inexact
 
 from .._checks import is_concrete
@@ -84,6 +85,14 @@ class AbstractModel(eqx.Module):
         """`True` if states must be real."""
         return False
 
+    @property
+    def is_linear(self) -> bool:
+        """`True` if the residual `F(psi; s, H)` is affine in `psi` for every `H`, so the layer is
+        an affine (resolvent) map of its source. Decided from the model's structure and from
+        concrete parameter values: a traced parameter that may make the model nonlinear gives
+        `False` (freeze it with `eqx.partition` to keep the linear path under `jax.grad`)."""
+        return False
+
     def check(self) -> list[tuple[Array, str]]:
         """Value conditions on parameters, `(bad, message)`, checked inside `solve`."""
         return []
@@ -122,6 +131,11 @@ class DrivenDampedModel(AbstractModel):
     def complex_states(self) -> bool:
         return True
 
+    @property
+    def is_linear(self) -> bool:
+        # numpy, not jnp: under a trace jnp turns even Python constants into tracers.
+        return is_concrete(self.kappa) and not np.any(np.asarray(self.kappa) != 0)
+
     def residual(self, psi, source, H):
         g = self.nonlinearity(jnp.abs(psi) ** 2)
         return self.gamma * psi + 1j * H.mv(psi) + 1j * self.kappa * g * psi - source
@@ -157,6 +171,10 @@ class GradientModel(AbstractModel):
     @property
     def real_only(self) -> bool:
         return self.potential.real_only
+
+    @property
+    def is_linear(self) -> bool:
+        return self.potential.is_linear
 
     def residual(self, psi, source, H):
         return self.potential.stationarity(psi, H.mv(psi) - source)

@@ -46,6 +46,12 @@ class AbstractPotential(eqx.Module):
         """`True` if the potential is defined for real states only."""
         return False
 
+    @property
+    def is_linear(self) -> bool:
+        """`True` if `grad Phi` is linear (`Phi` quadratic): the gradient layer is then the
+        affine map `psi* = (H + M)^{-1} s` of its source."""
+        return False
+
 
 class AbstractRadialPotential(AbstractPotential):
     """A smooth potential `phi(u) = f(|u|^2)`: `stationarity = r + 2 f'(|u|^2) u`."""
@@ -84,6 +90,10 @@ class Quadratic(AbstractRadialPotential):
 
     def df(self, rho):
         return 0.5 * self.mu * jnp.ones_like(rho)
+
+    @property
+    def is_linear(self) -> bool:
+        return True
 
 
 class Quartic(AbstractRadialPotential):

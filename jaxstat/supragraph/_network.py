@@ -25,22 +25,17 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
-import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact, PRNGKeyArray, PyTree
 
-from .._checks import is_concrete
 from ..graphs import Graph
 from ..stationary import (
     AbstractModel,
     AbstractReadout,
-    DrivenDampedModel,
     feature_layer,
     FeatureSource,
-    GradientModel,
     Identity,
     LinearReadout,
     NodeSource,
-    Quadratic,
     ReIm,
     Solution as LayerSolution,
     StationaryLayer,
@@ -61,19 +56,6 @@ def pack_states(states: States) -> PyTree[Array]:
 def unpack_states(y: PyTree[Array]) -> States:
     """Inverse of [`jaxstat.supragraph.pack_states`][]."""
     return tuple(p[0] + 1j * p[1] if isinstance(p, tuple) else p for p in y)
-
-
-def _is_zero(x) -> bool:
-    # numpy, not jnp: under a trace jnp turns even Python constants into tracers.
-    return is_concrete(x) and not np.any(np.asarray(x) != 0)
-
-
-def _linear_model(model: AbstractModel) -> bool:
-    if isinstance(model, DrivenDampedModel):
-        return _is_zero(model.kappa)
-    if isinstance(model, GradientModel):
-        return isinstance(model.potential, Quadratic)
-    return False
 
 
 class StationaryNetwork(eqx.Module):
@@ -127,7 +109,7 @@ class StationaryNetwork(eqx.Module):
         potential, or driven-damped with a concrete `kappa = 0`) and every readout but the last
         is real-linear (`Identity`, `ReIm`, `LinearReadout`). Sources are affine by definition."""
         affine = (Identity, ReIm, LinearReadout)
-        return all(_linear_model(layer.model) for layer in self.layers) and all(
+        return all(layer.model.is_linear for layer in self.layers) and all(
             isinstance(layer.readout, affine) for layer in self.layers[:-1]
         )
 

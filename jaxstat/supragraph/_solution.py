@@ -1,20 +1,30 @@
 """Result codes and solutions of the global system, its adjoint and its penalized relaxation."""
 
+import warnings
+
 import equinox as eqx
 from jaxtyping import Array, Float, Int, PyTree
 
 from ..stationary import RESULTS as _StationaryResults
 
 
-class RESULTS(_StationaryResults):  # pyright: ignore
-    """Result codes of `jaxstat.supragraph` (those of `jaxstat.stationary`, plus this package's)."""
+# equinox builds a subclass's messages from optimistix's base enumeration, whose `successful` is
+# the empty message: the word is given again here, and the warning about replacing it silenced
+# (as in `jaxstat.stationary.RESULTS`).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Enumeration has duplicate incompatible values")
 
-    not_affine = (
-        "A linear solver was asked for the global system, but the system is not affine: one "
-        "linear solve left a residual above tolerance. Use a root finder (e.g. `optx.Newton`), "
-        "or `solver=None` to let `jaxstat.supragraph.solve` choose."
-    )
-    nonfinite_gradient = "The loss or its gradient with respect to the states is not finite."
+    class RESULTS(_StationaryResults):  # pyright: ignore
+        """Result codes of `jaxstat.supragraph` (those of `jaxstat.stationary`, plus this
+        package's)."""
+
+        successful = "successful"
+        not_affine = (
+            "A linear solver was asked for the global system, but the system is not affine: one "
+            "linear solve left a residual above tolerance. Use a root finder (e.g. "
+            "`optx.Newton`), or `solver=None` to let `jaxstat.supragraph.solve` choose."
+        )
+        nonfinite_gradient = "The loss or its gradient with respect to the states is not finite."
 
 
 class Solution(eqx.Module):
