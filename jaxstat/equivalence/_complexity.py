@@ -334,8 +334,9 @@ def count_parameters(obj, *, dense: bool = False) -> int:
 
     The operator counts its degrees of freedom: `graph_parameters` for a graph (from its edges,
     not `n^2`), `hermitian_dof(N)` for a dense `A`; every other parameter (source `B, b`, model
-    `gamma`, `mu`, `z`, readout) counts its real entries (complex: 2) when it is an inexact JAX
-    array (Python floats are fixed hyperparameters).
+    `gamma`, `kappa`, `mu`, `z`, readout) counts its real entries (complex: 2) when it is an
+    inexact JAX array (model parameters are stored as arrays, so they count, Python floats
+    included).
 
     **Arguments:**
 

@@ -23,15 +23,16 @@ E = 14  # edges of `magnetic_layer`'s graph
 
 
 def test_parameter_counts_closed_forms(getkey):
-    """Sparse: `2E + n` for a magnetic graph with potential, plus B, b and gamma; dense: the
-    Hermitian `N^2` instead of `2E + n`."""
+    """Sparse: `2E + n` for a magnetic graph with potential, plus B, b, gamma and kappa; dense:
+    the Hermitian `N^2` instead of `2E + n`."""
     st = magnetic_layer(getkey(), js.DrivenDampedModel(jnp.asarray(0.6)), js.ReIm())
-    rest = N * IN + N + 1  # B (real), b (N, 1), gamma
+    # B (real), b (N, 1), and the model's gamma and kappa: every numeric model parameter is an
+    # array leaf (trainable), Python floats included.
+    rest = N * IN + N + 2
     assert je.count_parameters(st) == 2 * E + N + rest
     assert je.count_parameters(st, dense=True) == N * N + rest
-    # A Python-float gamma is a hyperparameter, not a parameter.
-    fixed = eqx.tree_at(lambda t: t.model, st, js.DrivenDampedModel(0.6))
-    assert je.count_parameters(fixed) == 2 * E + N + rest - 1
+    same = eqx.tree_at(lambda t: t.model, st, js.DrivenDampedModel(0.6))
+    assert je.count_parameters(same) == 2 * E + N + rest
     # Connections: U(1) phases E, signed 1x1 blocks 0, O(3) blocks 3 E, U(2) blocks 4 E.
     real = simple_graph(getkey(), N, E)
     assert je.graph_parameters(real) == E + N
