@@ -86,7 +86,6 @@ def _residual_fn(y, args):
     return network.packed_residual(y, x)
 
 
-@eqx.filter_jit
 def solve(
     network: StationaryNetwork,
     x: Inexact[ArrayLike, "..."],
@@ -135,14 +134,22 @@ def solve(
     ```
     """
     x = jnp.asarray(x)
+    if solver is None:
+        # Chosen here, outside `filter_jit`, where the model parameters (arrays) are concrete:
+        # inside, `kappa = 0` would be a tracer and a linear network would not be recognised.
+        dtype = real_dtype(initial_states(network, x, states0))
+        solver = default_linear_solver(dtype) if network.is_linear else default_root_finder(dtype)
+    return _solve(network, x, states0, solver, adjoint, max_steps, throw)
+
+
+@eqx.filter_jit
+def _solve(network, x, states0, solver, adjoint, max_steps, throw) -> Solution:
     states0 = initial_states(network, x, states0)
     dtype = real_dtype(states0)
     tol = default_tolerance(dtype)
     y0 = pack_states(states0)
     args = (network, x)
     bad_input = any_nonfinite((network, x, states0))
-    if solver is None:
-        solver = default_linear_solver(dtype) if network.is_linear else default_root_finder(dtype)
 
     if isinstance(solver, lx.AbstractLinearSolver):
         # Newton's first step is exact for an affine F: Psi* = Psi_0 - J^{-1} F(Psi_0).
