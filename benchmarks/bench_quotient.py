@@ -128,7 +128,9 @@ def run(quick: bool = False) -> Table:
         name="quotient",
         title=f"Alignment of two digits MLPs 64-{width}-{width}-10, and quotient observables",
         description=__doc__,
-        columns=["what", "time (ms)", "test loss barrier", "ratio (to the peer; transformer rows: to one step)"],
+        columns=[
+            "what", "time (ms)", "test loss barrier", "ratio (to the peer; block rows: to a step)"
+        ],
     )
     Xtr, ytr, Xte, yte = digits()
     models = [

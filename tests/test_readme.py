@@ -1,4 +1,4 @@
-"""Every Python code block of the README runs as written (in a fresh process, the default float32)."""
+"""Every Python code block of the README runs as written (a fresh process, default float32)."""
 
 import pathlib
 import re

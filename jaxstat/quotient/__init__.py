@@ -7,7 +7,8 @@ model changes; their quotient counterparts, functions on the orbit space `Theta 
 
 Local entropy (Deep Relaxation) coarse-grains a loss `f`:
 
-    F(theta; gamma) = -1/beta log int exp(-beta f(theta') - beta gamma/2 |theta - theta'|^2) dtheta',
+    F(theta; gamma) = -1/beta log int exp(-beta f(theta') - beta gamma/2 |theta - theta'|^2)
+                                  dtheta',
 
 and, up to an additive constant, `u(theta, t) = F(theta; 1/t)` solves the viscous Hamilton-Jacobi
 equation `u_t + 1/2 |grad u|^2 = nu Lap u` with `nu = 1 / (2 beta)` and `u(., 0) = f`; its gradient
@@ -15,9 +16,10 @@ equation `u_t + 1/2 |grad u|^2 = nu Lap u` with `nu = 1 / (2 beta)` and `u(., 0)
 
 Symmetry groups implemented (each an `AbstractSymmetry` Module, derived from a model by `symmetry`):
 per-unit permutations of MLP neurons and CNN channels, with positive rescalings
-`(w_in_i, w_out_i) -> (s_i w_in_i, w_out_i / s_i)` for positively homogeneous activations (ReLU, leaky
-ReLU, identity) or sign flips `s_i = +-1` for odd ones (tanh), also for the units of mean-field networks
-`f(x) = 1/N sum_i a_i sigma(w_i . x)` (`NeuronSymmetry`); the scale invariance `theta_S -> c theta_S`,
+`(w_in_i, w_out_i) -> (s_i w_in_i, w_out_i / s_i)` for positively homogeneous activations (ReLU,
+leaky ReLU, identity) or sign flips `s_i = +-1` for odd ones (tanh), also for the units of
+mean-field networks `f(x) = 1/N sum_i a_i sigma(w_i . x)` (`NeuronSymmetry`); the scale invariance
+`theta_S -> c theta_S`,
 `c > 0`, of the weights before a normalisation (`NormalisationScaling`); for multi-head attention,
 `(W_Q, W_K) -> (W_Q A, W_K A^{-T})` with `A in GL(d_k)` and `(W_V, W_O) -> (W_V B, B^{-1} W_O)` with
 `B in GL(d_v)` per head, and head permutations (`AttentionSymmetry`); products of these
@@ -36,16 +38,6 @@ profile-likelihood interval and no forecast when a straight line explains the wi
 `threshold_crossing` is the raw-norm threshold baseline.
 """
 
-from ._entropy import (
-    AbstractLangevinSampler as AbstractLangevinSampler,
-    hj_offset as hj_offset,
-    Langevin as Langevin,
-    local_entropy_gradient as local_entropy_gradient,
-    local_entropy_value as local_entropy_value,
-    LocalEntropyGradient as LocalEntropyGradient,
-    LocalEntropyValue as LocalEntropyValue,
-    MetropolisAdjustedLangevin as MetropolisAdjustedLangevin,
-)
 from ._align import (
     align as align,
     interpolate as interpolate,
@@ -57,6 +49,39 @@ from ._derive import (
     register_activation as register_activation,
     symmetry as symmetry,
 )
+from ._entropy import (
+    AbstractLangevinSampler as AbstractLangevinSampler,
+    hj_offset as hj_offset,
+    Langevin as Langevin,
+    local_entropy_gradient as local_entropy_gradient,
+    local_entropy_value as local_entropy_value,
+    LocalEntropyGradient as LocalEntropyGradient,
+    LocalEntropyValue as LocalEntropyValue,
+    MetropolisAdjustedLangevin as MetropolisAdjustedLangevin,
+)
+from ._entropy_sgd import entropy_sgd as entropy_sgd, EntropySGDState as EntropySGDState
+from ._forecast import (
+    Forecast as Forecast,
+    forecast_series as forecast_series,
+    forecast_shock as forecast_shock,
+    threshold_crossing as threshold_crossing,
+)
+from ._monitor import (
+    AbstractObservable as AbstractObservable,
+    Charges as Charges,
+    Every as Every,
+    GradientSplit as GradientSplit,
+    invariant_summary as invariant_summary,
+    InvariantSpectra as InvariantSpectra,
+    LocalEntropyEstimate as LocalEntropyEstimate,
+    Monitor as Monitor,
+    QuotientNorm as QuotientNorm,
+    RawNorms as RawNorms,
+    SharpnessEstimate as SharpnessEstimate,
+    TrainingState as TrainingState,
+)
+from ._recorder import read_record as read_record, Recorder as Recorder
+from ._sharpness import Sharpness as Sharpness, sharpness as sharpness
 from ._spec import (
     permutation_spec as permutation_spec,
     permutation_spec_from_axes_to_perm as permutation_spec_from_axes_to_perm,
@@ -80,26 +105,3 @@ from ._symmetry._neuron import (
 )
 from ._symmetry._normalisation import NormalisationScaling as NormalisationScaling
 from ._symmetry._subtree import OnSubtree as OnSubtree
-from ._entropy_sgd import entropy_sgd as entropy_sgd, EntropySGDState as EntropySGDState
-from ._sharpness import sharpness as sharpness, Sharpness as Sharpness
-from ._recorder import read_record as read_record, Recorder as Recorder
-from ._forecast import (
-    forecast_series as forecast_series,
-    forecast_shock as forecast_shock,
-    Forecast as Forecast,
-    threshold_crossing as threshold_crossing,
-)
-from ._monitor import (
-    AbstractObservable as AbstractObservable,
-    Charges as Charges,
-    Every as Every,
-    GradientSplit as GradientSplit,
-    invariant_summary as invariant_summary,
-    InvariantSpectra as InvariantSpectra,
-    LocalEntropyEstimate as LocalEntropyEstimate,
-    Monitor as Monitor,
-    QuotientNorm as QuotientNorm,
-    RawNorms as RawNorms,
-    SharpnessEstimate as SharpnessEstimate,
-    TrainingState as TrainingState,
-)

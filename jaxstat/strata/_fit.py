@@ -4,7 +4,6 @@ validation loss (keep the best parameters, reject steps that make it jump, stop 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -60,8 +59,9 @@ class Validation(eqx.Module):
     def __check_init__(self):
         if not callable(self.loss):
             raise TypeError(f"the validation loss must be callable, got {type(self.loss).__name__}")
-        if self.patience is not None and (
-            not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1
+        patience = self.patience
+        if patience is not None and (
+            not isinstance(patience, int) or isinstance(patience, bool) or patience < 1
         ):
             raise ValueError(f"patience must be a positive int or None, got {self.patience!r}")
         if self.max_increase is not None and not (

@@ -3,7 +3,6 @@ whose validation loss jumps or whose gradient is not finite, stop early) against
 a hand-written reference loop, and `validation_split` (held-out labelled nodes, disjoint from the
 training labels, never a test node)."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -160,7 +159,8 @@ def test_validation_argument_errors():
 
 def test_validation_split():
     """Held-out nodes are labelled, disjoint from the training nodes, and together they are the
-    labelled nodes; per class `round(fraction m)` are held out, each class keeps a training label."""
+    labelled nodes; per class `round(fraction m)` are held out, each class keeps a training
+    label."""
     rng = np.random.default_rng(0)
     n = 300
     classes = rng.integers(0, 3, n)
