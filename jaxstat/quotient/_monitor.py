@@ -51,17 +51,7 @@ from ._symmetry._subtree import OnSubtree
 
 
 def _path_name(path) -> str:
-    parts = []
-    for entry in path:
-        if isinstance(entry, jtu.DictKey):
-            parts.append(str(entry.key))
-        elif isinstance(entry, jtu.GetAttrKey):
-            parts.append(entry.name)
-        elif isinstance(entry, jtu.SequenceKey):
-            parts.append(str(entry.idx))
-        else:
-            parts.append(str(getattr(entry, "key", entry)))
-    return ".".join(parts) if parts else "value"
+    return jtu.keystr(path, simple=True, separator=".") or "value"
 
 
 def _norms(tree) -> dict[str, Array]:

@@ -33,17 +33,7 @@ _STEP = "step"
 
 
 def _name(path) -> str:
-    parts = []
-    for entry in path:
-        if isinstance(entry, jtu.DictKey):
-            parts.append(str(entry.key))
-        elif isinstance(entry, jtu.GetAttrKey):
-            parts.append(entry.name)
-        elif isinstance(entry, jtu.SequenceKey):
-            parts.append(str(entry.idx))
-        else:
-            parts.append(str(getattr(entry, "key", entry)))
-    return "/".join(parts) if parts else "value"
+    return jtu.keystr(path, simple=True, separator="/") or "value"
 
 
 def _flatten(observables) -> dict[str, np.ndarray]:
