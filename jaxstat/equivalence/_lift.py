@@ -1,10 +1,10 @@
 """Admissible lifts: a Hermitian matrix as the Hamiltonian of a graph with a unitary connection.
 
-A graph Hamiltonian (SPEC A) has the dense form
+A graph Hamiltonian has the dense form
 
     H_ii = (deg_i + V_i) I_k,      H_ij = -w_ij U_ij   (j ~ i),      H_ij = 0 otherwise,
 
-with `k x k` blocks (`k = 1`: scalars). Conversely (SPEC E), a Hermitian `H` with scalar diagonal
+with `k x k` blocks (`k = 1`: scalars). Conversely, a Hermitian `H` with scalar diagonal
 blocks and *conformal* off-diagonal blocks (`H_ij^H H_ij = w_ij^2 I`) is the Hamiltonian of the
 graph
 

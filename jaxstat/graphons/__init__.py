@@ -1,4 +1,4 @@
-"""Graphons, homomorphism densities and projected gradient flows of edge weights (SPEC section I).
+"""Graphons, homomorphism densities and projected gradient flows of edge weights.
 
 Graphons `W: [0,1]^2 -> [0,1]` (symmetric): `StepGraphon` (the step function of a matrix) and
 `FunctionGraphon`; W-random graphs; homomorphism densities `t(F, W)` and their derivative kernels

@@ -1,4 +1,21 @@
-"""Critical points and Morse classification of network input-output maps (SPEC section H)."""
+"""Critical points and Morse classification of network input-output maps.
+
+Scalar networks `f(x) = w_L^T sigma(W_{L-1} ... sigma(W_1 x + b_1) ...)` with a strictly monotone
+smooth activation (tanh, sigmoid, softplus), widths `n_0` (input), `n_1, ..., n_{L-1}`:
+
+- widths that never increase with full-rank weights: `grad f` never vanishes;
+- a bottleneck (a hidden layer narrower than the input followed by a wider one, or a rank-deficient
+  weight): every critical point is degenerate;
+- no bottleneck: for almost every weight all critical points are non-degenerate (Morse).
+
+Neural ODEs `f(x) = a^T phi_T(W x + b) + c`, `phi_T` the time-`T` flow on `R^m`: no critical
+points if `m <= n` with `W` of full rank (`|grad f| >= s_min(W^T) |a| e^{-Lip T}`); critical points
+only if `m > n`, non-degenerate generically. `find_critical_points` runs Newton on `grad f` from
+many starts,
+deduplicates, classifies (Hessian spectrum, Morse index, degeneracy) and, in 2-D, checks
+completeness by Poincare-Hopf: the sum of `(-1)^index` over the points in a box equals the winding
+number of `grad f` along its boundary.
+"""
 
 from ._activation import (
     AbstractActivation as AbstractActivation,

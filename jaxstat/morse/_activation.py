@@ -1,4 +1,4 @@
-"""Strictly monotone smooth activations `sigma` with `sigma' > 0` everywhere (SPEC section H)."""
+"""Strictly monotone smooth activations `sigma` with `sigma' > 0` everywhere."""
 
 import abc
 

@@ -1,4 +1,4 @@
-"""The architecture theorems of SPEC section H as a classifier, and certified gradient bounds.
+"""The architecture theorems (see `jaxstat.morse`) as a classifier, and certified gradient bounds.
 
 MLPs, in the chain form of `_network.py` (`s_j = sigma(M_j s_{j-1} + beta_j)`, `f = a^T s_K + c`,
 hidden widths `k_j`, merged weights `M_j` of rank `r_j`, the readout `a` counted as map `K + 1` of
@@ -277,7 +277,7 @@ def _concrete(tree) -> None:
 
 
 def classify(model, *, rtol: float | None = None) -> Classification:
-    """Which theorem of SPEC section H applies to a network, and why.
+    """Which architecture theorem (see `jaxstat.morse`) applies to a network, and why.
 
     Ranks are numerical: a singular value counts as zero below `rtol * s_max` (default
     `sqrt(eps)` of the weights' dtype; a weight that close to singular behaves like a singular one

@@ -1,4 +1,4 @@
-"""Batched critical-point search for scalar maps `f: R^n -> R` (SPEC section H).
+"""Batched critical-point search for scalar maps `f: R^n -> R`.
 
 From every start `x_0` in a batch: Newton's method on `grad f(x) = 0` (`optimistix.root_find`,
 the Jacobian of `grad f` being `hess f`); where Newton fails (a singular or ill-conditioned

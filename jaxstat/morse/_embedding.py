@@ -1,4 +1,4 @@
-"""Universal embedding: an augmented neural ODE representing a given smooth map exactly (SPEC H).
+"""Universal embedding: an augmented neural ODE representing a given smooth map exactly.
 
 For `g: R^n -> R`, the neural ODE on `R^{n+1}` with
 

@@ -1,4 +1,4 @@
-"""Scalar-output networks `f: R^n -> R` in the three layer forms of SPEC section H.
+"""Scalar-output networks `f: R^n -> R` in three layer forms.
 
 Layer forms (any strictly monotone smooth `sigma`, see `_activation.py`):
 
@@ -293,7 +293,7 @@ def _merge(ops: list) -> _Chain:
 class ScalarMLP(AbstractScalarMap):
     """A scalar network `f = l_L o ... o l_1`, `l_i` any of the layer forms, one activation `sigma`.
 
-    The classical network of SPEC section H,
+    The classical network,
     `f(x) = w_L^T sigma(W_{L-1} ... sigma(W_1 x + b_1) ...)`, is `PostActivationLayer`s followed by
     an `AffineLayer` readout; `random_mlp` builds each form.
 

@@ -1,4 +1,4 @@
-"""Neural ODEs with scalar output: `f(x) = a^T phi_T(W x + b) + c` (SPEC section H).
+"""Neural ODEs with scalar output: `f(x) = a^T phi_T(W x + b) + c`.
 
 `phi_T` is the time-`T` flow of an autonomous or non-autonomous vector field `F(t, y)` on `R^m`
 (`dy/dt = F(t, y)`, `phi_T(y_0) = y(T)`), integrated by diffrax. `W` is `m x n`: the phase space

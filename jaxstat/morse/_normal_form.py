@@ -1,5 +1,5 @@
 """Normal forms: a network with rank-deficient weights as a smaller full-rank network computing the
-same function (SPEC section H).
+same function.
 
 Starting from the chain form `s_j = sigma(M_j s_{j-1} + beta_j)`, `f = a^T s_K + c`:
 

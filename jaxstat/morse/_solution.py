@@ -47,7 +47,7 @@ class RESULTS(eqx.Enumeration):
 
 
 class Certificate(eqx.Module):
-    """What is known about a (candidate) critical point `x` of `f` (SPEC section H).
+    """What is known about a (candidate) critical point `x` of `f`.
 
     - `gradient_norm`: the residual `|grad f(x)|_2`.
     - `eigenvalues`: the eigenvalues of `hess f(x)`, ascending.

@@ -1,5 +1,38 @@
 """Stationary layers: the output is a stationary state of a dissipative Schrödinger-type dynamics
 on a graph, solved implicitly and differentiated by the implicit adjoint.
+
+A layer maps its input `x` to a source `s = B x + b` on the nodes of a graph with Hamiltonian
+`H = L + diag(V)` (see `jaxstat.graphs`), and returns a readout of the stationary state `psi*`
+(shape `(n, d)`, real or complex) of one of two models:
+
+1. **Driven-damped (Kerr) model** (`DrivenDampedModel`), complex states:
+
+       d psi/dt = -(gamma + i H) psi - i kappa g(|psi|^2) psi + s,     gamma > 0,
+       stationary:  (gamma + i H) psi + i kappa g(|psi|^2) psi = s,
+
+   `g(r) = r` (`Kerr`) or `g(r) = r / (1 + r)` (`Saturable`). With `kappa = 0` the layer is the
+   resolvent `psi* = (gamma + i H)^{-1} s`, unique, `|psi*| <= |s| / gamma`; with `kappa != 0`
+   several stationary states can coexist (optical bistability). One node with potential `V` and
+   no edges has intensity `I = |psi|^2` solving `I (gamma^2 + (V + kappa g(I))^2) = |s|^2`.
+
+2. **Gradient model** (`GradientModel`) with a local potential `Phi(psi) = sum_i phi(psi_i)`:
+
+       E(psi) = 1/2 <psi, H psi> + Phi(psi) - Re <s, psi>,
+       d psi/dt = -(gamma + i kappa) grad E(psi),   stationary:  H psi + grad Phi(psi) = s.
+
+   Potentials: `Quadratic` `mu/2 |u|^2` (`psi* = (H + mu I)^{-1} s`), `ReLUPotential`
+   `1/2 u^2 + indicator(u >= 0)` (with `H = 0` exactly `ReLU(s)`), `Quartic`
+   `mu/2 |u|^2 + beta/4 |u|^4`, `DoubleWell` `beta/4 (|u|^2 - a^2)^2` (several branches).
+
+**Solve and derivative.** `solve` finds `F(psi*) = 0` by Newton's method with matrix-free GMRES
+inner solves (warm starts keep a branch); the backward pass is the implicit adjoint, one transposed
+solve, so memory does not grow with the iterations. `flow` integrates the dynamics with diffrax.
+
+**Stability.** A state is on a stable branch when the linearised dynamics (as a real map) has all
+eigenvalues with negative real part; `solve` reports the spectral abscissa in `sol.stability`
+(`DenseSpectrum` for small states, `CayleyArnoldi` matrix-free), a layer only when asked
+(`stability=` at construction). Model parameters (`gamma`, `kappa`, `mu`, ...) are array leaves:
+trainable, and a new value does not recompile.
 """
 
 from .._krylov import GMRES as GMRES

@@ -111,7 +111,8 @@ def _check_positive(name: str, x) -> None:
 
 
 class DrivenDampedModel(AbstractModel):
-    """The driven-damped (Kerr) model, see the module docstring.
+    """The driven-damped (Kerr) model `(gamma + i H) psi + i kappa g(|psi|^2) psi = s` (see
+    `jaxstat.stationary`).
 
     **Arguments:**
 
@@ -152,7 +153,8 @@ class DrivenDampedModel(AbstractModel):
 
 
 class GradientModel(AbstractModel):
-    """The gradient model with a local potential, see the module docstring.
+    """The gradient model `H psi + grad Phi(psi) = s` with a local potential (see
+    `jaxstat.stationary`).
 
     **Arguments:**
 
