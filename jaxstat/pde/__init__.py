@@ -1,4 +1,19 @@
-"""Viscous Hamilton-Jacobi and Burgers: finite volumes, exact solutions, shocks (SPEC section F)."""
+"""Viscous Hamilton-Jacobi and Burgers: finite volumes, exact solutions, shocks.
+
+The viscous Hamilton-Jacobi equation `u_t + H(grad u) = nu Lap u` (`H(p) = 1/2 |p|^2` by default,
+any convex `H`) and its gradient `p = grad u`, which obeys the viscous Burgers system
+`p_t + div(flux(p)) = nu Lap p` (1-D: `p_t + (p^2/2)_x = nu p_xx`), on uniform 1-D and 2-D grids:
+Godunov, Engquist-Osher and local Lax-Friedrichs fluxes; first-order, MUSCL and WENO5
+reconstruction; SSP Runge-Kutta with CFL-adaptive steps; periodic, Dirichlet, Neumann and outflow
+boundaries. Burgers states are cell averages, Hamilton-Jacobi states point values at the cell
+centres; `nu = 0` gives entropy solutions.
+
+Exact references: Cole-Hopf `u = -2 nu log(G_{nu t} * exp(-u_0 / (2 nu)))` (`G_s` the heat kernel
+of variance `2 s`), Hopf-Lax `u(x, t) = min_y u_0(y) + |x - y|^2 / (2 t)` for `nu = 0`, Riemann
+problems and the inviscid shock time `t* = -1 / min p_0'`. The local entropy of a loss `f` at scope
+`gamma` and inverse temperature `beta` is the HJ solution from `f` at `t = 1 / gamma` with
+`nu = 1 / (2 beta)`, up to an additive constant (`local_entropy`).
+"""
 
 from ._boundary import (
     AbstractBoundary as AbstractBoundary,
