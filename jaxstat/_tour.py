@@ -1,0 +1,345 @@
+"""The tour behind `jaxstat tour`: every part at small sizes, each number checked against a
+reference (a closed form, an independent computation or a conservation law), figures saved.
+
+Each part is a function `part(out) -> list[Check]` that saves its figure in the folder `out`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+
+@dataclasses.dataclass
+class Check:
+    """One line of the tour's results table."""
+
+    part: str
+    what: str
+    value: str
+    reference: str
+    ok: bool
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rel(a, b) -> float:
+    return abs(float(a) - float(b)) / max(abs(float(b)), 1e-30)
+
+
+def stationary(out: pathlib.Path) -> list[Check]:
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+
+    checks = []
+    # A Kerr dimer: edge weight 2, potential delta on both nodes. Driven symmetrically it stays in
+    # the symmetric mode (H v = delta v), whose intensity solves the single-node closed form
+    # P = I (gamma^2 + (delta + kappa I)^2), P = |s|^2: three states in the bistable range.
+    gamma, kappa, delta, drive = 0.1, -1.0, 1.0, 0.05
+    g = jg.from_edges([[0, 1]], [2.0], potential=delta * jnp.ones(2))
+    model = js.DrivenDampedModel(gamma=gamma, kappa=kappa)
+    s = np.sqrt(drive) * jnp.ones(2, jnp.complex64)
+    roots = np.sort(np.roots([kappa**2, 2 * delta * kappa, delta**2 + gamma**2, -drive]).real)
+    solved = []
+    for k, intensity in enumerate(roots):
+        guess = 1.05 * s / (gamma + 1j * (delta + kappa * intensity))
+        sol = js.solve(model, g, s, guess, throw=False)
+        value = float(jnp.abs(sol.value[0]) ** 2)
+        stable = bool(sol.stability.stable)
+        solved.append((value, stable))
+        checks.append(Check(
+            "stationary", f"Kerr dimer, branch {k + 1}: intensity |psi|^2",
+            f"{value:.5f}", f"closed-form root {intensity:.5f}",
+            _rel(value, intensity) < 1e-3,
+        ))
+        # Along P(I), the middle branch (dP/dI < 0) is the unstable one.
+        dP = gamma**2 + (delta + kappa * intensity) ** 2 + 2 * kappa * intensity * (
+            delta + kappa * intensity
+        )
+        checks.append(Check(
+            "stationary", f"branch {k + 1}: spectral abscissa of the linearised dynamics",
+            f"{float(sol.stability.abscissa):+.4f} ({'stable' if stable else 'unstable'})",
+            f"{'unstable' if dP < 0 else 'stable'} (sign of dP/dI)", stable == (dP > 0),
+        ))
+    plt = _figure()
+    intensity = np.linspace(0, 1.6, 800)
+    power = intensity * (gamma**2 + (delta + kappa * intensity) ** 2)
+    slope = np.gradient(power, intensity)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(np.where(slope > 0, power, np.nan), intensity, "C0", label="stable branch")
+    ax.plot(np.where(slope <= 0, power, np.nan), intensity, "C3--", label="unstable branch")
+    for value, stable in solved:
+        ax.plot(drive, value, "o", color="C0" if stable else "C3", ms=8)
+    ax.axvline(drive, color="0.6", lw=0.8)
+    ax.set_xlabel(r"drive power $|s|^2$")
+    ax.set_ylabel(r"intensity $|\psi|^2$")
+    ax.set_title("Kerr bistability: closed form (lines), jaxstat solves (dots)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "stationary_kerr_bistability.png", dpi=120)
+    plt.close(fig)
+
+    # A graph-stationary layer on 1,000 nodes: the implicit adjoint against finite differences.
+    graph = jg.random_graph(jr.key(0), 1000, 5000)
+    layer = js.feature_layer(graph, js.GradientModel(js.Quartic(1.0, 0.5)), 8, 8, key=jr.key(1))
+    x = jr.normal(jr.key(2), (1000, 8))
+
+    def loss(w):
+        return jnp.mean(eqx.tree_at(lambda m: m.graph.weights, layer, w)(x) ** 2)
+
+    w = layer.graph.weights
+    grad = eqx.filter_grad(loss)(w)
+    v = w * jr.normal(jr.key(3), w.shape)  # a relative direction: w +- h v stays >= 0
+    h = 1e-2
+    fd = (loss(w + h * v) - loss(w - h * v)) / (2 * h)
+    checks.append(Check(
+        "stationary", "layer on 1,000 nodes: d loss / d edge weights along a direction",
+        f"{float(jnp.vdot(grad, v)):.5e}", f"central difference {float(fd):.5e}",
+        _rel(jnp.vdot(grad, v), fd) < 1e-2,
+    ))
+    return checks
+
+
+def supragraph(out: pathlib.Path) -> list[Check]:
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    import jaxstat.supragraph as sg
+
+    # A three-layer Kerr network solved as one global system, against the layer-by-layer pass.
+    g = jg.random_graph(jr.key(0), 30, 90)
+    net = sg.feature_network(g, js.DrivenDampedModel(1.0, 0.3), [4, 8, 4], key=jr.key(1))
+    x = jr.normal(jr.key(2), (30, 4))
+    sol = sg.solve(net, x)
+    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(sol.value, net.states(x)))
+    S = sg.supragraph(net)
+    nnz, dense = S.jacobian_pattern().nnz, S.dense_size()
+    return [
+        Check("supragraph", "3-layer Kerr network: global solve - sequential pass (max)",
+              f"{gap:.1e}", "0 (float32: < 1e-4)", gap < 1e-4),
+        Check("supragraph", "global Jacobian nonzeros (supra-graph sparsity)",
+              f"{nnz:,} ({S.num_intra_edges} intra-, {S.num_inter_edges} inter-layer edges)",
+              f"dense {dense:,}", nnz < dense),
+    ]
+
+
+def strata(out: pathlib.Path) -> list[Check]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import jaxstat.strata as st
+
+    # Natural gradient under the shifted entropic metric G = diag(1 / (w + eps)) on
+    # L(w) = 1/2 |w - target|^2: weights whose target is negative reach the face w = 0 in finite
+    # time (the edge dies); a weight at 0 with a positive target leaves it (the edge is born).
+    w = jnp.array([1.0, 0.6, 0.0, 0.0, 0.3])
+    target = jnp.array([1.5, -0.5, 0.8, -0.2, 0.3])
+    tx = st.natural_gradient(0.2, st.ShiftedEntropy(0.05))
+    state = tx.init(w)
+
+    @jax.jit
+    def step(w, state):
+        updates, state = tx.update(w - target, state, w)
+        return optax.apply_updates(w, updates), state
+
+    path = [w]
+    for _ in range(60):
+        w, state = step(w, state)
+        path.append(w)
+    path = np.asarray(jnp.stack(path))
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for e in range(path.shape[1]):
+        ax.plot(path[:, e], label=f"edge {e}: target {float(target[e]):+.1f}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("natural-gradient step")
+    ax.set_ylabel("edge weight $w_e$")
+    ax.set_title("Edges die (reach 0) and are born (leave 0) on the stratified orthant")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "strata_edges.png", dpi=120)
+    plt.close(fig)
+    died = path[-1, [1, 3]]
+    born = path[-1, 2]
+    return [
+        Check("strata", "weights with negative targets after 60 steps (edges 1, 3)",
+              f"{died[0]:.2g}, {died[1]:.2g}", "exactly 0 (the face is reached)",
+              bool(np.all(died == 0))),
+        Check("strata", "weight started at 0 with target 0.8 (edge 2)", f"{born:.4f}",
+              "0.8 (the constrained minimum)", abs(born - 0.8) < 1e-3),
+        Check("strata", "support pattern (stratum) at the end", st.stratum(state).summary(),
+              "edges 0, 2, 4 alive", bool(np.all((path[-1] > 0) == np.array([1, 0, 1, 0, 1])))),
+    ]
+
+
+def pde(out: pathlib.Path) -> list[Check]:
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxstat.pde as jp
+
+    # Burgers p_t + (p^2/2)_x = 0 from sin x + 1/2 on a periodic grid (WENO5, Godunov, SSPRK3):
+    # the shock forms at t* = -1 / min p0' = 1 and moves at the Rankine-Hugoniot speed 1/2.
+    grid = jp.UniformGrid(0.0, 2 * jnp.pi, 256)
+    ts = jnp.array([0.0, 0.8, 1.6])
+    p0 = grid.cell_averages(lambda x: jnp.sin(x) + 0.5)
+    sol = jp.solve(jp.Burgers(grid), p0, ts, 0.0)
+    shocks = jp.detect_shocks(sol.ys[-1], grid)
+    t_star = float(jp.shock_formation(jnp.sin, 0.0, 2 * jnp.pi).time)
+    where = float(shocks.position[shocks.valid][0])
+    speed = float(shocks.speed[shocks.valid][0])
+    x = np.asarray(grid.centres())
+    # Before the shock the exact solution follows characteristics: p = p0(x0), x = x0 + t p0(x0).
+    x0 = x.copy()
+    for _ in range(50):
+        x0 = x0 - (x0 + 0.8 * (np.sin(x0) + 0.5) - x) / (1 + 0.8 * np.cos(x0))
+    exact = np.sin(x0) + 0.5
+    err = float(np.mean(np.abs(np.asarray(sol.ys[1]) - exact)))
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, t in enumerate(np.asarray(ts)):
+        ax.plot(x, np.asarray(sol.ys[k]), label=f"jaxstat, t = {t:.1f}")
+    ax.plot(x, exact, "k:", label="characteristics, t = 0.8")
+    ax.axvline(
+        np.pi + 0.8, color="k", lw=0.8, ls="--", label=r"exact shock at t = 1.6: $\pi + 0.8$"
+    )
+    ax.set_xlabel("$x$")
+    ax.set_ylabel("$p(x, t)$ (cell averages)")
+    ax.set_title(r"Burgers $p_t + (p^2/2)_x = 0$: a shock forms at $t^* = 1$")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "pde_burgers_shock.png", dpi=120)
+    plt.close(fig)
+    h = float(grid.spacing[0])
+    return [
+        Check("pde", "shock formation time t*", f"{t_star:.4f}", "-1 / min p0' = 1",
+              abs(t_star - 1) < 1e-3),
+        Check("pde", "smooth solution at t = 0.8: mean |p - exact|", f"{err:.1e}",
+              "characteristics (< 1e-3)", err < 1e-3),
+        Check("pde", "shock position at t = 1.6", f"{where:.4f}", f"pi + 0.8 = {np.pi + 0.8:.4f}",
+              abs(where - (np.pi + 0.8)) < 2 * h),
+        Check("pde", "shock speed", f"{speed:.3f}", "Rankine-Hugoniot (p_l + p_r) / 2 = 0.5",
+              abs(speed - 0.5) < 0.02),
+    ]
+
+
+def morse(out: pathlib.Path) -> list[Check]:
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    import jaxstat.morse as jm
+
+    # Critical points of a random tanh MLP R^2 -> R (Morse for almost every weight), Newton from
+    # more and more starts until the Poincare-Hopf check holds. float64: the degeneracy test and
+    # the winding number need it at this weight scale.
+    with jax.enable_x64(True):
+        net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
+        verdict = jm.classify(net)
+        lo, hi = -3 * jnp.ones(2), 3 * jnp.ones(2)
+        cps = jm.find_all_critical_points(
+            net, jr.key(1), lo, hi, refinement=jm.DoublingStarts(1024, 4096), fallback=None
+        )
+        d = cps.as_numpy()
+        g = np.linspace(-3, 3, 200)
+        X, Y = np.meshgrid(g, g)
+        Z = np.asarray(jax.vmap(net)(jnp.stack([X.ravel(), Y.ravel()], -1))).reshape(X.shape)
+        counts = [int(c) for c in cps.index_counts()]
+        count, starts, degenerate = int(cps.count), int(cps.num_starts), int(cps.degenerate.sum())
+        index_sum, winding = int(cps.index_sum), float(cps.winding_number)
+        complete = bool(cps.complete)
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    cs = ax.contourf(X, Y, Z, levels=30, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="$f(x)$")
+    names = ["minimum (index 0)", "saddle (index 1)", "maximum (index 2)"]
+    for k, (marker, colour) in enumerate([("o", "w"), ("x", "r"), ("^", "k")]):
+        pts = d["points"][d["index"] == k]
+        ax.plot(pts[:, 0], pts[:, 1], marker, color=colour, ls="none", label=names[k])
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_title("Critical points of a tanh MLP $\\mathbb{R}^2 \\to \\mathbb{R}$")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out / "morse_critical_points.png", dpi=120)
+    plt.close(fig)
+    return [
+        Check("morse", "architecture theorem for 2 -> 16 -> 16 -> 1 (tanh)",
+              verdict.verdict.value, "no bottleneck: Morse for almost every weight",
+              verdict.verdict == jm.Verdict.GENERICALLY_MORSE),
+        Check("morse", f"critical points in [-3, 3]^2 ({starts} Newton starts)",
+              f"{count}: {counts[0]} minima, {counts[1]} saddles, {counts[2]} maxima",
+              "every point non-degenerate (Hessian)", degenerate == 0),
+        Check("morse", "Poincare-Hopf: sum of (-1)^index", f"{index_sum}",
+              f"winding number of grad f on the boundary = {winding:.0f}", complete),
+    ]
+
+
+def graphons(out: pathlib.Path) -> list[Check]:
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    import jaxstat.graphons as gn
+
+    # The 4-cycle density of a W-random graph against t(C4, W) = trace(T_W^4), T_W the integral
+    # operator of W, by an independent midpoint rule in numpy.
+    W = gn.FunctionGraphon(lambda x, y: 0.15 + 0.7 * x * y)
+    A = gn.sample_graph(jr.key(0), W, 300, sort=True)
+    sampled = float(gn.homomorphism_density(gn.Pattern.cycle(4), A))
+    u = (np.arange(400) + 0.5) / 400
+    K = (0.15 + 0.7 * np.outer(u, u)) / 400
+    exact = float(np.trace(np.linalg.matrix_power(K, 4)))
+    # The projected gradient flow of F = -t(K3) + t(K2)/2 (time scaled by n^2): F decreases.
+    F = -gn.HomomorphismDensity(gn.Pattern.cycle(3)) + 0.5 * gn.HomomorphismDensity([(0, 1)])
+    Wn, sol = gn.graphon_flow(F, W, 0.5, n=64)
+    f0 = float(F(Wn))
+    f1 = float(F(gn.StepGraphon(sol.ys[-1])))
+    at_one = float(jnp.mean(sol.ys[-1] == 1.0))
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), constrained_layout=True)
+    for ax, M, title in [(axes[0], Wn.values, "t = 0"), (axes[1], sol.ys[-1], "t = 0.5")]:
+        im = ax.imshow(np.asarray(M), vmin=0, vmax=1, origin="lower", extent=(0, 1, 0, 1))
+        ax.set_title(f"$W$ at {title}")
+        ax.set_xlabel("$x$")
+    axes[0].set_ylabel("$y$")
+    fig.colorbar(im, ax=axes, label="$W(x, y)$")
+    fig.suptitle(r"Projected gradient flow of $-t(K_3) + t(K_2)/2$ on $[0, 1]$-valued graphons")
+    fig.savefig(out / "graphons_flow.png", dpi=120)
+    plt.close(fig)
+    return [
+        Check("graphons", "t(C4, G(300, W)) of a sampled graph", f"{sampled:.4f}",
+              f"t(C4, W) = {exact:.4f} (+- 0.005: O(1/n) sampling and non-injective maps)",
+              abs(sampled - exact) < 0.005),
+        Check("graphons", "objective along the gradient flow", f"{f0:.4f} -> {f1:.4f}",
+              "decreases", f1 < f0),
+        Check("graphons", "fraction of weights on the face W = 1 at t = 0.5", f"{at_one:.3f}",
+              "> 0 (the projected flow reaches the face)", at_one > 0),
+    ]
+
+
+PARTS = {
+    "stationary": ("graph-stationary layers (graphs, stationary)", stationary),
+    "supragraph": ("stationary networks as one global system (supragraph)", supragraph),
+    "strata": ("learning the graph on its stratified space (strata)", strata),
+    "pde": ("viscous Burgers / Hamilton-Jacobi finite volumes and shocks (pde)", pde),
+    "morse": ("critical points of network input-output maps (morse)", morse),
+    "graphons": ("homomorphism densities and graphon flows (graphons)", graphons),
+}
