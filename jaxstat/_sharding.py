@@ -27,11 +27,22 @@ import jax.tree_util as jtu
 from jax.sharding import AxisType, PartitionSpec
 
 
+def _meshes(arrays):
+    """The context mesh, then the meshes the types of `arrays` name."""
+    yield jax.sharding.get_abstract_mesh()
+    for a in arrays:
+        yield getattr(jax.typeof(a).sharding, "mesh", None)
+
+
+def on_mesh(*arrays) -> bool:
+    """Whether the caller is traced under a mesh of more than one device: the context's
+    (`jax.set_mesh`), or one that the type of one of `arrays` names."""
+    return any(m is not None and not m.empty and m.size > 1 for m in _meshes(arrays))
+
+
 def _explicit_mesh(arrays):
     """The mesh with explicit axes in the context or in the types of `arrays`, else `None`."""
-    meshes = [jax.sharding.get_abstract_mesh()]
-    meshes += [getattr(jax.typeof(a).sharding, "mesh", None) for a in arrays]
-    for mesh in meshes:
+    for mesh in _meshes(arrays):
         if mesh is not None and not mesh.empty and AxisType.Explicit in mesh.axis_types:
             return mesh
     return None
