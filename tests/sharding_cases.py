@@ -18,6 +18,7 @@ axis stays split over the mesh (no gather onto one device).
 
 import json
 import os
+import re
 import sys
 import traceback
 
@@ -188,6 +189,9 @@ def run_case(name, axis_types):
             placed = _place(args, mesh)
             with jax.set_mesh(mesh):
                 out = jax.tree.leaves(fn(*placed))
+                # The shapes the compiled program gathers across devices (none, for a batch).
+                hlo = fn.lower(*placed).compile().as_text()
+                record["all_gathers"] = sorted(set(re.findall(r"= (\S+) all-gather\(", hlo)))
                 if memory is not None:
                     record["temp_ratio"] = _temp_bytes(memory, *placed) / single
             record.update(

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._sharding import auto_axes_inside
 from ._graphon import AbstractGraphon, check_graphon_values, StepGraphon
 
 
@@ -43,6 +44,8 @@ def sample_latent(key: PRNGKeyArray, n: int, *, sort: bool = False, dtype=None) 
 
 
 @eqx.filter_jit
+# Runs on meshes with explicit axes too (see `jaxstat._sharding`).
+@auto_axes_inside
 def sample_weighted_graph(
     key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False, loops: bool = False
 ) -> Float[Array, "n n"]:
@@ -73,6 +76,8 @@ def sample_weighted_graph(
 
 
 @eqx.filter_jit
+# Runs on meshes with explicit axes too (see `jaxstat._sharding`).
+@auto_axes_inside
 def sample_graph(
     key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False
 ) -> Float[Array, "n n"]:

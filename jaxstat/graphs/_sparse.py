@@ -27,6 +27,8 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jaxtyping import Array, Inexact, Int
 
+from .._sharding import on_mesh
+
 
 try:  # jaxlib's CSR kernel, reached through the experimental sparse module.
     from jax.experimental.sparse.bcsr import bcsr_dot_general_p as _bcsr_dot_general_p
@@ -159,7 +161,13 @@ def csr_matmul(
     dtype = jnp.result_type(data, x)
     data, x = data.astype(dtype), x.astype(dtype)
     shape = x.shape
-    y = csr_matmul_p.bind(data, x.reshape(shape[0], -1), indices, indptr, rows, tperm)
+    if on_mesh(data, x):
+        # Under a mesh, XLA partitions the portable gather + segment sum (rows split, `x`
+        # gathered); it cannot partition the kernel (a custom call), whose operands, a split
+        # batch included, it would gather onto every device.
+        y = _portable_matmul(data, x.reshape(shape[0], -1), indices, rows, shape[0])
+    else:
+        y = csr_matmul_p.bind(data, x.reshape(shape[0], -1), indices, indptr, rows, tperm)
     return y.reshape(shape)
 
 

@@ -29,6 +29,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._checks import is_concrete
+from .._sharding import auto_axes_inside
 from ._network import as_scalar_map
 from ._solution import Certificate, CriticalPoints, RESULTS
 
@@ -674,6 +675,8 @@ def _check_box(lower, upper) -> None:
         )
 
 
+# Runs on meshes with explicit axes too (see `jaxstat._sharding`).
+@auto_axes_inside
 def find_critical_points(
     fn,
     starts: Float[Array, "k n"],

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
+from .._sharding import auto_axes_inside
 from ._equation import AbstractEquation
 from ._misc import jit
 from ._solution import RESULTS, Solution
@@ -12,6 +13,8 @@ from ._stepping import _Controller, AbstractStepSize, CFLStep, SSPRK3
 
 
 @jit(arrays=("nu",))
+# Runs on meshes with explicit axes too (see `jaxstat._sharding`).
+@auto_axes_inside
 def solve(
     equation: AbstractEquation,
     y0: ArrayLike,

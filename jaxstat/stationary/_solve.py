@@ -11,6 +11,7 @@ from jaxtyping import Array, ArrayLike, Inexact
 
 from .._checks import is_concrete
 from .._krylov import GMRES
+from .._sharding import auto_axes_inside
 from ..graphs import Graph, SparseHamiltonian
 from ._model import AbstractModel
 from ._solution import RESULTS, Solution
@@ -110,6 +111,8 @@ def check_values(checks: list[tuple[Array, str]], token):
     return token
 
 
+# Runs on meshes with explicit axes too (see `jaxstat._sharding`).
+@auto_axes_inside
 def solve(
     model: AbstractModel,
     graph: Graph | SparseHamiltonian,
@@ -207,10 +210,15 @@ def _solve(
     solver = default_solver(real_dtype) if solver is None else solver
     adjoint = default_adjoint(real_dtype) if adjoint is None else adjoint
 
+    # The checks guard a scalar added to the source, not the source itself: `eqx.error_if` calls
+    # back to Python on one device, and XLA's partitioner replicates whatever it guards (for a
+    # graph split over devices, the source and every state computed from it).
+    token = jnp.zeros((), real_dtype)
     for bad, message in model.check():
-        source = eqx.error_if(source, bad, message)
+        token = eqx.error_if(token, bad, message)
     if isinstance(graph, Graph):
-        source = check_values(graph.check(), source)
+        token = check_values(graph.check(), token)
+    source = source + token.astype(source.dtype)
     bad_input = _any_nonfinite((model, H, source, psi0))
 
     def residual(y, args):
@@ -247,7 +255,8 @@ def _solve(
         result = RESULTS.where(unstable, RESULTS.unstable, result)
     result = RESULTS.where(bad_input, RESULTS.nonfinite_source, result)
     if throw:
-        psi = result.error_if(psi, result != RESULTS.successful)
+        # A scalar guard again (see the input checks above): the state stays split.
+        psi = psi + result.error_if(jnp.zeros((), real_dtype), result != RESULTS.successful)
     return Solution(
         value=psi, result=result, residual=res, num_steps=sol.stats["num_steps"], stability=cert
     )
