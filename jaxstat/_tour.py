@@ -21,6 +21,10 @@ class Check:
     ok: bool
 
 
+def _check(part: str, what: str, value: str, reference: str, ok) -> Check:
+    return Check(part, what, value, reference, bool(ok))
+
+
 def _figure():
     import matplotlib
 
@@ -59,7 +63,7 @@ def stationary(out: pathlib.Path) -> list[Check]:
         value = float(jnp.abs(sol.value[0]) ** 2)
         stable = bool(sol.stability.stable)
         solved.append((value, stable))
-        checks.append(Check(
+        checks.append(_check(
             "stationary", f"Kerr dimer, branch {k + 1}: intensity |psi|^2",
             f"{value:.5f}", f"closed-form root {intensity:.5f}",
             _rel(value, intensity) < 1e-3,
@@ -68,7 +72,7 @@ def stationary(out: pathlib.Path) -> list[Check]:
         dP = gamma**2 + (delta + kappa * intensity) ** 2 + 2 * kappa * intensity * (
             delta + kappa * intensity
         )
-        checks.append(Check(
+        checks.append(_check(
             "stationary", f"branch {k + 1}: spectral abscissa of the linearised dynamics",
             f"{float(sol.stability.abscissa):+.4f} ({'stable' if stable else 'unstable'})",
             f"{'unstable' if dP < 0 else 'stable'} (sign of dP/dI)", stable == (dP > 0),
@@ -104,7 +108,7 @@ def stationary(out: pathlib.Path) -> list[Check]:
     v = w * jr.normal(jr.key(3), w.shape)  # a relative direction: w +- h v stays >= 0
     h = 1e-2
     fd = (loss(w + h * v) - loss(w - h * v)) / (2 * h)
-    checks.append(Check(
+    checks.append(_check(
         "stationary", "layer on 1,000 nodes: d loss / d edge weights along a direction",
         f"{float(jnp.vdot(grad, v)):.5e}", f"central difference {float(fd):.5e}",
         _rel(jnp.vdot(grad, v), fd) < 1e-2,
@@ -129,9 +133,9 @@ def supragraph(out: pathlib.Path) -> list[Check]:
     S = sg.supragraph(net)
     nnz, dense = S.jacobian_pattern().nnz, S.dense_size()
     return [
-        Check("supragraph", "3-layer Kerr network: global solve - sequential pass (max)",
+        _check("supragraph", "3-layer Kerr network: global solve - sequential pass (max)",
               f"{gap:.1e}", "0 (float32: < 1e-4)", gap < 1e-4),
-        Check("supragraph", "global Jacobian nonzeros (supra-graph sparsity)",
+        _check("supragraph", "global Jacobian nonzeros (supra-graph sparsity)",
               f"{nnz:,} ({S.num_intra_edges} intra-, {S.num_inter_edges} inter-layer edges)",
               f"dense {dense:,}", nnz < dense),
     ]
@@ -178,12 +182,12 @@ def strata(out: pathlib.Path) -> list[Check]:
     died = path[-1, [1, 3]]
     born = path[-1, 2]
     return [
-        Check("strata", "weights with negative targets after 60 steps (edges 1, 3)",
+        _check("strata", "weights with negative targets after 60 steps (edges 1, 3)",
               f"{died[0]:.2g}, {died[1]:.2g}", "exactly 0 (the face is reached)",
               bool(np.all(died == 0))),
-        Check("strata", "weight started at 0 with target 0.8 (edge 2)", f"{born:.4f}",
+        _check("strata", "weight started at 0 with target 0.8 (edge 2)", f"{born:.4f}",
               "0.8 (the constrained minimum)", abs(born - 0.8) < 1e-3),
-        Check("strata", "support pattern (stratum) at the end", st.stratum(state).summary(),
+        _check("strata", "support pattern (stratum) at the end", st.stratum(state).summary(),
               "edges 0, 2, 4 alive", bool(np.all((path[-1] > 0) == np.array([1, 0, 1, 0, 1])))),
     ]
 
@@ -228,13 +232,13 @@ def pde(out: pathlib.Path) -> list[Check]:
     plt.close(fig)
     h = float(grid.spacing[0])
     return [
-        Check("pde", "shock formation time t*", f"{t_star:.4f}", "-1 / min p0' = 1",
+        _check("pde", "shock formation time t*", f"{t_star:.4f}", "-1 / min p0' = 1",
               abs(t_star - 1) < 1e-3),
-        Check("pde", "smooth solution at t = 0.8: mean |p - exact|", f"{err:.1e}",
+        _check("pde", "smooth solution at t = 0.8: mean |p - exact|", f"{err:.1e}",
               "characteristics (< 1e-3)", err < 1e-3),
-        Check("pde", "shock position at t = 1.6", f"{where:.4f}", f"pi + 0.8 = {np.pi + 0.8:.4f}",
+        _check("pde", "shock position at t = 1.6", f"{where:.4f}", f"pi + 0.8 = {np.pi + 0.8:.4f}",
               abs(where - (np.pi + 0.8)) < 2 * h),
-        Check("pde", "shock speed", f"{speed:.3f}", "Rankine-Hugoniot (p_l + p_r) / 2 = 0.5",
+        _check("pde", "shock speed", f"{speed:.3f}", "Rankine-Hugoniot (p_l + p_r) / 2 = 0.5",
               abs(speed - 0.5) < 0.02),
     ]
 
@@ -281,13 +285,13 @@ def morse(out: pathlib.Path) -> list[Check]:
     fig.savefig(out / "morse_critical_points.png", dpi=120)
     plt.close(fig)
     return [
-        Check("morse", "architecture theorem for 2 -> 16 -> 16 -> 1 (tanh)",
+        _check("morse", "architecture theorem for 2 -> 16 -> 16 -> 1 (tanh)",
               verdict.verdict.value, "no bottleneck: Morse for almost every weight",
               verdict.verdict == jm.Verdict.GENERICALLY_MORSE),
-        Check("morse", f"critical points in [-3, 3]^2 ({starts} Newton starts)",
+        _check("morse", f"critical points in [-3, 3]^2 ({starts} Newton starts)",
               f"{count}: {counts[0]} minima, {counts[1]} saddles, {counts[2]} maxima",
               "every point non-degenerate (Hessian)", degenerate == 0),
-        Check("morse", "Poincare-Hopf: sum of (-1)^index", f"{index_sum}",
+        _check("morse", "Poincare-Hopf: sum of (-1)^index", f"{index_sum}",
               f"winding number of grad f on the boundary = {winding:.0f}", complete),
     ]
 
@@ -325,12 +329,12 @@ def graphons(out: pathlib.Path) -> list[Check]:
     fig.savefig(out / "graphons_flow.png", dpi=120)
     plt.close(fig)
     return [
-        Check("graphons", "t(C4, G(300, W)) of a sampled graph", f"{sampled:.4f}",
+        _check("graphons", "t(C4, G(300, W)) of a sampled graph", f"{sampled:.4f}",
               f"t(C4, W) = {exact:.4f} (+- 0.005: O(1/n) sampling and non-injective maps)",
               abs(sampled - exact) < 0.005),
-        Check("graphons", "objective along the gradient flow", f"{f0:.4f} -> {f1:.4f}",
+        _check("graphons", "objective along the gradient flow", f"{f0:.4f} -> {f1:.4f}",
               "decreases", f1 < f0),
-        Check("graphons", "fraction of weights on the face W = 1 at t = 0.5", f"{at_one:.3f}",
+        _check("graphons", "fraction of weights on the face W = 1 at t = 0.5", f"{at_one:.3f}",
               "> 0 (the projected flow reaches the face)", at_one > 0),
     ]
 
