@@ -174,6 +174,36 @@ def run(quick: bool = False) -> Table:
         "the chord."
     )
 
+    # Two small CNNs (channel permutations and positive rescalings through ReLU and max pooling).
+    def cnn(key):
+        k = jr.split(key, 3)
+        return eqx.nn.Sequential([
+            eqx.nn.Lambda(lambda x: x.reshape(1, 8, 8)),
+            eqx.nn.Conv2d(1, 16, 3, padding=1, key=k[0]),
+            eqx.nn.Lambda(jax.nn.relu),
+            eqx.nn.MaxPool2d(2, 2),
+            eqx.nn.Conv2d(16, 16, 3, padding=1, key=k[1]),
+            eqx.nn.Lambda(jax.nn.relu),
+            eqx.nn.Lambda(jnp.ravel),
+            eqx.nn.Linear(16 * 4 * 4, 10, key=k[2]),
+        ])
+
+    ca, cb = (train(cnn(jr.key(10 + seed)), Xtr, ytr, steps // 2) for seed in (0, 1))
+    cnn_accs = [float(jnp.mean(jnp.argmax(jax.vmap(m)(Xte), -1) == yte)) for m in (ca, cb)]
+    _, _, cnn_naive = jq.loss_barrier(loss, ca, cb)
+    cgroup = jq.symmetry(ca)
+    jax.block_until_ready(jq.align(ca, cb, cgroup))
+    t0 = time.perf_counter()
+    rca, rcb = jax.block_until_ready(jq.align(ca, cb, cgroup))
+    t_cnn = time.perf_counter() - t0
+    _, _, cnn_aligned = jq.loss_barrier(loss, rca, rcb)
+    table.add("CNN: no alignment", 0.0, float(cnn_naive), float("nan"))
+    table.add("CNN: jaxstat.quotient.align", 1e3 * t_cnn, float(cnn_aligned), float("nan"))
+    table.notes.append(
+        f"CNN conv16-pool-conv16-linear, test accuracy {cnn_accs[0]:.3f}, {cnn_accs[1]:.3f} "
+        f"({steps // 2} Adam steps); no independent peer for convolutions."
+    )
+
     # Quotient observables of a transformer block, per call, against one training step.
     attn, mlp = transformer_block(jr.key(2))
     block = Block(attn, mlp)
