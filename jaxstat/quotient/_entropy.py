@@ -40,6 +40,7 @@ Each node's Langevin step is `step_size * s / t`: the Gibbs measure at scope `1/
 `O(sqrt(s / beta))`, and this keeps the number of steps needed to mix about the same.
 """
 
+import abc
 import math
 
 import equinox as eqx
@@ -56,9 +57,9 @@ class AbstractLangevinSampler(eqx.Module):
     """A Markov kernel whose (approximate) stationary law is `exp(-beta U)`, from the Langevin
     proposal `y = x - eta grad U(x) + sqrt(2 eta / beta) xi`."""
 
+    @abc.abstractmethod
     def step(self, energy, x, key, eta, beta):
         """One transition: returns `(x_new, accepted)` (`accepted` a 0/1 float)."""
-        raise NotImplementedError
 
 
 def _proposal(energy, x, key, eta, beta):
