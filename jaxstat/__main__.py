@@ -16,17 +16,11 @@ TOUR = {name: title for name, (title, _) in _tour.PARTS.items()}
 
 def tour(names: list[str], out: pathlib.Path | str = "jaxstat-tour") -> list[_tour.Check]:
     """Run the tour parts `names` (all when empty): a progress display, the results table (each
-    check: what was computed, its value, the reference, pass/fail) and figures saved in `out`.
-    Compiled programs are cached in `~/.cache/jaxstat/jax` (JAX's persistent compilation cache),
-    so a second tour starts warm."""
-    import jax
+    check: what was computed, its value, the reference, pass/fail) and figures saved in `out`."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    cache = pathlib.Path.home() / ".cache" / "jaxstat" / "jax"
-    jax.config.update("jax_compilation_cache_dir", str(cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -86,9 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("args", nargs="*", help="benchmark names (default all)")
     ns, extra = parser.parse_known_args(argv)
     if ns.command == "tour":
+        # The command's own process: compiled programs go to JAX's persistent compilation cache,
+        # so a second tour starts warm. (Not set by `tour()` itself, which may run inside a user's
+        # process, whose JAX configuration is theirs.)
         unknown = [n for n in ns.names if n not in TOUR]
         if unknown or extra:
             parser.error(f"unknown tour part(s) {unknown + extra}; choose from: {', '.join(TOUR)}")
+        import jax
+
+        cache = pathlib.Path.home() / ".cache" / "jaxstat" / "jax"
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
         checks = tour(ns.names, ns.out)
         return 0 if all(c.ok for c in checks) else 1
     return bench(ns.args + extra)
