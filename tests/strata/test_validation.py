@@ -95,7 +95,7 @@ def test_keep_best_returns_the_parameters_before_the_ruinous_step():
     np.testing.assert_allclose(out.model, w, rtol=1e-12)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), out.opt_state, state)
     np.testing.assert_allclose(
-        out.validation_losses[: BAD], [quadratic(x) for x in _sgd_path(loss, tx)], rtol=1e-12
+        out.validation_losses[:BAD], [quadratic(x) for x in _sgd_path(loss, tx)], rtol=1e-12
     )
 
 
@@ -123,9 +123,7 @@ def test_early_stopping_closed_form():
     np.testing.assert_allclose(out.model, [2 * (1 - 0.8**3)], rtol=1e-12)
     k = np.arange(7)
     np.testing.assert_allclose(out.losses[:7], 4 * 0.8 ** (2 * k), rtol=1e-12)
-    np.testing.assert_allclose(
-        out.validation_losses[:7], (1 - 2 * 0.8 ** (k + 1)) ** 2, rtol=1e-12
-    )
+    np.testing.assert_allclose(out.validation_losses[:7], (1 - 2 * 0.8 ** (k + 1)) ** 2, rtol=1e-12)
     assert bool(jnp.all(jnp.isnan(out.losses[7:]))) and not bool(jnp.any(out.accepted[7:]))
 
 
