@@ -11,14 +11,6 @@ import pytest
 from jaxstat import GMRES
 
 
-# The whole module is `slow` for now: in the full default suite (two xdist workers, hundreds of
-# programs compiled before it) XLA's CPU compiler segfaulted while compiling these tests' eager
-# GMRES calls, in four runs out of four (a different test of this file each time), while every
-# test passes alone and beside other test files. Run them with `pytest -m slow tests/test_krylov.py`
-# until the crash is isolated.
-pytestmark = pytest.mark.slow
-
-
 def well_conditioned(key, n, complex_=False):
     """`3 I + G / sqrt(n)`, `G` Gaussian: eigenvalues within ~1 of 3, condition number ~2."""
     k1, k2 = jr.split(key)
