@@ -204,6 +204,18 @@ def _check_values(name, value, dtype):
     return eqx.error_if(value, ~(value > 0), f"`{name}` must be positive.")
 
 
+def _prepare(loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler):
+    """The checks and set-up shared by the local-entropy estimators: the static arguments, the
+    point flattened (`flat`, `unravel`), the loss on flat vectors, and `gamma`, `beta`,
+    `step_size` as positive scalars of the point's dtype."""
+    _check_static(num_steps, burn_in, num_chains, sampler)
+    flat, unravel = _flat_point(x)
+    gamma = _check_values("gamma", gamma, flat.dtype)
+    beta = _check_values("beta", beta, flat.dtype)
+    eta = _check_values("step_size", step_size, flat.dtype)
+    return flat, unravel, lambda y: loss(unravel(y)), gamma, beta, eta
+
+
 def _diverged(value, what):
     return eqx.error_if(
         value,
@@ -263,12 +275,9 @@ def local_entropy_gradient(
     est.grad  # about gamma a x / (a + gamma) = 0.5
     ```
     """
-    _check_static(num_steps, burn_in, num_chains, sampler)
-    flat, unravel = _flat_point(x)
-    gamma = _check_values("gamma", gamma, flat.dtype)
-    beta = _check_values("beta", beta, flat.dtype)
-    eta = _check_values("step_size", step_size, flat.dtype)
-    loss_flat = lambda y: loss(unravel(y))
+    flat, unravel, loss_flat, gamma, beta, eta = _prepare(
+        loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler
+    )
     means, _, acceptance = _chain_means(
         loss_flat, flat, gamma, beta, eta, key, num_steps, burn_in, num_chains, sampler
     )
@@ -330,16 +339,13 @@ def local_entropy_value(
     est = local_entropy_value(f, jnp.ones(2), gamma=1.0, beta=5.0, key=jr.key(0), step_size=0.1)
     ```
     """
-    _check_static(num_steps, burn_in, num_chains, sampler)
     if not isinstance(num_scopes, int) or num_scopes < 2:
         raise ValueError(f"`num_scopes` must be an int >= 2, got {num_scopes!r}.")
     if not 0 < min_scope_ratio < 1:
         raise ValueError(f"`min_scope_ratio` must lie in (0, 1), got {min_scope_ratio!r}.")
-    flat, unravel = _flat_point(x)
-    gamma = _check_values("gamma", gamma, flat.dtype)
-    beta = _check_values("beta", beta, flat.dtype)
-    eta = _check_values("step_size", step_size, flat.dtype)
-    loss_flat = lambda y: loss(unravel(y))
+    flat, unravel, loss_flat, gamma, beta, eta = _prepare(
+        loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler
+    )
     d = flat.size
     t = 1 / gamma
     log_ratio = jnp.linspace(math.log(min_scope_ratio), 0.0, num_scopes, dtype=flat.dtype)
