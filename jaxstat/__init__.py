@@ -1,6 +1,7 @@
 """jaxstat: a JAX toolkit for the geometry and dynamics of neural networks.
 
-Subpackages (import them directly, e.g. `import jaxstat.graphs as jg`):
+Subpackages (import them directly, e.g. `import jaxstat.graphs as jg`, or reach them as
+attributes after `import jaxstat`: each is imported on first use):
 
 - `jaxstat.graphs`: weighted graphs with connections, Laplacians as matrix-free lineax operators.
 - `jaxstat.stationary`: implicit layers whose output is the stationary state of a dissipative
@@ -18,6 +19,7 @@ Subpackages (import them directly, e.g. `import jaxstat.graphs as jg`):
   Entropy-SGD.
 """
 
+import importlib
 import importlib.metadata
 
 from ._krylov import GMRES as GMRES
@@ -27,3 +29,20 @@ try:
     __version__ = importlib.metadata.version("jaxstat")
 except importlib.metadata.PackageNotFoundError:  # a source tree that was not installed
     __version__ = "unknown"
+
+
+_SUBPACKAGES = frozenset(
+    "graphs stationary supragraph strata equivalence pde morse graphons quotient".split()
+)
+
+
+def __getattr__(name: str):
+    """`jaxstat.graphs` etc. after a bare `import jaxstat`: import the subpackage on first use, so
+    `import jaxstat` stays cheap."""
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBPACKAGES)

@@ -72,6 +72,10 @@ def homomorphism_density(F, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.graphons import Pattern, StepGraphon, homomorphism_density, sample_graph
+
     A = sample_graph(jr.key(0), StepGraphon(jnp.full((1, 1), 0.3)), 500)
     homomorphism_density(Pattern.cycle(3), A)  # about 0.3**3
     ```
@@ -103,6 +107,10 @@ def rooted_density(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import StepGraphon, rooted_density
+
+    W = StepGraphon(jnp.array([[0.8, 0.2], [0.2, 0.5]]))
     degrees = rooted_density([(0, 1)], W, (0,))
     ```
     """
@@ -130,6 +138,10 @@ def homomorphism_kernel(F, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[A
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import Pattern, StepGraphon, homomorphism_kernel
+
+    W = StepGraphon(jnp.array([[0.8, 0.2], [0.2, 0.5]]))
     homomorphism_kernel(Pattern.cycle(3), W)  # 3 A diag(mu) A
     ```
     """
@@ -158,6 +170,9 @@ def scalar_entropy(W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import scalar_entropy
+
     scalar_entropy(jnp.full((4, 4), 0.5))  # -log 2
     ```
     """
@@ -179,6 +194,9 @@ def scalar_entropy_kernel(W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Ar
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import scalar_entropy_kernel
+
     scalar_entropy_kernel(jnp.full((2, 2), 0.5))  # zeros: 1/2 minimises h
     ```
     """

@@ -57,6 +57,8 @@ def discretise(W: AbstractGraphon, n: int, *, rule: AbstractRule = Midpoint()) -
     **Example:**
 
     ```python
+    from jaxstat.graphons import FunctionGraphon, discretise
+
     W = FunctionGraphon(lambda x, y: x * y)
     Wn = discretise(W, 64)
     ```

@@ -83,6 +83,10 @@ def l2_distance(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import StepGraphon, l2_distance
+
+    W = StepGraphon(jnp.array([[0.8, 0.2], [0.2, 0.5]]))
     l2_distance(W, W.refine(3))  # 0
     ```
     """
@@ -157,6 +161,11 @@ def invariant_l2_distance(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import StepGraphon, invariant_l2_distance
+
+    W = StepGraphon(jnp.array([[0.9, 0.1, 0.3], [0.1, 0.5, 0.2], [0.3, 0.2, 0.7]]))
+    perm = jnp.array([2, 0, 1])
     d = invariant_l2_distance(W, W.permute(perm))  # d.upper == 0 up to rounding
     ```
     """
@@ -246,6 +255,9 @@ def cut_norm(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import cut_norm
+
     cut_norm(jnp.full((5, 5), -0.3))  # exactly 0.3
     ```
     """
@@ -316,6 +328,11 @@ def cut_distance(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.graphons import StepGraphon, cut_distance, discretise, sample_graph
+
+    W = StepGraphon(jnp.array([[0.8, 0.2], [0.2, 0.5]]))
     A = sample_graph(jr.key(0), W, 100, sort=True)
     d = cut_distance(A, discretise(W, 100))  # d.lower <= delta_cut <= d.upper
     ```

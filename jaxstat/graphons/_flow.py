@@ -57,6 +57,9 @@ def tangent_cone_projection(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import tangent_cone_projection
+
     A, V = jnp.array([0.0, 0.5, 1.0]), jnp.array([-1.0, -1.0, -1.0])
     tangent_cone_projection(A, V)  # [0, -1, -1]
     ```
@@ -81,6 +84,9 @@ def projected_gradient(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import HomomorphismDensity, Pattern, projected_gradient
+
     projected_gradient(-HomomorphismDensity(Pattern.cycle(3)), jnp.ones((4, 4)))  # zeros: at 1
     ```
     """
@@ -160,6 +166,12 @@ class ProjectedSolver(dfx.AbstractWrappedSolver):
     **Example:**
 
     ```python
+    import diffrax as dfx
+    import jax.random as jr
+    from jaxstat.graphons import FunctionGraphon, HomomorphismDensity, Pattern, ProjectedSolver, gradient_flow, sample_weighted_graph
+
+    F = HomomorphismDensity(Pattern.cycle(3)) - 0.5 * HomomorphismDensity([(0, 1)])
+    A0 = sample_weighted_graph(jr.key(0), FunctionGraphon(lambda x, y: x * y), 50)
     sol = gradient_flow(F, A0, 1.0, solver=ProjectedSolver(dfx.Heun()), dt0=0.01)
     ```
     """
@@ -277,6 +289,10 @@ def gradient_flow(
     **Example:**
 
     ```python
+    import diffrax as dfx
+    import jax.numpy as jnp
+    from jaxstat.graphons import HomomorphismDensity, Pattern, gradient_flow
+
     F = HomomorphismDensity(Pattern.cycle(3))
     sol = gradient_flow(F, jnp.full((8, 8), 0.5), 1.0, saveat=dfx.SaveAt(ts=jnp.linspace(0, 1, 5)))
     sol.ys[:, 0, 0]  # 0.5 / (1 + 1.5 t)
@@ -354,6 +370,8 @@ def graphon_flow(
     **Example:**
 
     ```python
+    from jaxstat.graphons import FunctionGraphon, HomomorphismDensity, Pattern, graphon_flow
+
     W = FunctionGraphon(lambda x, y: 0.2 + 0.6 * x * y)
     Wn, sol = graphon_flow(HomomorphismDensity(Pattern.cycle(3)), W, 1.0, n=256)
     ```

@@ -80,6 +80,9 @@ class StepGraphon(AbstractGraphon):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import StepGraphon
+
     W = StepGraphon(jnp.array([[0.9, 0.1], [0.1, 0.9]]))  # two communities
     W(0.2, 0.7)  # 0.1
     ```
@@ -162,6 +165,8 @@ class FunctionGraphon(AbstractGraphon):
     **Example:**
 
     ```python
+    from jaxstat.graphons import FunctionGraphon
+
     W = FunctionGraphon(lambda x, y: x * y)
     W(0.5, 0.5)  # 0.25
     ```

@@ -86,6 +86,8 @@ class HomomorphismDensity(AbstractObjective):
     **Example:**
 
     ```python
+    from jaxstat.graphons import HomomorphismDensity, Pattern
+
     triangles = HomomorphismDensity(Pattern.cycle(3))
     ```
     """
@@ -110,6 +112,8 @@ class ScalarEntropy(AbstractObjective):
     **Example:**
 
     ```python
+    from jaxstat.graphons import HomomorphismDensity, Pattern, ScalarEntropy
+
     F = HomomorphismDensity(Pattern.cycle(3)) + 0.1 * ScalarEntropy()  # entropy-regularised
     ```
     """
@@ -131,6 +135,8 @@ class LinearCombination(AbstractObjective):
     **Example:**
 
     ```python
+    from jaxstat.graphons import HomomorphismDensity, LinearCombination, Pattern, ScalarEntropy
+
     F = LinearCombination((HomomorphismDensity(Pattern.cycle(3)), ScalarEntropy()), (1.0, 0.1))
     ```
     """
@@ -164,6 +170,8 @@ class Product(AbstractObjective):
     **Example:**
 
     ```python
+    from jaxstat.graphons import HomomorphismDensity, Pattern, Product
+
     F = Product((HomomorphismDensity([(0, 1)]), HomomorphismDensity(Pattern.cycle(3))))  # also `*`
     ```
     """
@@ -201,6 +209,8 @@ class Composition(AbstractObjective):
     **Example:**
 
     ```python
+    from jaxstat.graphons import Composition, HomomorphismDensity
+
     # penalise the distance of the edge density to 1/2
     F = Composition(lambda e: (e - 0.5) ** 2, (HomomorphismDensity([(0, 1)]),))
     ```
@@ -236,7 +246,11 @@ class CustomObjective(AbstractObjective):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import CustomObjective
+
     # half the squared L^2 distance to a target kernel T (on the same blocks): DF = W - T
+    T = jnp.array([[0.7, 0.3], [0.3, 0.6]])
     F = CustomObjective(lambda W: 0.5 * W.sizes @ (W.values - T) ** 2 @ W.sizes)
     ```
     """
@@ -261,6 +275,9 @@ def derivative_kernel(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.graphons import HomomorphismDensity, Pattern, derivative_kernel
+
     F = HomomorphismDensity(Pattern.cycle(3)) * HomomorphismDensity([(0, 1)])
     derivative_kernel(F, jnp.full((3, 3), 0.5))  # 4 * 0.5**3 everywhere (F = p^4 on constants)
     ```

@@ -42,6 +42,8 @@ class Pattern(eqx.Module):
     **Example:**
 
     ```python
+    from jaxstat.graphons import Pattern
+
     F = Pattern([(0, 1), (1, 2), (2, 0)])  # the triangle, also `Pattern.cycle(3)`
     ```
     """

@@ -35,6 +35,9 @@ def sample_latent(key: PRNGKeyArray, n: int, *, sort: bool = False, dtype=None) 
     **Example:**
 
     ```python
+    import jax.random as jr
+    from jaxstat.graphons import sample_latent
+
     x = sample_latent(jr.key(0), 100, sort=True)
     ```
     """
@@ -64,6 +67,9 @@ def sample_weighted_graph(
     **Example:**
 
     ```python
+    import jax.random as jr
+    from jaxstat.graphons import FunctionGraphon, sample_weighted_graph
+
     A = sample_weighted_graph(jr.key(0), FunctionGraphon(lambda x, y: x * y), 100, sort=True)
     ```
     """
@@ -91,6 +97,10 @@ def sample_graph(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.graphons import StepGraphon, sample_graph
+
     A = sample_graph(jr.key(0), StepGraphon(jnp.array([[0.9, 0.1], [0.1, 0.9]])), 200)
     ```
     """

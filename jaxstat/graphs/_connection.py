@@ -30,6 +30,23 @@ class AbstractConnection(eqx.Module):
     def transports(self) -> tuple[Inexact[Array, " E ..."], Inexact[Array, " E ..."]]:
         """`(U_ij, U_ji)` per edge: shape `(E,)` for `k = 1`, `(E, k, k)` otherwise."""
 
+    @property
+    @abc.abstractmethod
+    def is_complex(self) -> bool:
+        """`True` when the transports are complex (the Hamiltonian is then complex Hermitian)."""
+
+    @property
+    @abc.abstractmethod
+    def dof_per_edge(self) -> int:
+        """Real degrees of freedom of one transport `U_e` (the dimension of its group)."""
+
+    @property
+    def transport_lipschitz(self) -> float | None:
+        """`L` with `|U_e(theta') - U_e(theta)|_2 <= L |theta' - theta|_inf` in the connection's
+        own parameters (`dof_per_edge` per edge), or `None` when they are not free coordinates
+        (then parameter-space bounds hold the connection fixed)."""
+        return None
+
 
 class PhaseConnection(AbstractConnection):
     """A U(1) connection `U_ij = exp(i theta_e)`: the magnetic Laplacian.
@@ -56,6 +73,19 @@ class PhaseConnection(AbstractConnection):
     def transports(self):
         u = jnp.exp(1j * self.theta)
         return u, jnp.conj(u)
+
+    @property
+    def is_complex(self) -> bool:
+        return True
+
+    @property
+    def dof_per_edge(self) -> int:
+        return 1
+
+    @property
+    def transport_lipschitz(self) -> float:
+        # |exp(i a) - exp(i b)| <= |a - b|.
+        return 1.0
 
 
 class BlockConnection(AbstractConnection):
@@ -92,3 +122,13 @@ class BlockConnection(AbstractConnection):
 
     def transports(self):
         return self.blocks, jnp.conj(self.blocks).swapaxes(-1, -2)
+
+    @property
+    def is_complex(self) -> bool:
+        return jnp.iscomplexobj(self.blocks)
+
+    @property
+    def dof_per_edge(self) -> int:
+        # dim U(k) = k^2, dim O(k) = k (k - 1) / 2.
+        k = self.fiber
+        return k * k if self.is_complex else k * (k - 1) // 2

@@ -106,6 +106,9 @@ class Graph(eqx.Module):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jaxstat
+
     g = jaxstat.graphs.Graph([0, 1], [1, 2], weights=[1.0, 2.0])
     g.laplacian(jnp.ones((3, 4)))  # zeros: constants are in the kernel of L
     ```
@@ -208,6 +211,8 @@ class Graph(eqx.Module):
         **Example:**
 
         ```python
+        from jaxstat.graphs import Graph
+
         g = Graph.from_edges([(0, 1), (1, 2)], weights=[1.0, 2.0])
         ```
         """

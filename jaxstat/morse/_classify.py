@@ -109,6 +109,8 @@ def classify_mlp_architecture(in_size: int, widths, ranks=None) -> Classificatio
     **Returns:** a `Classification`.
 
     ```python
+    from jaxstat.morse import classify_mlp_architecture
+
     classify_mlp_architecture(3, [3, 2])         # no critical points
     classify_mlp_architecture(2, [1, 5])         # bottleneck: every critical point degenerate
     classify_mlp_architecture(2, [8, 8])         # Morse for almost every weight
@@ -218,6 +220,8 @@ def classify_node_architecture(
     **Returns:** a `Classification`.
 
     ```python
+    from jaxstat.morse import classify_node_architecture
+
     classify_node_architecture(2, 2)    # no critical points
     classify_node_architecture(2, 3)    # generically Morse
     ```
@@ -292,6 +296,9 @@ def classify(model, *, rtol: float | None = None) -> Classification:
     **Returns:** a `Classification`; `str(...)` is the statement.
 
     ```python
+    import jax.random as jr
+    from jaxstat.morse import classify, random_mlp
+
     print(classify(random_mlp(jr.key(0), [2, 16, 16, 1])))   # Morse for almost every weight ...
     ```
     """
@@ -375,6 +382,10 @@ def gradient_lower_bound(
     **Returns:** the bound, a scalar (jit-compatible for MLPs).
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.morse import gradient_lower_bound, random_mlp
+
     net = random_mlp(jr.key(0), [3, 3, 2, 1])
     gradient_lower_bound(net, -jnp.ones(3), jnp.ones(3))   # > 0: no critical point in the box
     ```

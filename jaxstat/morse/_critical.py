@@ -101,6 +101,9 @@ def certify_critical_point(
     **Returns:** a `Certificate`.
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.morse import certify_critical_point
+
     cert = certify_critical_point(lambda x: x[0] ** 2 - x[1] ** 2, jnp.zeros(2))
     cert.index, cert.degenerate   # 1, False
     ```
@@ -117,6 +120,10 @@ def uniform_starts(
     """`num` start points drawn uniformly from the box `lower <= x <= upper`.
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.morse import uniform_starts
+
     starts = uniform_starts(jr.key(0), -3 * jnp.ones(2), 3 * jnp.ones(2), 10_000)
     ```
     """
@@ -752,6 +759,10 @@ def find_critical_points(
     as for a bottleneck network; the slots hold samples of it) or `RESULTS.max_points_exceeded`.
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.morse import find_critical_points, random_mlp, uniform_starts
+
     net = random_mlp(jr.key(0), [2, 16, 16, 1])
     lo, hi = -4 * jnp.ones(2), 4 * jnp.ones(2)
     cps = find_critical_points(net, uniform_starts(jr.key(1), lo, hi, 10_000), lower=lo, upper=hi)
@@ -877,6 +888,11 @@ def find_all_critical_points(
     **Returns:** the `CriticalPoints` of the last round.
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.morse import DoublingStarts, RESULTS, find_all_critical_points, random_mlp
+
+    net = random_mlp(jr.key(1), [2, 8, 1])
     cps = find_all_critical_points(net, jr.key(0), -3 * jnp.ones(2), 3 * jnp.ones(2),
                                    refinement=DoublingStarts(1024, 8192), fallback=None)
     assert cps.check == RESULTS.successful

@@ -47,6 +47,9 @@ def universal_embedding(g: Callable, in_size: int, *, t1: float = 1.0, dtype=Non
     **Returns:** a `NeuralODE` with phase dimension `n + 1`.
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.morse import universal_embedding
+
     node = universal_embedding(lambda x: jnp.sum(x**2) - x[0] * x[1], 2)
     node(jnp.array([1.0, 2.0]))          # 3.0
     ```

@@ -306,6 +306,11 @@ class ScalarMLP(AbstractScalarMap):
     **Returns:** calling the network on `x` of shape `(n,)` gives the scalar `f(x)`.
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.morse import AffineLayer, PostActivationLayer, ScalarMLP, Tanh
+
+    W1, b1 = jnp.array([[1.0, -0.5], [0.3, 2.0], [-1.0, 1.0]]), jnp.array([0.1, -0.2, 0.3])
+    w = jnp.array([1.0, -2.0, 0.5])
     net = ScalarMLP([PostActivationLayer(W1, b1), AffineLayer(w[None, :])], Tanh())
     net(jnp.zeros(2)), net.gradient(jnp.zeros(2)), net.hessian(jnp.zeros(2))
     ```
@@ -359,6 +364,11 @@ def from_eqx_mlp(mlp: eqx.nn.MLP) -> ScalarMLP:
     softplus, its final activation the identity and its output size `"scalar"` or `1`.
 
     ```python
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.morse import from_eqx_mlp
+
     mlp = eqx.nn.MLP(2, "scalar", 16, 2, activation=jnp.tanh, key=jr.key(0))
     net = from_eqx_mlp(mlp)   # net(x) == mlp(x)
     ```
@@ -437,6 +447,9 @@ def random_mlp(
     **Returns:** a `ScalarMLP`.
 
     ```python
+    import jax.random as jr
+    from jaxstat.morse import SandwichLayer, random_mlp
+
     net = random_mlp(jr.key(0), [2, 16, 16, 1])             # classical tanh network
     net = random_mlp(jr.key(0), [2, 8, 1], layer=SandwichLayer, inner_widths=[6, 4])
     ```

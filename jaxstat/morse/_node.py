@@ -67,7 +67,14 @@ class NeuralODE(AbstractScalarMap):
     **Returns:** calling it on `x` of shape `(n,)` gives the scalar `f(x)`.
 
     ```python
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.morse import NeuralODE
+
     mlp = eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=jr.key(0))
+    W, b = jr.normal(jr.key(1), (3, 2)), jnp.zeros(3)
+    a, x = jnp.array([1.0, -1.0, 0.5]), jnp.array([0.2, -0.4])
     node = NeuralODE(mlp, W, b, a)          # W: (3, 2), an augmented neural ODE on R^2
     node(x), node.gradient(x), node.hessian(x), node.flow_jacobian(W @ x + b)
     ```
@@ -291,6 +298,9 @@ def random_node(
     arguments go to `NeuralODE`.
 
     ```python
+    import jax.random as jr
+    from jaxstat.morse import random_node
+
     node = random_node(jr.key(0), 2, 3)    # augmented: critical points exist, generically Morse
     ```
     """

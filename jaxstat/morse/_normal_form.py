@@ -115,7 +115,11 @@ def normal_form(model, *, rtol: float | None = None) -> ScalarMLP:
     `PreActivationLayer` when the network applies `sigma` to its input first.
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.morse import AffineLayer, PostActivationLayer, ScalarMLP, Tanh, normal_form
+
     W1 = jnp.array([[1.0, 2.0], [2.0, 4.0], [1.0, 2.0]])     # rank 1, a duplicated row
+    b1, w = jnp.array([0.0, 0.5, 0.0]), jnp.array([[1.0, -1.0, 2.0]])
     net = ScalarMLP([PostActivationLayer(W1, b1), AffineLayer(w)], Tanh())
     nf = normal_form(net)     # x -> V x (1 x 2), then 2 units: nf(x) == net(x)
     ```

@@ -95,6 +95,14 @@ def flow(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    from jaxstat.stationary import GradientModel, Quartic, SteadyState, flow
+
+    graph = jg.knn_graph(jr.normal(jr.key(0), (50, 2)), k=4)
+    model = GradientModel(Quartic(mu=1.0, beta=0.5))
+    source = jr.normal(jr.key(1), (50,))
     sol = flow(model, graph, source, jnp.zeros_like(source), jnp.inf, until_steady=SteadyState())
     sol.ys[-1]  # the stationary state (as `solve(model, graph, source).value`)
     ```

@@ -104,6 +104,15 @@ def graph_labels(params, graph: str = "graph", rest: str = "rest"):
     **Example:**
 
     ```python
+    import equinox as eqx
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    import optax
+    from jaxstat.strata import graph_labels, natural_gradient
+
+    graph = jg.knn_graph(jr.normal(jr.key(0), (50, 2)), k=4)
+    model = js.feature_layer(graph, js.GradientModel(js.Quadratic(1.0)), 2, 1, key=jr.key(1))
     labels = graph_labels(eqx.filter(model, eqx.is_inexact_array))
     tx = optax.partition({"graph": natural_gradient(0.1), "rest": optax.adam(1e-3)}, labels)
     ```

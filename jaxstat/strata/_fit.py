@@ -45,7 +45,22 @@ class Validation(eqx.Module):
     **Example:**
 
     ```python
-    train, val = validation_split(labelled, 0.2, key=jr.key(0), classes=y)
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    import optax
+    from jaxstat.strata import Validation, fit, natural_gradient, partition, validation_split
+
+    points = jr.normal(jr.key(0), (100, 2))
+    graph = jg.knn_graph(points, k=5)
+    model = js.feature_layer(graph, js.GradientModel(js.Quadratic(1.0)), 2, 1, key=jr.key(1))
+    x, y = points, jnp.sin(points[:, :1])
+    labelled = jnp.arange(100) < 50            # the first 50 nodes carry labels y
+    train, val = validation_split(labelled, 0.2, key=jr.key(0))
+    train_loss = lambda m, key: jnp.sum(train[:, None] * (m(x) - y) ** 2) / train.sum()
+    val_loss = lambda m: jnp.sum(val[:, None] * (m(x) - y) ** 2) / val.sum()
+    tx = partition(natural_gradient(0.1), optax.adam(1e-2))
     out = fit(train_loss, model, tx, 100, key=jr.key(1),
               validation=Validation(val_loss, patience=20, max_increase=0.5))
     out.model, out.best_step, out.accepted
@@ -163,6 +178,17 @@ def fit(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    import optax
+    from jaxstat.strata import fit, natural_gradient, partition, stratum
+
+    points = jr.normal(jr.key(0), (100, 2))
+    graph = jg.knn_graph(points, k=5)
+    model = js.feature_layer(graph, js.GradientModel(js.Quadratic(1.0)), 2, 1, key=jr.key(1))
+    x, y = points, jnp.sin(points[:, :1])
     tx = partition(natural_gradient(0.1), optax.adam(1e-2))
     out = fit(lambda m: jnp.mean((m(x) - y) ** 2), model, tx, 200)
     out.model, out.losses[-1], stratum(out.opt_state).summary()

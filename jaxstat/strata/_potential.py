@@ -77,6 +77,9 @@ class ShiftedEntropy(AbstractHessianPotential):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.strata import ShiftedEntropy
+
     pot = ShiftedEntropy(1e-2)
     pot.inverse_metric(jnp.array([0.0, 1.0]))  # [0.01, 1.01]
     ```

@@ -264,6 +264,14 @@ def natural_gradient(
     **Example:**
 
     ```python
+    import equinox as eqx
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import optax
+    from jaxstat.strata import ShiftedEntropy, natural_gradient, stratum
+
+    graph = jg.knn_graph(jr.normal(jr.key(0), (50, 2)), k=4)
+    grads = eqx.tree_at(lambda g: g.weights, graph, jr.normal(jr.key(1), graph.weights.shape))
     tx = natural_gradient(0.1, ShiftedEntropy(1e-2))
     state = tx.init(graph)                    # a Graph (or an array of weights)
     updates, state = tx.update(grads, state, graph)
@@ -320,6 +328,19 @@ def partition(
     **Example:**
 
     ```python
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    import optax
+    from jaxstat.strata import natural_gradient, partition
+
+    points = jr.normal(jr.key(0), (100, 2))
+    graph = jg.knn_graph(points, k=5)
+    model = js.feature_layer(graph, js.GradientModel(js.Quadratic(1.0)), 2, 1, key=jr.key(1))
+    x, y = points, jnp.sin(points[:, :1])
+    grads = eqx.filter_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
     tx = partition(natural_gradient(0.05), optax.adam(1e-2))
     params = eqx.filter(model, eqx.is_inexact_array)
     state = tx.init(params)
