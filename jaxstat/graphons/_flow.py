@@ -168,7 +168,14 @@ class ProjectedSolver(dfx.AbstractWrappedSolver):
     ```python
     import diffrax as dfx
     import jax.random as jr
-    from jaxstat.graphons import FunctionGraphon, HomomorphismDensity, Pattern, ProjectedSolver, gradient_flow, sample_weighted_graph
+    from jaxstat.graphons import (
+        FunctionGraphon,
+        HomomorphismDensity,
+        Pattern,
+        ProjectedSolver,
+        gradient_flow,
+        sample_weighted_graph,
+    )
 
     F = HomomorphismDensity(Pattern.cycle(3)) - 0.5 * HomomorphismDensity([(0, 1)])
     A0 = sample_weighted_graph(jr.key(0), FunctionGraphon(lambda x, y: x * y), 50)
