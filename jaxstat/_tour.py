@@ -63,20 +63,30 @@ def stationary(out: pathlib.Path) -> list[Check]:
         value = float(jnp.abs(sol.value[0]) ** 2)
         stable = bool(sol.stability.stable)
         solved.append((value, stable))
-        checks.append(_check(
-            "stationary", f"Kerr dimer, branch {k + 1}: intensity |psi|^2",
-            f"{value:.5f}", f"closed-form root {intensity:.5f}",
-            _rel(value, intensity) < 1e-3,
-        ))
-        # Along P(I), the middle branch (dP/dI < 0) is the unstable one.
-        dP = gamma**2 + (delta + kappa * intensity) ** 2 + 2 * kappa * intensity * (
-            delta + kappa * intensity
+        checks.append(
+            _check(
+                "stationary",
+                f"Kerr dimer, branch {k + 1}: intensity |psi|^2",
+                f"{value:.5f}",
+                f"closed-form root {intensity:.5f}",
+                _rel(value, intensity) < 1e-3,
+            )
         )
-        checks.append(_check(
-            "stationary", f"branch {k + 1}: spectral abscissa of the linearised dynamics",
-            f"{float(sol.stability.abscissa):+.4f} ({'stable' if stable else 'unstable'})",
-            f"{'unstable' if dP < 0 else 'stable'} (sign of dP/dI)", stable == (dP > 0),
-        ))
+        # Along P(I), the middle branch (dP/dI < 0) is the unstable one.
+        dP = (
+            gamma**2
+            + (delta + kappa * intensity) ** 2
+            + 2 * kappa * intensity * (delta + kappa * intensity)
+        )
+        checks.append(
+            _check(
+                "stationary",
+                f"branch {k + 1}: spectral abscissa of the linearised dynamics",
+                f"{float(sol.stability.abscissa):+.4f} ({'stable' if stable else 'unstable'})",
+                f"{'unstable' if dP < 0 else 'stable'} (sign of dP/dI)",
+                stable == (dP > 0),
+            )
+        )
     plt = _figure()
     intensity = np.linspace(0, 1.6, 800)
     power = intensity * (gamma**2 + (delta + kappa * intensity) ** 2)
@@ -108,11 +118,15 @@ def stationary(out: pathlib.Path) -> list[Check]:
     v = w * jr.normal(jr.key(3), w.shape)  # a relative direction: w +- h v stays >= 0
     h = 1e-2
     fd = (loss(w + h * v) - loss(w - h * v)) / (2 * h)
-    checks.append(_check(
-        "stationary", "layer on 1,000 nodes: d loss / d edge weights along a direction",
-        f"{float(jnp.vdot(grad, v)):.5e}", f"central difference {float(fd):.5e}",
-        _rel(jnp.vdot(grad, v), fd) < 1e-2,
-    ))
+    checks.append(
+        _check(
+            "stationary",
+            "layer on 1,000 nodes: d loss / d edge weights along a direction",
+            f"{float(jnp.vdot(grad, v)):.5e}",
+            f"central difference {float(fd):.5e}",
+            _rel(jnp.vdot(grad, v), fd) < 1e-2,
+        )
+    )
     return checks
 
 
@@ -133,11 +147,20 @@ def supragraph(out: pathlib.Path) -> list[Check]:
     S = sg.supragraph(net)
     nnz, dense = S.jacobian_pattern().nnz, S.dense_size()
     return [
-        _check("supragraph", "3-layer Kerr network: global solve - sequential pass (max)",
-              f"{gap:.1e}", "0 (float32: < 1e-4)", gap < 1e-4),
-        _check("supragraph", "global Jacobian nonzeros (supra-graph sparsity)",
-              f"{nnz:,} ({S.num_intra_edges} intra-, {S.num_inter_edges} inter-layer edges)",
-              f"dense {dense:,}", nnz < dense),
+        _check(
+            "supragraph",
+            "3-layer Kerr network: global solve - sequential pass (max)",
+            f"{gap:.1e}",
+            "0 (float32: < 1e-4)",
+            gap < 1e-4,
+        ),
+        _check(
+            "supragraph",
+            "global Jacobian nonzeros (supra-graph sparsity)",
+            f"{nnz:,} ({S.num_intra_edges} intra-, {S.num_inter_edges} inter-layer edges)",
+            f"dense {dense:,}",
+            nnz < dense,
+        ),
     ]
 
 
@@ -182,13 +205,27 @@ def strata(out: pathlib.Path) -> list[Check]:
     died = path[-1, [1, 3]]
     born = path[-1, 2]
     return [
-        _check("strata", "weights with negative targets after 60 steps (edges 1, 3)",
-              f"{died[0]:.2g}, {died[1]:.2g}", "exactly 0 (the face is reached)",
-              bool(np.all(died == 0))),
-        _check("strata", "weight started at 0 with target 0.8 (edge 2)", f"{born:.4f}",
-              "0.8 (the constrained minimum)", abs(born - 0.8) < 1e-3),
-        _check("strata", "support pattern (stratum) at the end", st.stratum(state).summary(),
-              "edges 0, 2, 4 alive", bool(np.all((path[-1] > 0) == np.array([1, 0, 1, 0, 1])))),
+        _check(
+            "strata",
+            "weights with negative targets after 60 steps (edges 1, 3)",
+            f"{died[0]:.2g}, {died[1]:.2g}",
+            "exactly 0 (the face is reached)",
+            bool(np.all(died == 0)),
+        ),
+        _check(
+            "strata",
+            "weight started at 0 with target 0.8 (edge 2)",
+            f"{born:.4f}",
+            "0.8 (the constrained minimum)",
+            abs(born - 0.8) < 1e-3,
+        ),
+        _check(
+            "strata",
+            "support pattern (stratum) at the end",
+            st.stratum(state).summary(),
+            "edges 0, 2, 4 alive",
+            bool(np.all((path[-1] > 0) == np.array([1, 0, 1, 0, 1]))),
+        ),
     ]
 
 
@@ -232,14 +269,34 @@ def pde(out: pathlib.Path) -> list[Check]:
     plt.close(fig)
     h = float(grid.spacing[0])
     return [
-        _check("pde", "shock formation time t*", f"{t_star:.4f}", "-1 / min p0' = 1",
-              abs(t_star - 1) < 1e-3),
-        _check("pde", "smooth solution at t = 0.8: mean |p - exact|", f"{err:.1e}",
-              "characteristics (< 1e-3)", err < 1e-3),
-        _check("pde", "shock position at t = 1.6", f"{where:.4f}", f"pi + 0.8 = {np.pi + 0.8:.4f}",
-              abs(where - (np.pi + 0.8)) < 2 * h),
-        _check("pde", "shock speed", f"{speed:.3f}", "Rankine-Hugoniot (p_l + p_r) / 2 = 0.5",
-              abs(speed - 0.5) < 0.02),
+        _check(
+            "pde",
+            "shock formation time t*",
+            f"{t_star:.4f}",
+            "-1 / min p0' = 1",
+            abs(t_star - 1) < 1e-3,
+        ),
+        _check(
+            "pde",
+            "smooth solution at t = 0.8: mean |p - exact|",
+            f"{err:.1e}",
+            "characteristics (< 1e-3)",
+            err < 1e-3,
+        ),
+        _check(
+            "pde",
+            "shock position at t = 1.6",
+            f"{where:.4f}",
+            f"pi + 0.8 = {np.pi + 0.8:.4f}",
+            abs(where - (np.pi + 0.8)) < 2 * h,
+        ),
+        _check(
+            "pde",
+            "shock speed",
+            f"{speed:.3f}",
+            "Rankine-Hugoniot (p_l + p_r) / 2 = 0.5",
+            abs(speed - 0.5) < 0.02,
+        ),
     ]
 
 
@@ -285,14 +342,27 @@ def morse(out: pathlib.Path) -> list[Check]:
     fig.savefig(out / "morse_critical_points.png", dpi=120)
     plt.close(fig)
     return [
-        _check("morse", "architecture theorem for 2 -> 16 -> 16 -> 1 (tanh)",
-              verdict.verdict.value, "no bottleneck: Morse for almost every weight",
-              verdict.verdict == jm.Verdict.GENERICALLY_MORSE),
-        _check("morse", f"critical points in [-3, 3]^2 ({starts} Newton starts)",
-              f"{count}: {counts[0]} minima, {counts[1]} saddles, {counts[2]} maxima",
-              "every point non-degenerate (Hessian)", degenerate == 0),
-        _check("morse", "Poincare-Hopf: sum of (-1)^index", f"{index_sum}",
-              f"winding number of grad f on the boundary = {winding:.0f}", complete),
+        _check(
+            "morse",
+            "architecture theorem for 2 -> 16 -> 16 -> 1 (tanh)",
+            verdict.verdict.value,
+            "no bottleneck: Morse for almost every weight",
+            verdict.verdict == jm.Verdict.GENERICALLY_MORSE,
+        ),
+        _check(
+            "morse",
+            f"critical points in [-3, 3]^2 ({starts} Newton starts)",
+            f"{count}: {counts[0]} minima, {counts[1]} saddles, {counts[2]} maxima",
+            "every point non-degenerate (Hessian)",
+            degenerate == 0,
+        ),
+        _check(
+            "morse",
+            "Poincare-Hopf: sum of (-1)^index",
+            f"{index_sum}",
+            f"winding number of grad f on the boundary = {winding:.0f}",
+            complete,
+        ),
     ]
 
 
@@ -329,13 +399,180 @@ def graphons(out: pathlib.Path) -> list[Check]:
     fig.savefig(out / "graphons_flow.png", dpi=120)
     plt.close(fig)
     return [
-        _check("graphons", "t(C4, G(300, W)) of a sampled graph", f"{sampled:.4f}",
-              f"t(C4, W) = {exact:.4f} (+- 0.005: O(1/n) sampling and non-injective maps)",
-              abs(sampled - exact) < 0.005),
-        _check("graphons", "objective along the gradient flow", f"{f0:.4f} -> {f1:.4f}",
-              "decreases", f1 < f0),
-        _check("graphons", "fraction of weights on the face W = 1 at t = 0.5", f"{at_one:.3f}",
-              "> 0 (the projected flow reaches the face)", at_one > 0),
+        _check(
+            "graphons",
+            "t(C4, G(300, W)) of a sampled graph",
+            f"{sampled:.4f}",
+            f"t(C4, W) = {exact:.4f} (+- 0.005: O(1/n) sampling and non-injective maps)",
+            abs(sampled - exact) < 0.005,
+        ),
+        _check(
+            "graphons",
+            "objective along the gradient flow",
+            f"{f0:.4f} -> {f1:.4f}",
+            "decreases",
+            f1 < f0,
+        ),
+        _check(
+            "graphons",
+            "fraction of weights on the face W = 1 at t = 0.5",
+            f"{at_one:.3f}",
+            "> 0 (the projected flow reaches the face)",
+            at_one > 0,
+        ),
+    ]
+
+
+def quotient(out: pathlib.Path) -> list[Check]:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+    import optax
+
+    import jaxstat.pde as jp
+    import jaxstat.quotient as jq
+
+    with jax.enable_x64(True):
+        # 1. Symmetry: a ReLU MLP's group (unit permutations x positive rescalings), derived from
+        # the model. Random elements move the raw weight norm but not the function, nor the
+        # quotient observable min_g |g . theta|.
+        mlp = eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=jr.key(0))
+        params, static = eqx.partition(mlp, eqx.is_inexact_array)
+        group = jq.symmetry(mlp)
+        x = jr.normal(jr.key(1), (128, 4))
+        f0 = jax.vmap(mlp)(x)
+
+        def norms(key):
+            moved = group.act(params, group.random_element(key, params))
+            fx = jax.vmap(eqx.combine(moved, static))(x)
+            raw = jnp.sqrt(sum(jnp.sum(p**2) for p in jax.tree.leaves(moved)))
+            return raw, group.orbit_min_norm(moved), jnp.max(jnp.abs(fx - f0))
+
+        raw, quo, fdiff = jax.vmap(norms)(jr.split(jr.key(2), 32))
+        raw0 = float(jnp.sqrt(sum(jnp.sum(p**2) for p in jax.tree.leaves(params))))
+        quo0 = float(group.orbit_min_norm(params))
+        fdiff, quo_spread = float(jnp.max(fdiff)), float(jnp.max(jnp.abs(quo - quo0)) / quo0)
+
+        # 2. Local entropy F(x; gamma) of a double well: gradient by Metropolis-adjusted Langevin
+        # chains against heat-kernel quadrature (the viscous HJ solution at t = 1 / gamma).
+        def double_well(y):
+            return jnp.sum((y**2 - 1) ** 2)
+
+        gamma, beta, x0 = 1.5, 4.0, jnp.array([0.3])
+        _, dF = jp.local_entropy(
+            double_well, x0[None], gamma=gamma, beta=beta, half_width=7.0, num_nodes=2001
+        )
+        est = jq.local_entropy_gradient(
+            double_well,
+            x0,
+            gamma=gamma,
+            beta=beta,
+            key=jr.key(3),
+            step_size=0.1,
+            num_steps=5000,
+            num_chains=32,
+            sampler=jq.MetropolisAdjustedLangevin(),
+        )
+        grad, stderr, exact = float(est.grad[0]), float(est.grad_stderr[0]), float(dF[0, 0])
+        z = abs(grad - exact) / stderr
+
+        # 3. Entropy-SGD (an optax transformation) against SGD on a loss with a sharp, deeper
+        # minimum at 0 and a wide one at 2.5, both from x = 0.3 in the sharp basin.
+        def two_wells(p):
+            y = p["x"]
+            return jnp.sum(-1.2 * jnp.exp(-(y**2) / (2 * 0.1**2)) - jnp.exp(-((y - 2.5) ** 2) / 2))
+
+        def train(opt, steps=300):
+            p = {"x": jnp.array([0.3])}
+
+            def step(carry, _):
+                p, state = carry
+                updates, state = opt.update(jax.grad(two_wells)(p), state, p, value_fn=two_wells)
+                return (optax.apply_updates(p, updates), state), None
+
+            (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
+            return p["x"][0]
+
+        sgd_end = float(jax.jit(lambda: train(optax.chain(optax.identity(), optax.sgd(0.005))))())
+        esgd = optax.chain(
+            jq.entropy_sgd(
+                langevin_steps=100,
+                gamma=0.3,
+                scoping=1e-3,
+                inner_learning_rate=0.01,
+                thermal_noise=0.8,
+                averaging=0.05,
+                key=jr.key(4),
+            ),
+            optax.sgd(1.0),
+        )
+        esgd_end = float(jax.jit(lambda: train(esgd))())
+        ys = jnp.linspace(-1.5, 4.5, 601)
+        f_line = jax.vmap(lambda y: two_wells({"x": y[None]}))(ys)
+        scopes = (3.0, 0.3)
+        F_lines = [
+            jp.local_entropy(
+                lambda y: two_wells({"x": y}),
+                ys[:, None],
+                gamma=g,
+                beta=3.0,
+                half_width=12.0,
+                num_nodes=4001,
+            )[0]
+            for g in scopes
+        ]
+        ys, f_line, F_lines = np.asarray(ys), np.asarray(f_line), [np.asarray(F) for F in F_lines]
+        raw, quo = np.asarray(raw), np.asarray(quo)
+    plt = _figure()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(ys, f_line, "k", label="loss $f(x)$")
+    for g, F in zip(scopes, F_lines):
+        ax1.plot(ys, F - F.min() + float(f_line.min()), label=f"local entropy $F(x;\\gamma={g})$")
+    ax1.axvline(sgd_end, color="C3", ls=":", label=f"SGD ends at {sgd_end:.2f}")
+    ax1.axvline(esgd_end, color="C2", ls="--", label=f"Entropy-SGD ends at {esgd_end:.2f}")
+    ax1.set_xlabel("parameter $x$")
+    ax1.set_ylabel("value (local entropy shifted to the same minimum)")
+    ax1.set_title("Local entropy smooths away the sharp minimum")
+    ax1.legend(fontsize=7)
+    ax2.plot(raw / raw0, quo / quo0, "o", ms=4)
+    ax2.axhline(1.0, color="k", lw=0.8)
+    ax2.set_xlabel("raw weight norm $|g \\cdot \\theta| / |\\theta|$")
+    ax2.set_ylabel("quotient norm $\\min_h |h g \\cdot \\theta| / \\min_h |h \\cdot \\theta|$")
+    ax2.set_title("32 symmetry moves of a ReLU MLP (same function)")
+    fig.tight_layout()
+    fig.savefig(out / "quotient_local_entropy.png", dpi=120)
+    plt.close(fig)
+    return [
+        _check(
+            "quotient",
+            "ReLU MLP under 32 random symmetry moves: max |f(g.theta) - f(theta)|",
+            f"{fdiff:.1e}",
+            "0 (the group is derived from the model; <= 1e-10)",
+            fdiff < 1e-10,
+        ),
+        _check(
+            "quotient",
+            "raw norm |g.theta| / |theta| vs quotient norm over the moves",
+            f"raw {raw.min() / raw0:.2f}-{raw.max() / raw0:.2f}, quotient spread {quo_spread:.1e}",
+            "raw moves, quotient invariant (<= 1e-6)",
+            quo_spread < 1e-6,
+        ),
+        _check(
+            "quotient",
+            "local-entropy gradient by Langevin at x = 0.3 (gamma 1.5, beta 4)",
+            f"{grad:.4f} +- {stderr:.4f}",
+            f"quadrature {exact:.4f} (within 4 standard errors)",
+            z < 4,
+        ),
+        _check(
+            "quotient",
+            "end point from x = 0.3: SGD vs Entropy-SGD",
+            f"SGD {sgd_end:.3f}, Entropy-SGD {esgd_end:.2f}",
+            "SGD in the sharp minimum (0), Entropy-SGD in the wide one (2.5)",
+            abs(sgd_end) < 0.01 and 1.5 < esgd_end < 3.5,
+        ),
     ]
 
 
@@ -346,4 +583,5 @@ PARTS = {
     "pde": ("viscous Burgers / Hamilton-Jacobi finite volumes and shocks (pde)", pde),
     "morse": ("critical points of network input-output maps (morse)", morse),
     "graphons": ("homomorphism densities and graphon flows (graphons)", graphons),
+    "quotient": ("parameter symmetries, local entropy and Entropy-SGD (quotient)", quotient),
 }
