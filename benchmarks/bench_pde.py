@@ -10,8 +10,11 @@ Same grid, same final time, same float64 arithmetic, in one run.
   Error: L1 distance of the cell averages from the exact entropy solution's cell averages (from
   the Hopf-Lax potential: `(u(x_{i+1/2}) - u(x_{i-1/2})) / h`).
 - Viscous Burgers, `nu = 0.01`, `p0 = sin x + 1/2`, `t = 1.5`: jaxstat WENO5 with the fourth-order
-  viscous flux against exponax's Fourier pseudo-spectral ETDRK2 stepper (dt at CFL 0.5), error
-  against Cole-Hopf (cell averages for jaxstat, point values at exponax's nodes).
+  viscous flux, explicit (SSPRK3, steps limited by `h^2 / nu`) and implicit-explicit (IMEXSSP3,
+  Fourier solves for the viscous term, steps limited by the hyperbolic CFL condition), against
+  exponax's Fourier pseudo-spectral ETDRK2 stepper (dt at CFL 0.5), error against Cole-Hopf
+  (cell averages for jaxstat, point values at exponax's nodes). The rows "at exponax's L1
+  error" interpolate jaxstat's time (log-log over N) at each of exponax's errors.
 - Ensemble: 1,024 random smooth initial conditions, `N = 512`, inviscid to `t = 1`, solved with
   `jax.vmap` in batches of 1 to 1,024: throughput (cell updates per second) against the batch,
   and against PyClaw SharpClaw looping over the initial conditions (its time per initial
@@ -158,6 +161,9 @@ def _burgers_rows(table, ns, quick):
 def _viscous_rows(table, ns):
     nu, t = 0.01, 1.5
     p0, u0 = CASES["sin x + 1/2"]
+    case = "viscous sin x + 1/2"
+    # (error, seconds) per method over N, for the comparison at equal error.
+    curves = {}
     for n in ns:
         grid = jp.UniformGrid(0.0, TWO_PI, n)
         h = grid.spacing[0]
@@ -165,37 +171,65 @@ def _viscous_rows(table, ns):
         u, _ = jp.cole_hopf(u0, faces, t, nu, half_width=4.5, num_nodes=4001)
         exact = np.asarray(jnp.diff(u) / h)
         eq = jp.Burgers(grid, viscous_order=4)
-        seconds, steps, y = _jaxstat(
-            grid, grid.cell_averages(p0), t, nu, eq, jp.SSPRK3(), jp.CFLStep()
-        )
-        label = "jaxstat WENO5-Godunov-SSPRK3, nu = 0.01"
-        table.add(
-            "viscous sin x + 1/2",
-            n,
-            label,
-            steps,
-            seconds,
-            n * steps / seconds,
-            float(np.sum(np.abs(y - exact)) * h),
-            "-",
-        )
+        for label, solver in (
+            ("jaxstat WENO5-Godunov-SSPRK3 (explicit)", jp.SSPRK3()),
+            ("jaxstat WENO5-Godunov-IMEXSSP3 (implicit viscosity)", jp.IMEXSSP3()),
+        ):
+            seconds, steps, y = _jaxstat(
+                grid, grid.cell_averages(p0), t, nu, eq, solver, jp.CFLStep()
+            )
+            error = float(np.sum(np.abs(y - exact)) * h)
+            curves.setdefault(label, []).append((error, seconds))
+            table.add(case, n, label, steps, seconds, n * steps / seconds, error, "-")
         try:
             peer_seconds, peer_steps, x, z = _exponax(n, p0, t, nu)
         except ImportError:
-            table.add("viscous sin x + 1/2", n, "exponax", "-", "-", "-", "-", "not installed")
+            table.add(case, n, "exponax", "-", "-", "-", "-", "not installed")
             continue
         _, p_exact = jp.cole_hopf(u0, x[:, None], t, nu, half_width=4.5, num_nodes=4001)
         peer_error = float(np.sum(np.abs(z - np.asarray(p_exact[:, 0]))) * h)
+        curves.setdefault("exponax", []).append((peer_error, peer_seconds))
         table.add(
-            "viscous sin x + 1/2",
+            case,
             n,
             "exponax Burgers (Fourier, ETDRK2)",
             peer_steps,
             peer_seconds,
             n * peer_steps / peer_seconds,
             peer_error,
-            seconds / peer_seconds,
+            "-",
         )
+    _equal_error_rows(table, case, curves)
+
+
+def _time_at_error(curve, error):
+    """Seconds at `error`, interpolated linearly in log-log between the measured points (`None`
+    outside their range)."""
+    errors, seconds = (np.log(np.array(v)) for v in zip(*sorted(curve)))
+    target = np.log(error)
+    if not errors[0] <= target <= errors[-1]:
+        return None
+    return float(np.exp(np.interp(target, errors, seconds)))
+
+
+def _equal_error_rows(table, case, curves):
+    """jaxstat's time over exponax's at exponax's errors (jaxstat interpolated over N)."""
+    for peer_error, peer_seconds in curves.get("exponax", []):
+        for label, curve in curves.items():
+            if label == "exponax":
+                continue
+            seconds = _time_at_error(curve, peer_error)
+            ratio = "outside the measured range" if seconds is None else seconds / peer_seconds
+            table.add(
+                f"{case}, at exponax's L1 error",
+                "interp.",
+                label,
+                "-",
+                "-" if seconds is None else seconds,
+                "-",
+                peer_error,
+                ratio,
+            )
 
 
 def _ensemble_rows(table, batches, quick):
@@ -358,7 +392,7 @@ def run(quick: bool = False) -> Table:
     ns = [512, 1024] if quick else [512, 1024, 2048, 4096, 8192]
     _burgers_rows(table, ns, quick)
     # Explicit viscous steps shrink like h^2 (nu = 0.01: 16,000 steps at N = 2048): up to 2048.
-    _viscous_rows(table, [512, 1024] if quick else [512, 1024, 2048])
+    _viscous_rows(table, [256, 512, 1024] if quick else [256, 512, 1024, 2048])
     _ensemble_rows(table, [1, 8, 64] if quick else [1, 16, 128, 1024], quick)
     _hj_rows(table, [32, 64] if quick else [64, 128, 256])
     table.notes += [

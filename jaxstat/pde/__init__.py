@@ -4,9 +4,10 @@ The viscous Hamilton-Jacobi equation `u_t + H(grad u) = nu Lap u` (`H(p) = 1/2 |
 any convex `H`) and its gradient `p = grad u`, which obeys the viscous Burgers system
 `p_t + div(flux(p)) = nu Lap p` (1-D: `p_t + (p^2/2)_x = nu p_xx`), on uniform 1-D and 2-D grids:
 Godunov, Engquist-Osher and local Lax-Friedrichs fluxes; first-order, MUSCL and WENO5
-reconstruction; SSP Runge-Kutta with CFL-adaptive steps; periodic, Dirichlet, Neumann and outflow
-boundaries. Burgers states are cell averages, Hamilton-Jacobi states point values at the cell
-centres; `nu = 0` gives entropy solutions.
+reconstruction; SSP Runge-Kutta with CFL-adaptive steps, and implicit-explicit SSP Runge-Kutta
+(IMEX) that solves for the viscous term (Fourier or tridiagonal) when it limits the step;
+periodic, Dirichlet, Neumann and outflow boundaries. Burgers states are cell averages,
+Hamilton-Jacobi states point values at the cell centres; `nu = 0` gives entropy solutions.
 
 Exact references: Cole-Hopf `u = -2 nu log(G_{nu t} * exp(-u_0 / (2 nu)))` (`G_s` the heat kernel
 of variance `2 s`), Hopf-Lax `u(x, t) = min_y u_0(y) + |x - y|^2 / (2 t)` for `nu = 0`, Riemann
@@ -67,7 +68,10 @@ from ._solve import solve as solve
 from ._stepping import (
     AbstractStepSize as AbstractStepSize,
     CFLStep as CFLStep,
+    FiniteVolumeTerm as FiniteVolumeTerm,
     FixedStep as FixedStep,
+    IMEXSSP2 as IMEXSSP2,
+    IMEXSSP3 as IMEXSSP3,
     SSPRK1 as SSPRK1,
     SSPRK2 as SSPRK2,
     SSPRK3 as SSPRK3,

@@ -6,6 +6,7 @@ side; the numerical fluxes at the two boundary faces then see the condition. All
 """
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -20,16 +21,22 @@ def _flip(y: Array, axis: int) -> Array:
     return jnp.flip(y, axis=axis)
 
 
-def _distance(width: int, ndim: int, axis: int, dtype) -> Array:
-    """`(2k - 1)` for the k-th ghost cell, k = width..1 (outermost first), broadcastable."""
-    k = jnp.arange(width, 0, -1, dtype=dtype)
+def _ghost_index(width: int, ndim: int, axis: int, dtype) -> Array:
+    """`k` for the k-th ghost cell on the left, k = width..1 (outermost first), shaped to
+    broadcast along `axis` of an `ndim`-dimensional array."""
     shape = [1] * ndim
     shape[axis] = width
-    return (2 * k - 1).reshape(shape)
+    return jnp.arange(width, 0, -1, dtype=dtype).reshape(shape)
 
 
 class AbstractBoundary(eqx.Module):
-    """A boundary condition: how ghost cells are filled along one axis."""
+    """A boundary condition: how ghost cells are filled along one axis.
+
+    `periodic` says whether the data wrap around (the grid is a circle along the axis): shock
+    detection and the spectral implicit viscous solve read it.
+    """
+
+    periodic: eqx.AbstractClassVar[bool]
 
     @abc.abstractmethod
     def pad(self, y: Array, width: int, axis: int, spacing: float) -> Array:
@@ -54,6 +61,8 @@ class Periodic(AbstractBoundary):
     **Example:** `Periodic()`.
     """
 
+    periodic: ClassVar[bool] = True
+
     def pad(self, y, width, axis, spacing):
         del spacing
         n = y.shape[axis]
@@ -76,6 +85,8 @@ class Outflow(AbstractBoundary):
     **Example:** `Outflow()`, `Outflow(order=1)`.
     """
 
+    periodic: ClassVar[bool] = False
+
     order: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
@@ -87,10 +98,7 @@ class Outflow(AbstractBoundary):
         n = y.shape[axis]
         first = _take(y, 0, 1, axis)
         last = _take(y, n - 1, n, axis)
-        k = jnp.arange(width, 0, -1, dtype=y.dtype)
-        shape = [1] * y.ndim
-        shape[axis] = width
-        k = k.reshape(shape)
+        k = _ghost_index(width, y.ndim, axis, y.dtype)
         if self.order == 0:
             left = jnp.broadcast_to(first, jnp.broadcast_shapes(first.shape, k.shape))
             right = jnp.broadcast_to(last, left.shape)
@@ -119,6 +127,8 @@ class Dirichlet(AbstractBoundary):
     **Example:** `Dirichlet(1.0, -1.0)`.
     """
 
+    periodic: ClassVar[bool] = False
+
     left: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
     right: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
 
@@ -146,6 +156,8 @@ class Neumann(AbstractBoundary):
     **Example:** `Neumann()` (zero flux), `Neumann(0.5, 0.5)`.
     """
 
+    periodic: ClassVar[bool] = False
+
     left: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
     right: ArrayLike = eqx.field(default=0.0, converter=jnp.asarray)
 
@@ -153,7 +165,7 @@ class Neumann(AbstractBoundary):
         n = y.shape[axis]
         if n < width:
             raise ValueError(f"`Neumann` needs at least {width} cells along each axis, got {n}.")
-        d = _distance(width, y.ndim, axis, y.dtype)
+        d = 2 * _ghost_index(width, y.ndim, axis, y.dtype) - 1
         gl = jnp.asarray(self.left, y.dtype)
         gr = jnp.asarray(self.right, y.dtype)
         left = _flip(_take(y, 0, width, axis), axis) - d * spacing * gl

@@ -8,11 +8,14 @@ forward-Euler step). `solve` integrates it in time with diffrax.
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import lineax as lx
 from jaxtyping import Array, ArrayLike
 
 from ._boundary import AbstractBoundary, Periodic
 from ._flux import (
+    _NO_SYSTEM_SOLVER,
     AbstractConvexFlux,
     AbstractNumericalFlux,
     Godunov,
@@ -57,7 +60,13 @@ def _laplacian(v: Array, order: int, h: float) -> Array:
 
 
 class AbstractEquation(eqx.Module):
-    """A finite-volume semi-discretisation `dy/dt = L(y; nu)` on a uniform grid."""
+    """A finite-volume semi-discretisation `dy/dt = L(y; nu) = A(y) + nu D y` on a uniform grid.
+
+    `A` is the hyperbolic part (numerical fluxes or Hamiltonian), `D` the discrete Laplacian
+    with the boundary conditions (affine in `y` when a boundary value is nonzero). Explicit
+    solvers step `L`; implicit-explicit ones step `A` explicitly and solve with `I - a D`
+    (`solve_diffusion`).
+    """
 
     grid: eqx.AbstractVar[UniformGrid]
     boundary: eqx.AbstractVar[AbstractBoundary | tuple[AbstractBoundary, ...]]
@@ -69,14 +78,112 @@ class AbstractEquation(eqx.Module):
     def state_shape(self) -> tuple[int, ...]:
         """The shape of a state `y`."""
 
+    @property
     @abc.abstractmethod
-    def vector_field(self, t: ArrayLike, y: Array, nu: ArrayLike) -> Array:
-        """The semi-discrete right-hand side `L(y; nu)`."""
+    def _viscous_stencil(self) -> dict[int, tuple]:
+        """`_FACE_GRADIENT` or `_LAPLACIAN`: the viscous stencils by order."""
 
     @abc.abstractmethod
+    def _padded(self, y: Array, axis: int) -> Array:
+        """`y` with its ghost cells along `axis`, that axis moved last."""
+
+    @abc.abstractmethod
+    def _axis_hyperbolic(self, v: Array, y: Array, axis: int) -> Array:
+        """The contribution of `axis` to `A(y)` (state shape), from `v = _padded(y, axis)`."""
+
+    @abc.abstractmethod
+    def _axis_viscous(self, v: Array, y: Array, axis: int) -> Array:
+        """The contribution of `axis` to `D y` (state shape), from `v = _padded(y, axis)`."""
+
+    @abc.abstractmethod
+    def hyperbolic_rate(self, y: Array) -> Array:
+        """`sum_k max|f'| / h_k`: the hyperbolic limit of the forward-Euler step."""
+
+    def vector_field(self, t: ArrayLike, y: Array, nu: ArrayLike) -> Array:
+        """The semi-discrete right-hand side `L(y; nu) = A(y) + nu D y`."""
+        del t
+        nu = jnp.asarray(nu, y.dtype)
+        out = jnp.zeros_like(y)
+        for axis in range(self.grid.ndim):
+            v = self._padded(y, axis)
+            out = out + self._axis_hyperbolic(v, y, axis) + nu * self._axis_viscous(v, y, axis)
+        return out
+
+    def hyperbolic_field(self, y: Array) -> Array:
+        """The hyperbolic part `A(y)` of the right-hand side (`L` with `nu = 0`)."""
+        axes = range(self.grid.ndim)
+        return sum(self._axis_hyperbolic(self._padded(y, k), y, k) for k in axes)
+
+    def diffusion(self, y: Array) -> Array:
+        """The discrete Laplacian `D y` with the boundary conditions (the viscous part of `L`
+        divided by `nu`)."""
+        axes = range(self.grid.ndim)
+        return sum(self._axis_viscous(self._padded(y, k), y, k) for k in axes)
+
+    def viscous_rate(self, nu: ArrayLike) -> Array:
+        """`nu sum_k c / h_k^2`: the viscous limit of the forward-Euler step (`c` is half the
+        largest eigenvalue of `-D` times `h^2`: 2 for the second-order stencil)."""
+        c = self._viscous_stencil[self.order_of_viscous_term][2]
+        return jnp.asarray(nu) * sum(c / h**2 for h in self.grid.spacing)
+
     def cfl_rate(self, y: Array, nu: ArrayLike) -> Array:
         """`sum_k max|f'| / h_k + nu sum_k c / h_k^2`: forward Euler is stable for
         `dt * rate <= 1`."""
+        nu = jnp.asarray(nu, y.dtype)
+        return self.hyperbolic_rate(y) + self.viscous_rate(nu)
+
+    def solve_diffusion(self, rhs: Array, a: ArrayLike) -> Array:
+        r"""Solve `(I - a D) z = rhs` for `z`, `a >= 0` (the implicit stage of an IMEX step,
+        `a = dt a_ii nu`).
+
+        With periodic boundaries on every axis `D` is a circulant (block-circulant in `d >= 2`)
+        matrix: the solve is diagonal in Fourier space, `z = F^{-1}(F rhs / (1 - a lambda))`,
+        with the exact eigenvalues `lambda = F(D delta)` of the discrete stencil (not of the
+        continuous Laplacian), so that the solve inverts the operator `L` uses. On a 1-D grid
+        with the second-order stencil and any boundary, `D z = T z + D 0` with `T`
+        tridiagonal (a ghost cell depends on the two edge cells), read off by applying `D` to
+        three comb vectors, and the solve is lineax's tridiagonal (Thomas) solve. Both cost
+        `O(n log n)` or `O(n)`; other cases raise a `ValueError`.
+        """
+        a = jnp.asarray(a, rhs.dtype)
+        boundaries = [self._boundary(k) for k in range(self.grid.ndim)]
+        if all(b.periodic for b in boundaries):
+            return self._spectral_solve(rhs, a)
+        if self.grid.ndim == 1 and self._viscous_stencil[self.order_of_viscous_term][0] == 1:
+            return self._tridiagonal_solve(rhs, a)
+        raise ValueError(
+            "an implicit viscous solve needs periodic boundaries on every axis, or a 1-D grid "
+            f"with `viscous_order=2` (got a {self.grid.ndim}-D grid, boundary "
+            f"{self.boundary!r}, viscous order {self.order_of_viscous_term}): use an explicit "
+            "solver such as `SSPRK3()` here."
+        )
+
+    def _spectral_solve(self, rhs, a):
+        d = self.grid.ndim
+        axes = tuple(range(-d, 0))
+        # The symbol depends on the grid only: evaluated once, at trace time.
+        with jax.ensure_compile_time_eval():
+            delta = jnp.zeros(self.state_shape, rhs.dtype).at[(..., *([0] * d))].set(1)
+            column = self.diffusion(delta)
+            column = column if column.ndim == d else column[0]
+            symbol = jnp.fft.rfftn(column, axes=axes).real
+        transformed = jnp.fft.rfftn(rhs, axes=axes) / (1 - a * symbol)
+        return jnp.fft.irfftn(transformed, s=self.grid.shape, axes=axes).astype(rhs.dtype)
+
+    def _tridiagonal_solve(self, rhs, a):
+        n = self.grid.shape[0]
+        if n < 3:
+            raise ValueError(f"an implicit viscous solve needs at least 3 cells, got {n}.")
+        offset = self.diffusion(jnp.zeros_like(rhs))
+        index = jnp.arange(n)
+        # Column j of T is in T e_{j mod 3} (rows j-1, j, j+1), e_c the comb of cells = c mod 3.
+        combs = [self.diffusion((index % 3 == c).astype(rhs.dtype)) - offset for c in range(3)]
+        columns = jnp.stack(combs)
+        diagonal = columns[index % 3, index]
+        lower = columns[index[:-1] % 3, index[1:]]  # T[j + 1, j]
+        upper = columns[index[1:] % 3, index[:-1]]  # T[j, j + 1]
+        operator = lx.TridiagonalLinearOperator(1 - a * diagonal, -a * lower, -a * upper)
+        return lx.linear_solve(operator, rhs + a * offset, lx.Tridiagonal()).value
 
     def _boundary(self, axis: int) -> AbstractBoundary:
         b = self.boundary
@@ -122,10 +229,6 @@ class AbstractEquation(eqx.Module):
         if self.viscous_order is not None:
             return self.viscous_order
         return 4 if self.reconstruction.order > 2 else 2
-
-    def _viscous_rate(self, nu, table):
-        c = table[self.order_of_viscous_term][2]
-        return nu * sum(c / h**2 for h in self.grid.spacing)
 
 
 class Burgers(AbstractEquation):
@@ -190,12 +293,8 @@ class Burgers(AbstractEquation):
                 "`numerical_flux` must be an `AbstractNumericalFlux` (e.g. `Godunov()`), "
                 f"got {nf!r}."
             )
-        if self.grid.ndim > 1 and not isinstance(nf, LocalLaxFriedrichs):
-            raise TypeError(
-                f"the {self.grid.ndim}-D Burgers system `p_t + grad H(p) = nu Lap p` is a system "
-                f"of conservation laws: only `LocalLaxFriedrichs()` applies (got {nf!r}). For "
-                "Godunov or Engquist-Osher in several dimensions solve `HamiltonJacobi` for `u`."
-            )
+        if self.grid.ndim > 1 and not nf.solves_systems:
+            raise TypeError(_NO_SYSTEM_SOLVER.format(d=self.grid.ndim, flux=nf))
 
     @property
     def _numerical_flux(self) -> AbstractNumericalFlux:
@@ -218,45 +317,34 @@ class Burgers(AbstractEquation):
         v = self._boundary(axis).pad(y, g, space_axis, h)
         return jnp.moveaxis(v, space_axis, -1)
 
-    def _face_fluxes(self, y, nu, axis):
-        """Numerical plus viscous flux at the `n_k + 1` faces along `axis` (moved last)."""
-        v = self._padded(y, axis)
-        g, h = self._ghost, self.grid.spacing[axis]
-        a, b = self.reconstruction(_trim(v, g, self.reconstruction.ghost))
+    @property
+    def _viscous_stencil(self):
+        return _FACE_GRADIENT
+
+    def _divergence(self, flux, y, axis):
+        """`-(F_{i+1/2} - F_{i-1/2}) / h` from the face values `F` (last axis), in place."""
+        div = (flux[..., 1:] - flux[..., :-1]) / self.grid.spacing[axis]
+        return jnp.moveaxis(-div, -1, y.ndim - self.grid.ndim + axis)
+
+    def _axis_hyperbolic(self, v, y, axis):
+        a, b = self.reconstruction(_trim(v, self._ghost, self.reconstruction.ghost))
         if self.grid.ndim == 1:
-            hyperbolic = self._numerical_flux(self.flux, a, b)
+            flux = self._numerical_flux(self.flux, a, b)
         else:
-            # Rusanov for the system F_k(p) = H(p) e_k, whose Jacobian has eigenvalues f'(p_k), 0.
-            alpha = jnp.maximum(
-                jnp.abs(self.flux.derivative(a[axis])), jnp.abs(self.flux.derivative(b[axis]))
-            )
-            hyperbolic = -0.5 * alpha * (b - a)
-            mean_h = 0.5 * (jnp.sum(self.flux(a), axis=0) + jnp.sum(self.flux(b), axis=0))
-            hyperbolic = hyperbolic.at[axis].add(mean_h)
+            flux = self._numerical_flux.system(self.flux, a, b, axis)
+        return self._divergence(flux, y, axis)
+
+    def _axis_viscous(self, v, y, axis):
         order = self.order_of_viscous_term
-        gv = _FACE_GRADIENT[order][0]
-        viscous = _face_gradient(_trim(v, g, gv), order, h)
-        return hyperbolic - nu * viscous
+        trimmed = _trim(v, self._ghost, _FACE_GRADIENT[order][0])
+        return -self._divergence(_face_gradient(trimmed, order, self.grid.spacing[axis]), y, axis)
 
-    def vector_field(self, t, y, nu):
-        del t
-        nu = jnp.asarray(nu, y.dtype)
-        out = jnp.zeros_like(y)
-        for axis, h in enumerate(self.grid.spacing):
-            flux = self._face_fluxes(y, nu, axis)
-            div = (flux[..., 1:] - flux[..., :-1]) / h
-            space_axis = y.ndim - self.grid.ndim + axis
-            out = out - jnp.moveaxis(div, -1, space_axis)
-        return out
-
-    def cfl_rate(self, y, nu):
-        nu = jnp.asarray(nu, y.dtype)
+    def hyperbolic_rate(self, y):
         if self.grid.ndim == 1:
             speeds = [jnp.max(jnp.abs(self.flux.derivative(y)))]
         else:
             speeds = [jnp.max(jnp.abs(self.flux.derivative(y[k]))) for k in range(self.grid.ndim)]
-        hyperbolic = sum(s / h for s, h in zip(speeds, self.grid.spacing))
-        return hyperbolic + self._viscous_rate(nu, _FACE_GRADIENT)
+        return sum(s / h for s, h in zip(speeds, self.grid.spacing))
 
 
 class HamiltonJacobi(AbstractEquation):
@@ -327,26 +415,25 @@ class HamiltonJacobi(AbstractEquation):
         v = self._boundary(axis).pad(u, self._ghost, axis, self.grid.spacing[axis])
         return jnp.moveaxis(v, axis, -1)
 
-    def vector_field(self, t, y, nu):
-        del t
-        nu = jnp.asarray(nu, y.dtype)
-        g = self._ghost
-        out = jnp.zeros_like(y)
-        for axis, h in enumerate(self.grid.spacing):
-            v = self._padded(y, axis)
-            differences = jnp.diff(_trim(v, g, self.reconstruction.ghost), axis=-1) / h
-            p_minus, p_plus = self.reconstruction(differences)
-            hamiltonian = self.numerical_hamiltonian(self.hamiltonian, p_minus, p_plus)
-            order = self.order_of_viscous_term
-            gl = _LAPLACIAN[order][0]
-            viscous = _laplacian(_trim(v, g, gl), order, h)
-            out = out + jnp.moveaxis(nu * viscous - hamiltonian, -1, axis)
-        return out
+    @property
+    def _viscous_stencil(self):
+        return _LAPLACIAN
 
-    def cfl_rate(self, y, nu):
-        nu = jnp.asarray(nu, y.dtype)
-        hyperbolic = 0
+    def _axis_hyperbolic(self, v, y, axis):
+        h = self.grid.spacing[axis]
+        differences = jnp.diff(_trim(v, self._ghost, self.reconstruction.ghost), axis=-1) / h
+        p_minus, p_plus = self.reconstruction(differences)
+        hamiltonian = self.numerical_hamiltonian(self.hamiltonian, p_minus, p_plus)
+        return jnp.moveaxis(-hamiltonian, -1, axis)
+
+    def _axis_viscous(self, v, y, axis):
+        order = self.order_of_viscous_term
+        trimmed = _trim(v, self._ghost, _LAPLACIAN[order][0])
+        return jnp.moveaxis(_laplacian(trimmed, order, self.grid.spacing[axis]), -1, axis)
+
+    def hyperbolic_rate(self, y):
+        rate = 0
         for axis, h in enumerate(self.grid.spacing):
             differences = jnp.diff(self._padded(y, axis), axis=-1) / h
-            hyperbolic = hyperbolic + jnp.max(jnp.abs(self.hamiltonian.derivative(differences))) / h
-        return hyperbolic + self._viscous_rate(nu, _LAPLACIAN)
+            rate = rate + jnp.max(jnp.abs(self.hamiltonian.derivative(differences))) / h
+        return rate

@@ -30,8 +30,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
+from .._jit import jit
 from ._flux import AbstractConvexFlux, Quadratic
-from ._misc import jit
 
 
 def _nodes(half_width, num_nodes: int, d: int, dtype):

@@ -19,6 +19,7 @@ Hamiltonian is the sum of the one-dimensional ones.
 
 import abc
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -112,12 +113,29 @@ class AbstractNumericalFlux(eqx.Module):
     """A two-point monotone numerical flux `F(a, b)` for a convex flux `f`.
 
     Used by `Burgers` at cell faces (`a`, `b` the left and right reconstructed states) and by
-    `HamiltonJacobi` at nodes (`a`, `b` the left- and right-biased derivatives).
+    `HamiltonJacobi` at nodes (`a`, `b` the left- and right-biased derivatives). `system` is the
+    same flux for the vector Burgers system of `d >= 2` dimensions, where it exists
+    (`solves_systems`).
     """
+
+    solves_systems: eqx.AbstractClassVar[bool]
 
     @abc.abstractmethod
     def __call__(self, flux: AbstractConvexFlux, a: ArrayLike, b: ArrayLike) -> Array:
         """`F(a, b)`, elementwise."""
+
+    @abc.abstractmethod
+    def system(self, flux: AbstractConvexFlux, a: Array, b: Array, axis: int) -> Array:
+        """The numerical flux of the system `p_t + sum_k d_k F_k(p) = 0`, `F_k(p) = H(p) e_k`,
+        `H(p) = sum_l f(p_l)`, across a face normal to `axis`: `a`, `b` have the `d` components
+        first; returns an array of their shape."""
+
+
+_NO_SYSTEM_SOLVER = (
+    "the {d}-D Burgers system `p_t + grad H(p) = nu Lap p` is a system of conservation laws: "
+    "only `LocalLaxFriedrichs()` applies (got {flux!r}). For Godunov or Engquist-Osher in "
+    "several dimensions solve `HamiltonJacobi` for `u`."
+)
 
 
 class Godunov(AbstractNumericalFlux):
@@ -128,9 +146,14 @@ class Godunov(AbstractNumericalFlux):
     **Example:** `Godunov()(Quadratic(), a, b)`.
     """
 
+    solves_systems: ClassVar[bool] = False
+
     def __call__(self, flux, a, b):
         m = jnp.asarray(flux.argmin, jnp.result_type(a))
         return jnp.maximum(flux(jnp.maximum(a, m)), flux(jnp.minimum(b, m)))
+
+    def system(self, flux, a, b, axis):
+        raise TypeError(_NO_SYSTEM_SOLVER.format(d=a.shape[0], flux=self))
 
 
 class EngquistOsher(AbstractNumericalFlux):
@@ -141,9 +164,14 @@ class EngquistOsher(AbstractNumericalFlux):
     **Example:** `EngquistOsher()(Quadratic(), a, b)`.
     """
 
+    solves_systems: ClassVar[bool] = False
+
     def __call__(self, flux, a, b):
         m = jnp.asarray(flux.argmin, jnp.result_type(a))
         return flux(jnp.maximum(a, m)) + flux(jnp.minimum(b, m)) - flux(m)
+
+    def system(self, flux, a, b, axis):
+        raise TypeError(_NO_SYSTEM_SOLVER.format(d=a.shape[0], flux=self))
 
 
 class LocalLaxFriedrichs(AbstractNumericalFlux):
@@ -151,11 +179,20 @@ class LocalLaxFriedrichs(AbstractNumericalFlux):
     `F(a, b) = (f(a) + f(b)) / 2 - alpha (b - a) / 2`, `alpha = max(|f'(a)|, |f'(b)|)`.
 
     The most dissipative of the three and the only one that also applies to systems (the
-    vector Burgers equation in two or more dimensions).
+    vector Burgers equation in two or more dimensions): for `F_k(p) = H(p) e_k`, whose Jacobian
+    has the eigenvalues `f'(p_k)` and `0`, `F = (F_k(a) + F_k(b)) / 2 - alpha (b - a) / 2` with
+    `alpha = max(|f'(a_k)|, |f'(b_k)|)` (`system`).
 
     **Example:** `LocalLaxFriedrichs()(Quadratic(), a, b)`.
     """
 
+    solves_systems: ClassVar[bool] = True
+
     def __call__(self, flux, a, b):
         alpha = jnp.maximum(jnp.abs(flux.derivative(a)), jnp.abs(flux.derivative(b)))
         return 0.5 * (flux(a) + flux(b)) - 0.5 * alpha * (b - a)
+
+    def system(self, flux, a, b, axis):
+        alpha = jnp.maximum(jnp.abs(flux.derivative(a[axis])), jnp.abs(flux.derivative(b[axis])))
+        mean = 0.5 * (jnp.sum(flux(a), axis=0) + jnp.sum(flux(b), axis=0))
+        return (-0.5 * alpha * (b - a)).at[axis].add(mean)

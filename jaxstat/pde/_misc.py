@@ -1,30 +1,4 @@
-"""Small shared helpers."""
+"""Re-export of the shared `jit` helper for existing imports (`jaxstat.quotient`): the one copy
+lives in `jaxstat._jit`."""
 
-import functools
-import inspect
-
-import equinox as eqx
-import jax.numpy as jnp
-
-
-def jit(*, arrays: tuple[str, ...] = ()):
-    """`eqx.filter_jit`, except that the named arguments are converted to arrays first when they
-    are Python numbers: a new viscosity or time then reuses the compiled program instead of
-    being baked in as a static value (which `filter_jit` does with Python scalars)."""
-
-    def decorator(fn):
-        jitted = eqx.filter_jit(fn)
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            for name in arrays:
-                value = bound.arguments.get(name)
-                if isinstance(value, float | int) and not isinstance(value, bool):
-                    bound.arguments[name] = jnp.asarray(value, dtype=float)
-            return jitted(*bound.args, **bound.kwargs)
-
-        return wrapper
-
-    return decorator
+from .._jit import jit as jit

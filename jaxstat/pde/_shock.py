@@ -23,10 +23,11 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float
 
+from .._jit import jit
+from ._boundary import AbstractBoundary, Periodic
 from ._exact import rankine_hugoniot
 from ._flux import AbstractConvexFlux, Quadratic
 from ._grid import UniformGrid
-from ._misc import jit
 
 
 class ShockFormation(eqx.Module):
@@ -148,7 +149,7 @@ def detect_shocks(
     p: Float[Array, "*shape"],
     grid: UniformGrid,
     *,
-    periodic: bool = True,
+    boundary: AbstractBoundary = Periodic(),
     max_shocks: int = 4,
     max_width: int = 32,
     tail: float = 0.01,
@@ -171,7 +172,9 @@ def detect_shocks(
 
     - `p`: cell averages on `grid`, shape `(n,)`.
     - `grid`: the 1-D `UniformGrid`.
-    - `periodic`: whether the data wrap around.
+    - `boundary`: the boundary condition of the solve (the equation's `boundary`): with
+        `Periodic()` (default) the data wrap around; with any other the layers stop at the
+        ends of the grid.
     - `max_shocks`: the number of slots returned (the steepest shocks first).
     - `max_width`: the largest half-width of a shock layer, in cells; a viscous layer of drop
         `D` has half-width about `12 nu / D` in space (to `tail = 0.01`).
@@ -192,6 +195,13 @@ def detect_shocks(
     """
     if grid.ndim != 1:
         raise ValueError("`detect_shocks` works on 1-D grids.")
+    if isinstance(boundary, tuple) and len(boundary) == 1:
+        (boundary,) = boundary
+    if not isinstance(boundary, AbstractBoundary):
+        raise TypeError(
+            f"`boundary` must be an `AbstractBoundary` (e.g. `Periodic()`), got {boundary!r}."
+        )
+    periodic = boundary.periodic
     p = jnp.asarray(p)
     if p.shape != grid.shape:
         raise ValueError(f"`p` has shape {p.shape}, the grid {grid.shape}.")

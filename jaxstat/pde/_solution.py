@@ -11,7 +11,8 @@ class RESULTS(eqx.Enumeration):
     cfl_violated = (
         "A time step exceeded the CFL stability limit "
         "`dt * (sum_k max|f'| / h_k + nu * c / h_k^2) <= max_cfl`. "
-        "Use a smaller `FixedStep(dt)`, or let `CFLStep(cfl)` choose the steps."
+        "Use a smaller `FixedStep(dt)`, or let `CFLStep(cfl)` choose the steps (with "
+        "`IMEXSSP2()` / `IMEXSSP3()` the viscous part drops out where it is solved implicitly)."
     )
     nonfinite = (
         "The solution became non-finite (inf or nan). Check the initial condition and `nu` for "
@@ -20,7 +21,8 @@ class RESULTS(eqx.Enumeration):
     max_steps_reached = (
         "The maximum number of time steps was reached before the last save time. Increase "
         "`max_steps` (a CFL-limited explicit scheme needs about `t / (cfl h / max|p| )` steps, "
-        "or `t / (cfl h^2 / (2 nu))` when viscosity dominates)."
+        "or `t / (cfl h^2 / (2 nu))` when viscosity dominates: then `solver=IMEXSSP3()` solves for "
+        "the viscous term and needs only the first)."
     )
     solver_failed = "The time integrator failed (see the diffrax result for details)."
     invalid_ts = "`ts` must be finite and nondecreasing."

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
+from .._jit import jit
 from .._sharding import auto_axes_inside
 from ._equation import AbstractEquation
-from ._misc import jit
 from ._solution import RESULTS, Solution
-from ._stepping import _Controller, AbstractStepSize, CFLStep, SSPRK3
+from ._stepping import _Controller, AbstractStepSize, CFLStep, FiniteVolumeTerm, SSPRK3
 
 
 @jit(arrays=("nu",))
@@ -30,7 +30,8 @@ def solve(
     r"""Solve `dy/dt = L(y; nu)` (Burgers or Hamilton-Jacobi) from `y(ts[0]) = y0`, saving at `ts`.
 
     The time loop is `diffrax.diffeqsolve` (a `lax.while_loop` bounded by `max_steps`) with an
-    SSP Runge-Kutta solver and a CFL step-size rule that lands exactly on every save time.
+    SSP Runge-Kutta solver (explicit, or implicit-explicit with the viscous term implicit) and a
+    CFL step-size rule that lands exactly on every save time.
     Differentiable: reverse mode through `diffrax.RecursiveCheckpointAdjoint` (checkpointed, so
     memory grows like `log(max_steps)`), forward mode with `diffrax.ForwardMode()`. Step sizes
     are not differentiated (a step size is a discretisation choice); use `FixedStep` when the
@@ -45,7 +46,12 @@ def solve(
         centres (`u0(*grid.mesh())`); `ys` are of the same kind.
     - `ts`: nondecreasing save times; `ts[0]` is the initial time.
     - `nu`: the viscosity `nu >= 0` (`nu = 0`: entropy / viscosity solutions).
-    - `solver`: `SSPRK1()`, `SSPRK2()`, `SSPRK3()` (default) or any explicit diffrax solver.
+    - `solver`: `SSPRK1()`, `SSPRK2()`, `SSPRK3()` (default) or any explicit diffrax solver;
+        or the implicit-explicit `IMEXSSP2()`, `IMEXSSP3()`, which solve for the viscous term
+        whenever `nu sum_k c / h_k^2` dominates the explicit step limit, so that the step is
+        set by the hyperbolic CFL condition alone (periodic grids, or 1-D with
+        `viscous_order=2`): for viscous problems on fine grids, where an explicit step shrinks
+        like `h^2 / nu`.
     - `step`: `CFLStep(cfl)` (default `cfl = 0.4`) or `FixedStep(dt)`.
     - `max_steps`: the bound on the number of time steps (static).
     - `adjoint`: a diffrax adjoint.
@@ -95,8 +101,8 @@ def solve(
     bad_ts = jnp.any(ts[1:] < ts[:-1]) | ~jnp.all(jnp.isfinite(ts))
     bad_nu = ~(nu >= 0) | ~jnp.isfinite(nu)
 
-    term = dfx.ODETerm(lambda t, y, args: equation.vector_field(t, y, args))
-    controller = _Controller(equation, step, ts)
+    term = FiniteVolumeTerm(equation)
+    controller = _Controller(equation, step, ts, solver)
     sol = dfx.diffeqsolve(
         term,
         solver,

@@ -9,6 +9,16 @@ diminishing, maximum principle) carries over with the same CFL number (SSP coeff
 - `SSPRK3`: `y1 = y0 + dt L(y0)`, `y2 = 3/4 y0 + 1/4 (y1 + dt L(y1))`,
   `y = 1/3 y0 + 2/3 (y2 + dt L(y2))` (Shu & Osher 1988).
 
+Implicit-explicit (IMEX) solvers step the hyperbolic part `A(y)` with the explicit SSP tableau
+and the viscous part `nu D y` with a diagonally implicit one (Pareschi & Russo 2005):
+
+- `IMEXSSP2`: IMEX-SSP2(2,2,2), SSPRK2 with an L-stable two-stage SDIRK (second order).
+- `IMEXSSP3`: IMEX-SSP3(4,3,3), SSPRK3 with an L-stable four-stage SDIRK (third order).
+
+Each implicit stage solves `(I - dt ~a_ii nu D) Y = rhs` (Fourier on periodic grids, tridiagonal
+in 1-D), so on steps where viscosity dominates the explicit limit the step is set by the
+hyperbolic CFL condition alone; elsewhere the viscous part is explicit too.
+
 Step sizes: `CFLStep(cfl)` takes `dt = cfl / rate(y)` each step, where
 `rate = sum_k max|f'(p_k)| / h_k + nu sum_k c / h_k^2` (`c = 2` for the second-order viscous term)
 bounds the inverse of the largest stable forward-Euler step, both the hyperbolic and the viscous
@@ -109,6 +119,164 @@ class SSPRK3(_AbstractSSPRK):
         return 3
 
 
+class FiniteVolumeTerm(dfx.AbstractTerm):
+    """The diffrax term `dy/dt = L(y; nu)` of a finite-volume equation (`args` is `nu`), which
+    also gives implicit-explicit solvers the equation's split `L = A(y) + nu D y`."""
+
+    equation: AbstractEquation
+
+    def vf(self, t, y, args):
+        return self.equation.vector_field(t, y, args)
+
+    def contr(self, t0, t1, **kwargs):
+        return t1 - t0
+
+    def prod(self, vf, control):
+        return jtu.tree_map(lambda v: control * v, vf)
+
+
+def _implicit(equation: AbstractEquation, y: Array, nu: Array) -> Array:
+    """Whether viscosity dominates the explicit step limit, `nu sum_k c / h_k^2 > sum_k
+    max|f'| / h_k` (a boolean scalar): then an IMEX solver treats it implicitly."""
+    rate = jax.lax.stop_gradient(equation.hyperbolic_rate(y))
+    return jax.lax.stop_gradient(equation.viscous_rate(nu)) > rate
+
+
+def _stable_rate(solver, equation: AbstractEquation, y: Array, nu: Array) -> Array:
+    """The inverse of the largest stable forward-Euler step for `solver`'s explicit part: the
+    hyperbolic limit alone when an IMEX solver treats viscosity implicitly, else both limits."""
+    rate = equation.cfl_rate(y, nu)
+    if isinstance(solver, _AbstractIMEXSSP):
+        rate = jnp.where(_implicit(equation, y, nu), equation.hyperbolic_rate(y), rate)
+    return rate
+
+
+class _AbstractIMEXSSP(dfx.AbstractSolver):
+    r"""An implicit-explicit Runge-Kutta method: SSP explicit stages for the hyperbolic part
+    `A(y)`, diagonally implicit stages for the viscous part `nu D y`,
+
+    `Y_i = y_0 + dt sum_{j<i} a_ij A(Y_j) + dt nu sum_{j<=i} ~a_ij D Y_j`,
+    `y_1 = y_0 + dt sum_j b_j A(Y_j) + dt nu sum_j ~b_j D Y_j`,
+
+    each stage one solve with `I - dt ~a_ii nu D` (`AbstractEquation.solve_diffusion`: Fourier on
+    periodic grids, tridiagonal in 1-D). On a step where viscosity does not dominate the explicit
+    limit (`nu sum_k c / h_k^2 <= sum_k max|f'| / h_k`) the viscous part is stepped explicitly
+    with the explicit tableau instead (no solve; the step is then the explicit SSP method on the
+    whole `L`), so the same solver serves inviscid and viscous problems; the CFL rule uses the
+    hyperbolic limit alone on implicit steps.
+    """
+
+    term_structure: ClassVar = FiniteVolumeTerm
+    interpolation_cls: ClassVar[Callable[..., dfx.LocalLinearInterpolation]] = (
+        dfx.LocalLinearInterpolation
+    )
+    # Butcher tableaux: explicit (a, b, c) and implicit (a~, b~).
+    explicit: eqx.AbstractClassVar[tuple[tuple[float, ...], ...]]
+    explicit_weights: eqx.AbstractClassVar[tuple[float, ...]]
+    implicit: eqx.AbstractClassVar[tuple[tuple[float, ...], ...]]
+    implicit_weights: eqx.AbstractClassVar[tuple[float, ...]]
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        while not isinstance(terms, FiniteVolumeTerm):  # diffrax wraps terms (time direction)
+            terms = terms.term
+        equation, nu = terms.equation, jnp.asarray(args, y0.dtype)
+        dt = jnp.asarray(t1 - t0, y0.dtype)
+        implicit = _implicit(equation, y0, nu)
+        # theta = 1: viscous stages implicit; theta = 0: the explicit tableau for all of L.
+        theta = implicit.astype(y0.dtype)
+        stages = len(self.explicit_weights)
+        hyperbolic, viscous = [None] * stages, [None] * stages
+        # A stage whose explicit column and weight are zero needs no hyperbolic evaluation.
+        unused = [
+            self.explicit_weights[j] == 0 and all(row[j] == 0 for row in self.explicit)
+            for j in range(stages)
+        ]
+
+        def increment(weights, implicit_weights, upto):
+            out = jnp.zeros_like(y0)
+            for j in range(upto):
+                a, ai = weights[j], implicit_weights[j]
+                if a != 0:
+                    out = out + a * (hyperbolic[j] + (1 - theta) * nu * viscous[j])
+                if ai != 0:
+                    out = out + ai * theta * nu * viscous[j]
+            return y0 + dt * out
+
+        for i in range(stages):
+            rhs = increment(self.explicit[i], self.implicit[i], i)
+            diagonal = dt * self.implicit[i][i] * nu
+            solve = lambda r, a: equation.solve_diffusion(r, a)
+            y = jax.lax.cond(implicit, solve, lambda r, a: r, rhs, diagonal)
+            viscous[i] = equation.diffusion(y)
+            if not unused[i]:
+                hyperbolic[i] = equation.hyperbolic_field(y)
+        y1 = increment(self.explicit_weights, self.implicit_weights, stages)
+        return y1, None, dict(y0=y0, y1=y1), None, dfx.RESULTS.successful
+
+
+class IMEXSSP2(_AbstractIMEXSSP):
+    r"""IMEX-SSP2(2,2,2) of Pareschi & Russo (2005): second order, the explicit part is SSPRK2
+    (Heun; SSP coefficient 1), the implicit part L-stable SDIRK with `gamma = 1 - 1/sqrt 2`.
+
+    Explicit `a_21 = 1`, `b = (1/2, 1/2)`; implicit `~a = [[gamma, 0], [1 - 2 gamma, gamma]]`,
+    `~b = (1/2, 1/2)`. Two hyperbolic evaluations and two viscous solves per step; the step is
+    limited by the hyperbolic CFL condition only when viscosity dominates (see
+    `_AbstractIMEXSSP`). A `diffrax` solver for `solve`.
+
+    **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP2())`.
+    """
+
+    explicit: ClassVar = ((0.0, 0.0), (1.0, 0.0))
+    explicit_weights: ClassVar = (0.5, 0.5)
+    implicit: ClassVar = ((1 - 2**-0.5, 0.0), (1 - 2 * (1 - 2**-0.5), 1 - 2**-0.5))
+    implicit_weights: ClassVar = (0.5, 0.5)
+
+    def order(self, terms):
+        return 2
+
+
+_ALPHA, _BETA, _ETA = 0.24169426078821, 0.06042356519705, 0.12915286960590
+
+
+class IMEXSSP3(_AbstractIMEXSSP):
+    r"""IMEX-SSP3(4,3,3) of Pareschi & Russo (2005): third order, the explicit part is SSPRK3
+    (Shu-Osher, SSP coefficient 1; its first stage is unused), the implicit part a four-stage
+    L-stable SDIRK.
+
+    Explicit `a_32 = 1`, `a_42 = a_43 = 1/4`, `b = (0, 1/6, 1/6, 2/3)`; implicit
+    `~a = [[al, 0, 0, 0], [-al, al, 0, 0], [0, 1 - al, al, 0], [be, et, 1/2 - be - et - al, al]]`,
+    `~b = b`, `al = 0.24169426078821`, `be = 0.06042356519705`, `et = 0.12915286960590`. Three
+    hyperbolic evaluations and four viscous solves per step. A `diffrax` solver for `solve`.
+
+    **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP3())`.
+    """
+
+    explicit: ClassVar = (
+        (0.0, 0.0, 0.0, 0.0),
+        (0.0, 0.0, 0.0, 0.0),
+        (0.0, 1.0, 0.0, 0.0),
+        (0.0, 0.25, 0.25, 0.0),
+    )
+    explicit_weights: ClassVar = (0.0, 1 / 6, 1 / 6, 2 / 3)
+    implicit: ClassVar = (
+        (_ALPHA, 0.0, 0.0, 0.0),
+        (-_ALPHA, _ALPHA, 0.0, 0.0),
+        (0.0, 1 - _ALPHA, _ALPHA, 0.0),
+        (_BETA, _ETA, 0.5 - _BETA - _ETA - _ALPHA, _ALPHA),
+    )
+    implicit_weights: ClassVar = (0.0, 1 / 6, 1 / 6, 2 / 3)
+
+    def order(self, terms):
+        return 3
+
+
 class AbstractStepSize(eqx.Module):
     """A rule for the time step of an explicit finite-volume solve."""
 
@@ -189,24 +357,20 @@ class FixedStep(AbstractStepSize):
         return ~(self.dt > 0) | ~jnp.isfinite(self.dt)
 
 
-# Controller state: (index of the next save time, CFL rate at the current state, largest CFL
-# number so far, status: 0 ok, 1 CFL violated, 2 non-finite).
-_State = tuple[Array, Array, Array, Array]
-
-
 class _Controller(dfx.AbstractStepSizeController):
     """Turns an `AbstractStepSize` into a diffrax step-size controller for one equation."""
 
     equation: AbstractEquation
     step: AbstractStepSize
     ts: Array
+    solver: dfx.AbstractSolver
 
     def wrap(self, direction):
         return self
 
     def _rate(self, y, nu):
         # Step sizes are a discretisation choice: not differentiated through.
-        return jax.lax.stop_gradient(self.equation.cfl_rate(y, nu))
+        return jax.lax.stop_gradient(_stable_rate(self.solver, self.equation, y, nu))
 
     def _next(self, t, rate, index):
         target = self.ts[index]

@@ -121,15 +121,33 @@ def test_steps_rarefaction_data_and_shock_data():
     grid = jp.UniformGrid(0.0, TWO_PI, 256)
     # A rising step (rarefaction data) is not compressive.
     step = jnp.where(grid.centres() < np.pi, -1.0, 1.0)
-    detected = jp.detect_shocks(step, grid, periodic=False)
+    detected = jp.detect_shocks(step, grid, boundary=jp.Outflow())
     assert not jnp.any(detected.valid)
     # Its mirror image is a shock at pi with strength 2, entropic.
-    detected = jp.detect_shocks(-step, grid, periodic=False)
+    detected = jp.detect_shocks(-step, grid, boundary=jp.Dirichlet(1.0, -1.0))
     assert int(jnp.sum(detected.valid)) == 1
     i = int(jnp.argmax(detected.valid))
     np.testing.assert_allclose(detected.position[i], np.pi, atol=1e-12)
     np.testing.assert_allclose(detected.strength[i], 2.0)
     assert detected.entropic[i]
+
+
+def test_shock_across_the_periodic_seam_follows_the_boundary():
+    # p = -cos(x / 2) rises smoothly from -1 to 1 over [0, 2 pi]: read periodically, the face at
+    # 2 pi = 0 carries a drop from cos(h / 4) to -cos(h / 4), a shock of strength 2 cos(h / 4)
+    # at 0; with any other boundary that face is not inside the data and nothing is compressive.
+    grid = jp.UniformGrid(0.0, TWO_PI, 256)
+    p = -jnp.cos(grid.centres() / 2)
+    periodic = jp.detect_shocks(p, grid, boundary=jp.Periodic())
+    assert int(jnp.sum(periodic.valid)) == 1
+    i = int(jnp.argmax(periodic.valid))
+    position = float(periodic.position[i])
+    assert min(position, TWO_PI - position) < 1e-12
+    np.testing.assert_allclose(periodic.strength[i], 2 * np.cos(grid.spacing[0] / 4), rtol=1e-12)
+    for boundary in (jp.Outflow(), jp.Neumann(), jp.Dirichlet(1.0, 1.0)):
+        assert not jnp.any(jp.detect_shocks(p, grid, boundary=boundary).valid)
+    with pytest.raises(TypeError, match="AbstractBoundary"):
+        jp.detect_shocks(p, grid, boundary=True)
 
 
 def test_shock_errors():
