@@ -6,7 +6,8 @@
 # PATTERNs (fnmatch, e.g. 'jaxstat.pde._reconstruction.xǁMinModǁ*') restrict the run to some
 # mutants; without them every mutant of the module is run.
 #
-# MODULE is one of: pde-flux, pde-reconstruction, pde-exact, graphons-density, graphons-objective
+# MODULE is one of: pde-flux, pde-reconstruction, pde-exact, graphons-density, graphons-objective,
+# strata-potential
 # (see the table below). The repository is copied (tracked files plus this working tree's
 # changes) into WORKDIR (default /tmp/jaxstat-mutmut-MODULE); the mutmut configuration is
 # appended to the *copy's* pyproject.toml, so the checkout is never touched. mutmut runs one
@@ -24,7 +25,8 @@ case "$module" in
   pde-exact)          source="jaxstat/pde/_exact.py";         tests="tests/pde/test_exact.py" ;;
   graphons-density)   source="jaxstat/graphons/_density.py";  tests="tests/graphons/test_density.py" ;;
   graphons-objective) source="jaxstat/graphons/_objective.py"; tests="tests/graphons/test_objective.py" ;;
-  *) echo "unknown module '$module'; valid: pde-flux pde-reconstruction pde-exact graphons-density graphons-objective" >&2; exit 2 ;;
+  strata-potential)   source="jaxstat/strata/_potential.py";  tests="tests/strata/test_potential.py" ;;
+  *) echo "unknown module '$module'; valid: pde-flux pde-reconstruction pde-exact graphons-density graphons-objective strata-potential" >&2; exit 2 ;;
 esac
 
 repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"

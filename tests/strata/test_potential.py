@@ -41,6 +41,18 @@ def test_shifted_metric_on_the_faces(getkey):
     assert st.ShiftedEntropy(eps).reaches_faces and not st.Entropy().reaches_faces
 
 
+def test_potentials_closed_forms_on_the_faces():
+    """`phi` against its closed form at interior points and on the face `w = 0`: entropy
+    `w log w` (continuous at 0, where it is 0), Euclidean `w^2 / 2`; the shifted entropy's metric
+    `1 / (w + eps)` is finite on the face."""
+    w = jnp.array([0.0, 1e-300, 0.5, 1.0, 2.0])
+    expect = np.array([0.0, 0.0, 0.5 * np.log(0.5), 0.0, 2 * np.log(2.0)])
+    np.testing.assert_allclose(st.Entropy().phi(w), expect, rtol=1e-12, atol=1e-297)
+    np.testing.assert_allclose(st.Euclidean().phi(w), 0.5 * np.asarray(w) ** 2, rtol=1e-12)
+    shifted = st.ShiftedEntropy(0.05)
+    np.testing.assert_allclose(shifted.metric(w), 1 / (np.asarray(w) + 0.05), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["shifted", "entropy"])
 def test_kahler_levi_form(getkey, name):
     """On the tube domain `zeta = w + i theta`, `K(zeta) = 4 psi(Re zeta)` has Levi form
