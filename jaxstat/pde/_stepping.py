@@ -135,11 +135,11 @@ class FiniteVolumeTerm(dfx.AbstractTerm):
         return jtu.tree_map(lambda v: control * v, vf)
 
 
-def _implicit(equation: AbstractEquation, y: Array, nu: Array) -> Array:
-    """Whether viscosity dominates the explicit step limit, `nu sum_k c / h_k^2 > sum_k
-    max|f'| / h_k` (a boolean scalar): then an IMEX solver treats it implicitly."""
+def _implicit(solver, equation: AbstractEquation, y: Array, nu: Array) -> Array:
+    """Whether viscosity dominates the explicit step limit, `nu sum_k c / h_k^2 > threshold
+    sum_k max|f'| / h_k` (a boolean scalar): then an IMEX solver treats it implicitly."""
     rate = jax.lax.stop_gradient(equation.hyperbolic_rate(y))
-    return jax.lax.stop_gradient(equation.viscous_rate(nu)) > rate
+    return jax.lax.stop_gradient(equation.viscous_rate(nu)) > solver.threshold * rate
 
 
 def _stable_rate(solver, equation: AbstractEquation, y: Array, nu: Array) -> Array:
@@ -147,7 +147,7 @@ def _stable_rate(solver, equation: AbstractEquation, y: Array, nu: Array) -> Arr
     hyperbolic limit alone when an IMEX solver treats viscosity implicitly, else both limits."""
     rate = equation.cfl_rate(y, nu)
     if isinstance(solver, _AbstractIMEXSSP):
-        rate = jnp.where(_implicit(equation, y, nu), equation.hyperbolic_rate(y), rate)
+        rate = jnp.where(_implicit(solver, equation, y, nu), equation.hyperbolic_rate(y), rate)
     return rate
 
 
@@ -159,12 +159,22 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
     `y_1 = y_0 + dt sum_j b_j A(Y_j) + dt nu sum_j ~b_j D Y_j`,
 
     each stage one solve with `I - dt ~a_ii nu D` (`AbstractEquation.solve_diffusion`: Fourier on
-    periodic grids, tridiagonal in 1-D). On a step where viscosity does not dominate the explicit
-    limit (`nu sum_k c / h_k^2 <= sum_k max|f'| / h_k`) the viscous part is stepped explicitly
-    with the explicit tableau instead (no solve; the step is then the explicit SSP method on the
-    whole `L`), so the same solver serves inviscid and viscous problems; the CFL rule uses the
-    hyperbolic limit alone on implicit steps.
+    periodic grids, tridiagonal in 1-D). The choice is automatic, step by step: where viscosity
+    does not dominate the explicit limit, `nu sum_k c / h_k^2 <= threshold sum_k max|f'| / h_k`,
+    the viscous part is stepped explicitly with the explicit tableau instead (no solve; the step
+    is then the explicit SSP method on the whole `L`), so the same solver serves inviscid and
+    viscous problems; the CFL rule uses the hyperbolic limit alone on implicit steps.
+
+    The default `threshold = 2` is about where an implicit step pays for its solves: an
+    implicit step is then at least 3x longer, and costs 1.8x to 3.3x an explicit one (viscous
+    Burgers, WENO5, N = 512 to 1024, float64, CPU under load).
     """
+
+    threshold: eqx.AbstractVar[float]
+
+    def __check_init__(self):
+        if not self.threshold >= 0:
+            raise ValueError(f"`threshold` must be >= 0, got {self.threshold}.")
 
     term_structure: ClassVar = FiniteVolumeTerm
     interpolation_cls: ClassVar[Callable[..., dfx.LocalLinearInterpolation]] = (
@@ -188,7 +198,7 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
             terms = terms.term
         equation, nu = terms.equation, jnp.asarray(args, y0.dtype)
         dt = jnp.asarray(t1 - t0, y0.dtype)
-        implicit = _implicit(equation, y0, nu)
+        implicit = _implicit(self, equation, y0, nu)
         # theta = 1: viscous stages implicit; theta = 0: the explicit tableau for all of L.
         theta = implicit.astype(y0.dtype)
         stages = len(self.explicit_weights)
@@ -230,8 +240,15 @@ class IMEXSSP2(_AbstractIMEXSSP):
     limited by the hyperbolic CFL condition only when viscosity dominates (see
     `_AbstractIMEXSSP`). A `diffrax` solver for `solve`.
 
+    **Arguments:**
+
+    - `threshold`: implicit viscosity on steps where `nu sum_k c / h_k^2` exceeds `threshold`
+        times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`).
+
     **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP2())`.
     """
+
+    threshold: float = 2.0
 
     explicit: ClassVar = ((0.0, 0.0), (1.0, 0.0))
     explicit_weights: ClassVar = (0.5, 0.5)
@@ -255,8 +272,15 @@ class IMEXSSP3(_AbstractIMEXSSP):
     `~b = b`, `al = 0.24169426078821`, `be = 0.06042356519705`, `et = 0.12915286960590`. Three
     hyperbolic evaluations and four viscous solves per step. A `diffrax` solver for `solve`.
 
+    **Arguments:**
+
+    - `threshold`: implicit viscosity on steps where `nu sum_k c / h_k^2` exceeds `threshold`
+        times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`).
+
     **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP3())`.
     """
+
+    threshold: float = 2.0
 
     explicit: ClassVar = (
         (0.0, 0.0, 0.0, 0.0),

@@ -10,6 +10,7 @@ import pytest
 import jaxstat.pde as jp
 
 from .test_burgers import _cole_hopf_averages, _exact_averages, _slope
+from .test_hamilton_jacobi import _cole_hopf_2d, _P2, _U2
 
 
 TWO_PI = 2 * np.pi
@@ -162,3 +163,40 @@ def test_implicit_steady_viscous_shock_with_dirichlet_boundaries():
     assert jnp.max(jnp.abs(sol.ys[-1] - p)) < 1.3e-2
     assert jnp.max(jnp.abs(sol.ys[-1] - explicit.ys[-1])) < 1e-3
     assert 4 * int(sol.stats["num_steps"]) < int(explicit.stats["num_steps"])
+
+
+def test_threshold_decides_implicit_steps():
+    # nu = 0.1, 64 cells, first order: the viscous rate nu c / h^2 = 20.8 is 2.0x the hyperbolic
+    # rate max|p| / h = 10.2 at t = 0. With threshold 5 every step is explicit (the SSPRK3 steps,
+    # to rounding); with threshold 0 every step is implicit, at the hyperbolic CFL limit (3x
+    # longer steps).
+    grid = jp.UniformGrid(0.0, TWO_PI, 64)
+    eq = jp.Burgers(grid, reconstruction=jp.FirstOrder())
+    p0, ts = grid.cell_averages(jnp.sin), jnp.array([0.0, 0.5])
+    explicit = jp.solve(eq, p0, ts, 0.1, solver=jp.SSPRK3())
+    never = jp.solve(eq, p0, ts, 0.1, solver=jp.IMEXSSP3(threshold=5.0))
+    always = jp.solve(eq, p0, ts, 0.1, solver=jp.IMEXSSP3(threshold=0.0))
+    assert int(never.stats["num_steps"]) == int(explicit.stats["num_steps"])
+    np.testing.assert_allclose(never.ys, explicit.ys, rtol=0, atol=1e-13)
+    assert 2.5 * int(always.stats["num_steps"]) < int(explicit.stats["num_steps"])
+    # Both solve the same semi-discretisation: they differ by time errors only.
+    assert jnp.max(jnp.abs(always.ys[-1] - explicit.ys[-1])) < 1e-4
+    with pytest.raises(ValueError, match="threshold"):
+        jp.IMEXSSP2(threshold=-1.0)
+
+
+@pytest.mark.slow
+def test_2d_imex_against_cole_hopf():
+    # The 2-D check of test_hamilton_jacobi.py (nu = 0.1, t = 0.5, 32 x 32, non-separable data)
+    # with every step implicit (Fourier solves in 2-D): the same bounds, 2e-3 for HJ at the
+    # nodes and 1e-2 for Burgers cell averages against point values.
+    n = 32
+    grid = jp.UniformGrid((0.0, 0.0), (TWO_PI, TWO_PI), (n, n))
+    u_exact, p_exact = _cole_hopf_2d(n)
+    u0 = jax.vmap(jax.vmap(_U2))(jnp.moveaxis(grid.mesh(), 0, -1))
+    solver, ts = jp.IMEXSSP3(threshold=0.0), jnp.array([0.0, 0.5])
+    sol = jp.solve(jp.HamiltonJacobi(grid, viscous_order=2), u0, ts, 0.1, solver=solver)
+    assert jnp.max(jnp.abs(sol.ys[-1] - u_exact)) < 2e-3
+    burgers = jp.Burgers(grid, viscous_order=2)
+    sol = jp.solve(burgers, grid.cell_averages(_P2), ts, 0.1, solver=solver)
+    assert jnp.max(jnp.abs(sol.ys[-1] - jnp.moveaxis(p_exact, -1, 0))) < 1e-2
