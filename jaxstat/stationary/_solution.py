@@ -62,10 +62,8 @@ class Solution(eqx.Module):
     - `result`: a [`jaxstat.stationary.RESULTS`][] code.
     - `residual`: `max |F(psi*)|`, the residual of the stationarity equation.
     - `num_steps`: Newton (or other root-finder) iterations.
-    - `stability`: the [`jaxstat.stationary.Stability`][] certificate of the branch. `solve`
-      computes it by default (`stability="auto"`); a `StationaryLayer` does not (its default is
-      `stability=None`, so `stability.computed` is `False`): build the layer with
-      `stability=DenseSpectrum()` or `CayleyArnoldi()` to get it.
+    - `stability`: the [`jaxstat.stationary.Stability`][] certificate of the branch (`solve`'s
+      default `AutoStability()`; `stability.computed` is `False` when none was asked for).
     """
 
     value: Inexact[Array, "n ..."]

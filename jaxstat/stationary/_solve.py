@@ -15,11 +15,7 @@ from .._sharding import auto_axes_inside
 from ..graphs import Graph, SparseHamiltonian
 from ._model import AbstractModel
 from ._solution import RESULTS, Solution
-from ._stability import AbstractStabilityMethod, CayleyArnoldi, DenseSpectrum, not_computed
-
-
-# Size (in reals) up to which the default stability certificate is the dense spectrum.
-_DENSE_STABILITY_MAX = 2048
+from ._stability import AbstractStabilityMethod, AutoStability, not_computed
 
 
 def default_tolerance(dtype) -> float:
@@ -121,7 +117,7 @@ def solve(
     *,
     solver: optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver | None = None,
     adjoint: optx.AbstractAdjoint | None = None,
-    stability: AbstractStabilityMethod | None | str = "auto",
+    stability: AbstractStabilityMethod | None = AutoStability(),
     max_steps: int = 256,
     throw: bool = True,
 ) -> Solution:
@@ -141,9 +137,11 @@ def solve(
     - `solver`: an optimistix root finder or least-squares solver (e.g.
       `optx.LevenbergMarquardt` for a globalised solve).
     - `adjoint`: an optimistix adjoint (default `ImplicitAdjoint` with GMRES).
-    - `stability`: how to certify the branch: `"auto"` (the default here: `DenseSpectrum` for
-      states of up to 2048 reals, else `CayleyArnoldi`), a method, or `None` to skip it (then
-      `solution.stability.computed` is `False`; this is a `StationaryLayer`'s default).
+    - `stability`: how to certify the branch: an `AbstractStabilityMethod` (default
+      `AutoStability()`: Lanczos on a symmetric operator read off the Jacobian's structure, a
+      few dozen matrix-free products, exact for gradient models and for the driven-damped model
+      on a definite branch; the dense spectrum or `CayleyArnoldi` only where it cannot decide),
+      or `None` to skip it (then `solution.stability.computed` is `False`).
     - `max_steps`: maximum root-finder iterations.
     - `throw`: raise on failure (non-convergence, non-finite input or state, unstable state);
       with `False`, inspect `solution.result`.
@@ -189,7 +187,7 @@ def _solve(
     *,
     solver: optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver | None = None,
     adjoint: optx.AbstractAdjoint | None = None,
-    stability: AbstractStabilityMethod | None | str = "auto",
+    stability: AbstractStabilityMethod | None = AutoStability(),
     max_steps: int = 256,
     throw: bool = True,
 ) -> Solution:
@@ -234,19 +232,16 @@ def _solve(
     psi = unpack(sol.value)
     res = jnp.max(jnp.abs(model.residual(jax.lax.stop_gradient(psi), source, H)))
 
-    if stability == "auto":
-        size = int(jnp.size(psi)) * (2 if jnp.iscomplexobj(psi) else 1)
-        stability = DenseSpectrum() if size <= _DENSE_STABILITY_MAX else CayleyArnoldi()
     if stability is None:
         cert = not_computed(real_dtype)
     else:
         frozen = jax.lax.stop_gradient((model, H, source, psi))
 
-        def vector_field(y):
+        def vector_field(psi):
             m, h, s, _ = frozen
-            return pack(m.vector_field(unpack(y), s, h).astype(dtype))
+            return m.vector_field(psi, s, h).astype(dtype)
 
-        cert = stability(vector_field, pack(frozen[3]))
+        cert = stability(vector_field, frozen[3])
 
     result = RESULTS.promote(sol.result)
     result = RESULTS.where(jnp.any(~jnp.isfinite(jnp.abs(psi))), RESULTS.nonfinite_state, result)

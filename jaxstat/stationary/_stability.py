@@ -25,6 +25,7 @@ import numpy as np
 from jaxtyping import PyTree
 
 from .._krylov import _dot
+from ._lanczos import lanczos_extremes
 from ._solution import Stability
 
 
@@ -42,12 +43,39 @@ def _eigvals_host(m):
     return jax.pure_callback(eigvals, out, m, vmap_method="sequential")
 
 
+def real_system(vector_field: Callable[[PyTree], PyTree], y: PyTree):
+    """The dynamics on flat real vectors: complex leaves as their `(Re, Im)` halves.
+
+    Returns `(x, f, J)`: the state `x`, the map `f` on flat real vectors, and `J` (multiplication
+    by `i` as a real map, `(a, b) -> (-b, a)`; `None` for real states). The Jacobian `A = Df(x)`
+    is the real-linear map whose spectrum decides stability."""
+    flat, unravel = jfu.ravel_pytree(y)
+    real_dtype = jnp.finfo(flat.dtype).dtype
+    if not jnp.iscomplexobj(flat):
+
+        def f(v):
+            return jfu.ravel_pytree(vector_field(unravel(v)))[0].astype(real_dtype)
+
+        return flat, f, None
+    n = flat.size
+
+    def f(v):
+        out = jfu.ravel_pytree(vector_field(unravel((v[:n] + 1j * v[n:]).astype(flat.dtype))))[0]
+        return jnp.concatenate([jnp.real(out), jnp.imag(out)]).astype(real_dtype)
+
+    def J(v):
+        return jnp.concatenate([-v[n:], v[:n]])
+
+    return jnp.concatenate([jnp.real(flat), jnp.imag(flat)]), f, J
+
+
 class AbstractStabilityMethod(eqx.Module):
     """Computes a [`jaxstat.stationary.Stability`][] certificate from the dynamics."""
 
     @abc.abstractmethod
     def __call__(self, vector_field: Callable[[PyTree], PyTree], y: PyTree) -> Stability:
-        """`vector_field` maps real states (pytrees) to their time derivative; `y` is the state."""
+        """`vector_field` maps states (pytrees, real or complex) to their time derivative; `y` is
+        the state. Complex states are linearised as real maps (pairs of reals)."""
 
 
 class DenseSpectrum(AbstractStabilityMethod):
@@ -61,16 +89,12 @@ class DenseSpectrum(AbstractStabilityMethod):
     tol: float = 0.0
 
     def __call__(self, vector_field, y):
-        flat, unravel = jfu.ravel_pytree(y)
-
-        def f(v):
-            return jfu.ravel_pytree(vector_field(unravel(v)))[0]
-
-        jac = jax.jacfwd(f)(flat)
+        x, f, _ = real_system(vector_field, y)
+        jac = jax.jacfwd(f)(x)
         lam = _eigvals_host(jac)
-        alpha = jnp.max(jnp.real(lam)).astype(flat.dtype)
+        alpha = jnp.max(jnp.real(lam)).astype(x.dtype)
         return Stability(
-            abscissa=alpha, ritz_residual=jnp.zeros((), flat.dtype), stable=alpha < -self.tol
+            abscissa=alpha, ritz_residual=jnp.zeros((), x.dtype), stable=alpha < -self.tol
         )
 
 
@@ -93,9 +117,9 @@ class CayleyArnoldi(AbstractStabilityMethod):
     seed: int = 0
 
     def __call__(self, vector_field, y):
-        flat, unravel = jfu.ravel_pytree(y)
+        flat, f, _ = real_system(vector_field, y)
         dtype = flat.dtype
-        _, lin = jax.linearize(lambda v: jfu.ravel_pytree(vector_field(unravel(v)))[0], flat)
+        _, lin = jax.linearize(f, flat)
         h = self.h
         structure = jax.ShapeDtypeStruct(flat.shape, dtype)
         lhs = lx.FunctionLinearOperator(lambda v: v - 0.5 * h * lin(v), structure)
@@ -148,3 +172,151 @@ def not_computed(dtype) -> Stability:
     """A placeholder certificate: nothing was computed (`stability=None`)."""
     nan = jnp.full((), jnp.nan, dtype)
     return Stability(abscissa=nan, ritz_residual=nan, stable=jnp.array(False), computed=False)
+
+
+def _fallback_for(size: int) -> AbstractStabilityMethod:
+    """The spectral method used where the structured certificate cannot decide: the dense
+    spectrum up to `DENSE_MAX` reals, else `CayleyArnoldi`."""
+    return DenseSpectrum() if size <= DENSE_MAX else CayleyArnoldi()
+
+
+# Size (in reals) up to which the fallback of `AutoStability` is the dense spectrum.
+DENSE_MAX = 2048
+
+
+class AutoStability(AbstractStabilityMethod):
+    r"""The default certificate: reads the structure of the Jacobian `A = Df(psi*)` (as a real
+    map) off three matrix-free products, then runs Lanczos on a symmetric operator built from `A`,
+    in at most `max_steps` products and three state-sized vectors. Only where that cannot decide
+    does it call `fallback` (the dense spectrum, or `CayleyArnoldi` above 2,048 reals).
+
+    With a random unit `v` (so that a nonzero operator does not vanish on it, almost surely),
+    `J` multiplication by `i` (complex states) and `skew(X) = (X - X^T) / 2`, one of three
+    structures is recognised, in this order:
+
+    1. **Rotated gradient flow** `A = -(1 + t J) S / (1 + t^2)`, `S` symmetric (`t = 0`: `A`
+       symmetric). This is the gradient model, `f = -(gamma + i kappa) grad E`, `S` proportional
+       to the Hessian of `E`; `t` solves `skew((1 - t J) A) v = 0` in least squares and the
+       structure holds when that residual vanishes (to `1000 eps |A v|`). With `P = S`,
+       `A^T P + P A = -2 S^2 / (1 + t^2)`, so by the inertia theorem `A` has as many eigenvalues
+       with positive real part as `S` has negative ones: **stable if and only if
+       `lambda_min(S) > 0`**. For an eigenpair `A w = lambda w`,
+       `Re lambda = -|S w|^2 / ((1 + t^2) w^* S w)`, so on a stable state
+       `alpha(A) <= -lambda_min(S) / (1 + t^2)`, with equality when `t = 0` (real states,
+       `A = -S`) or when `S` commutes with `J`. Lanczos on `S` for its smallest eigenvalue;
+       reported: `abscissa = -theta_min / (1 + t^2)`. A negative Ritz value proves instability
+       (Ritz values lie above `lambda_min`).
+    2. **Damped Hamiltonian** `A = -gamma I - J M`, `M` symmetric (complex states): the
+       driven-damped model, `M = H + kappa g + 2 kappa g' psi psi^T` per node. Recognised by
+       `skew(J^T A) v = gamma J v`; then `M = J (A + gamma I)`. `J M` is Hamiltonian; when `M` is
+       definite it is similar to the skew matrix `M^{1/2} J M^{1/2}`, so its spectrum is
+       imaginary and **`alpha(A) = -gamma` exactly** (the linear model, and a Kerr network whose
+       nodes are all on the lower or all on the upper branch). Lanczos on `M` for both ends;
+       definite when one end is away from 0 by twice its error estimate. An indefinite `M` goes
+       on to 3.
+    3. **Any `A`**: the numerical abscissa `omega(A) = lambda_max((A + A^T) / 2) >= alpha(A)`
+       (Lanczos, two products per step). `omega < -tol` is a **sufficient** condition for
+       stability (the dynamics contracts in the Euclidean norm); then `abscissa` reports the
+       bound `omega`, not the abscissa. Exact for normal `A` (e.g. the linear driven-damped
+       model, `omega = -gamma`).
+
+    A Lanczos end is trusted when its error estimate `min(r, r^2 / gap)` (Ritz residual `r`,
+    `gap` to the next Ritz value; see `lanczos_extremes`) is below `rtol` relative or below half
+    its distance to the decision boundary. When it is not, or the sufficient condition of 3
+    fails, the certificate is undecided and `fallback` computes it (under `jax.vmap` both
+    branches run). So `stable` and `abscissa` are exact for 1 with `t = 0`
+    and for 2 with `M` definite, a bound otherwise, and never claim instability without proof
+    or the fallback's spectrum.
+
+    **Arguments:**
+
+    - `max_steps`: bound on Lanczos steps (products with `A`, twice that in case 3).
+    - `rtol`: relative Ritz residual at which Lanczos stops (default `sqrt(eps)` of the dtype;
+      the eigenvalue error is then about `rtol^2 |A|^2 / gap`).
+    - `tol`: the state is reported stable when `abscissa < -tol`.
+    - `fallback`: the method used when undecided (default: `DenseSpectrum()` up to 2,048 reals,
+      else `CayleyArnoldi()`).
+    - `seed`: of the random probe and start vector.
+    """
+
+    max_steps: int = 48
+    rtol: float | None = None
+    tol: float = 0.0
+    fallback: AbstractStabilityMethod | None = None
+    seed: int = 0
+
+    def __call__(self, vector_field, y):
+        x, f, J = real_system(vector_field, y)
+        dtype = x.dtype
+        eps = float(jnp.finfo(dtype).eps)
+        rtol = eps**0.5 if self.rtol is None else self.rtol
+        _, A = jax.linearize(f, x)
+        transpose = jax.linear_transpose(A, x)
+
+        def At(v):
+            return transpose(v)[0]
+
+        def dot(a, b):
+            return jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
+
+        def lanczos(matvec, **which):
+            return lanczos_extremes(matvec, v, max_steps=self.max_steps, rtol=rtol, **which)
+
+        v = jax.random.normal(jax.random.key(self.seed), x.shape, dtype)
+        v = v / jnp.linalg.norm(v)
+        a, b = A(v), At(v)
+        thresh = 1e3 * eps * (jnp.linalg.norm(a) + jnp.linalg.norm(b))
+        p = (a - b) / 2  # skew(A) v
+        if J is None:
+            t = jnp.zeros((), dtype)
+            rotated = jnp.linalg.norm(p) <= thresh
+            hamiltonian = jnp.array(False)
+            gamma = jnp.zeros((), dtype)
+        else:
+            r = (J(a) + At(J(v))) / 2  # skew(J A) v = -skew(J^T A) v
+            rr = dot(r, r)
+            t = jnp.where(rr > thresh**2, dot(p, r) / jnp.where(rr > 0, rr, 1), 0)
+            rotated = jnp.linalg.norm(p - t * r) <= thresh
+            gamma = -dot(J(v), r)
+            hamiltonian = jnp.linalg.norm(-r - gamma * J(v)) <= thresh
+
+        # An end is trusted when it has converged (relative error below `rtol`) or when its
+        # error estimate is below half its distance to the decision boundary (the sign is then
+        # settled even if the value is not yet accurate to `rtol`).
+        def numerical_abscissa():
+            ext = lanczos(lambda u: (A(u) + At(u)) / 2, smallest=False)
+            bound = ext.largest + 2 * ext.largest_error
+            return ext.largest, ext.largest_residual, bound < -self.tol
+
+        def rotated_gradient():
+            def S(u):
+                Au = A(u)
+                return -(Au - t * J(Au)) if J is not None else -Au
+
+            ext = lanczos(S, largest=False)
+            scale = 1 + t**2
+            # A negative Ritz value proves lambda_min(S) < 0 (Ritz values lie above it).
+            decided = (
+                ext.converged | (ext.smallest < 0) | (2 * ext.smallest_error < ext.smallest)
+            )
+            return -ext.smallest / scale, ext.smallest_residual / scale, decided
+
+        def damped_hamiltonian():
+            ext = lanczos(lambda u: J(A(u) + gamma * u))
+            positive = ext.smallest > 2 * ext.smallest_error
+            negative = ext.largest < -2 * ext.largest_error
+            exact = (-gamma, jnp.zeros((), dtype), jnp.array(True))
+            return jax.lax.cond(positive | negative, lambda: exact, numerical_abscissa)
+
+        branches = [numerical_abscissa, rotated_gradient]
+        if J is not None:
+            branches.append(damped_hamiltonian)
+        index = jnp.where(rotated, 1, jnp.where(hamiltonian, 2, 0))
+        abscissa, resid, decided = jax.lax.switch(index, branches)
+        abscissa, resid = abscissa.astype(dtype), resid.astype(dtype)
+
+        def certified():
+            return Stability(abscissa=abscissa, ritz_residual=resid, stable=abscissa < -self.tol)
+
+        fallback = _fallback_for(x.size) if self.fallback is None else self.fallback
+        return jax.lax.cond(decided, certified, lambda: fallback(vector_field, y))
