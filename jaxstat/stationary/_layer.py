@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import jax.tree_util as jtu
+import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Inexact, PRNGKeyArray
 
@@ -21,10 +22,65 @@ from ._stability import AbstractStabilityMethod
 
 
 class AbstractSource(eqx.Module):
-    """The affine map from a layer's input to the source `s = B x + b` on the graph's nodes."""
+    """The affine map from a layer's input to the source `s = B x + b` on the graph's nodes.
+
+    Only `__call__` is required. A source that exposes its matrix (`matrix`, `bias`,
+    `mixes_nodes`) gets, from these defaults, its norm (Lipschitz constant), its node-level
+    coupling pattern (`jaxstat.supragraph.supragraph`) and its conversion to a resolvent layer
+    (`jaxstat.equivalence`); override `node_pattern` or `norm` where the matrix does not say it.
+    """
 
     @abc.abstractmethod
     def __call__(self, x: Inexact[Array, "..."]) -> Inexact[Array, "n ..."]: ...
+
+    @property
+    def matrix(self) -> Inexact[Array, "rows cols"] | None:
+        """`B` in `s = B x + b`, or `None` if the source does not expose it. With `mixes_nodes`
+        it acts on the node (leading) axis of the input, `s = tensordot(B, x, 1) + b`;
+        otherwise on the feature (last) axis of every node, `s_i = B x_i + b`."""
+        return None
+
+    @property
+    def bias(self) -> Inexact[Array, "..."] | None:
+        """`b` in `s = B x + b`, or `None` if the source does not expose it."""
+        return None
+
+    @property
+    def mixes_nodes(self) -> bool:
+        """`True` when `matrix` acts on the node axis (it couples nodes), `False` when it acts on
+        each node's features alone."""
+        return True
+
+    @property
+    def norm(self) -> Float[Array, ""]:
+        """`|B|_2`: the Lipschitz constant of `x -> B x + b` in the Frobenius norm (the matrix
+        acts on one axis, so `|B x|_F <= |B|_2 |x|_F` for any number of channels).
+
+        **Raises:** `TypeError` when the source does not expose its matrix."""
+        if self.matrix is None:
+            raise TypeError(f"no Lipschitz constant for the source {type(self).__name__}")
+        return jnp.linalg.norm(self.matrix, 2)
+
+    def node_pattern(self, num_inputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The node-level coupling of the source: `(rows, cols, weights)`, an entry for every
+        output node `i` that depends on input node `j`, with a weight that measures it; `None`
+        when unknown (then `jaxstat.supragraph.supragraph` probes the dependence).
+
+        Default from `matrix` (concrete): its nonzeros `B_ij` with weights `|B_ij|` when it mixes
+        nodes; the pairs `(i, i)` of the `num_inputs` nodes with weight `|B|_F` when it acts
+        per node (nothing if `B = 0`)."""
+        B = self.matrix
+        if B is None:
+            return None
+        B = np.asarray(B)
+        if self.mixes_nodes:
+            rows, cols = np.nonzero(B)
+            return rows, cols, np.abs(B[rows, cols])
+        norm = float(np.linalg.norm(B))
+        if norm == 0:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        idx = np.arange(num_inputs)
+        return idx, idx, np.full(num_inputs, norm)
 
 
 class NodeSource(AbstractSource):
@@ -39,6 +95,14 @@ class NodeSource(AbstractSource):
             raise ValueError(f"input has {x.shape[0]} leading entries, B expects {self.B.shape[1]}")
         return jnp.tensordot(self.B, x, axes=(1, 0)) + self.b
 
+    @property
+    def matrix(self):
+        return self.B
+
+    @property
+    def bias(self):
+        return self.b
+
 
 class DirectSource(AbstractSource):
     """`s = x`: the input is the source itself, shape `(n, ...)` (no parameters). For example the
@@ -46,6 +110,14 @@ class DirectSource(AbstractSource):
 
     def __call__(self, x):
         return x
+
+    @property
+    def norm(self):
+        return jnp.asarray(1.0)
+
+    def node_pattern(self, num_inputs):
+        idx = np.arange(num_inputs)
+        return idx, idx, np.ones(num_inputs)
 
 
 class FeatureSource(AbstractSource):
@@ -60,12 +132,54 @@ class FeatureSource(AbstractSource):
             raise ValueError(f"input has {x.shape[-1]} features, W expects {self.W.shape[1]}")
         return x @ self.W.T + self.b
 
+    @property
+    def matrix(self):
+        return self.W
+
+    @property
+    def bias(self):
+        return self.b
+
+    @property
+    def mixes_nodes(self) -> bool:
+        return False
+
 
 class AbstractReadout(eqx.Module):
-    """`rho`: from the state to the layer's output."""
+    """`rho`: from the state to the layer's output.
+
+    Only `__call__` is required; the properties tell `jaxstat.supragraph` and
+    `jaxstat.equivalence` what they need (their defaults are the cautious answers)."""
 
     @abc.abstractmethod
     def __call__(self, psi: Inexact[Array, "n ..."]) -> Array: ...
+
+    @property
+    def is_affine(self) -> bool:
+        """`True` if `rho` is real-affine in `psi` (as a map of `(Re psi, Im psi)`): a network
+        whose hidden readouts all are is affine when its models are linear."""
+        return False
+
+    @property
+    def is_node_local(self) -> bool:
+        """`True` if output node `i` depends on state node `i` only (same node numbering): the
+        supra-graph then reads the next source's node pattern without probing."""
+        return False
+
+    @property
+    def lipschitz(self) -> Float[Array, ""] | float:
+        """The Lipschitz constant of `rho` in the Frobenius norm.
+
+        **Raises:** `TypeError` when unknown, `ValueError` when `rho` is not globally
+        Lipschitz."""
+        raise TypeError(f"no Lipschitz constant for the readout {type(self).__name__}")
+
+    @property
+    def affine_weights(self) -> tuple[Float[Array, "out in"], Float[Array, " out"]] | None:
+        """For an affine readout `rho(psi)_i = W [Re psi_i, Im psi_i] + c` with parameters,
+        `(W, c)`; `None` for a linear readout without parameters (`rho(0) = 0`, and `lipschitz`
+        bounds it)."""
+        return None
 
 
 class Identity(AbstractReadout):
@@ -74,6 +188,18 @@ class Identity(AbstractReadout):
     def __call__(self, psi):
         return psi
 
+    @property
+    def is_affine(self) -> bool:
+        return True
+
+    @property
+    def is_node_local(self) -> bool:
+        return True
+
+    @property
+    def lipschitz(self):
+        return jnp.asarray(1.0)
+
 
 class ReIm(AbstractReadout):
     """`rho(psi) = [Re psi, Im psi]`, concatenated along the last axis."""
@@ -81,12 +207,33 @@ class ReIm(AbstractReadout):
     def __call__(self, psi):
         return jnp.concatenate([jnp.real(psi), jnp.imag(psi)], axis=-1)
 
+    @property
+    def is_affine(self) -> bool:
+        return True
+
+    @property
+    def is_node_local(self) -> bool:
+        return True
+
+    @property
+    def lipschitz(self):
+        # An isometry: |Re psi|^2 + |Im psi|^2 = |psi|^2.
+        return jnp.asarray(1.0)
+
 
 class Intensity(AbstractReadout):
     """`rho(psi) = |psi|^2`."""
 
     def __call__(self, psi):
         return jnp.abs(psi) ** 2
+
+    @property
+    def is_node_local(self) -> bool:
+        return True
+
+    @property
+    def lipschitz(self):
+        raise ValueError("the Intensity readout |psi|^2 is not globally Lipschitz")
 
 
 class LinearReadout(AbstractReadout):
@@ -98,6 +245,22 @@ class LinearReadout(AbstractReadout):
 
     def __call__(self, psi):
         return ReIm()(psi) @ self.W.T + self.c
+
+    @property
+    def is_affine(self) -> bool:
+        return True
+
+    @property
+    def is_node_local(self) -> bool:
+        return True
+
+    @property
+    def lipschitz(self):
+        return jnp.linalg.norm(self.W, 2)
+
+    @property
+    def affine_weights(self):
+        return self.W, self.c
 
 
 class AbstractActivation(AbstractReadout):
@@ -116,6 +279,10 @@ class AbstractActivation(AbstractReadout):
 
     def __call__(self, psi):
         return self.sigma(ReIm()(psi) if jnp.iscomplexobj(psi) else psi)
+
+    @property
+    def is_node_local(self) -> bool:
+        return True
 
 
 class Tanh(AbstractActivation):

@@ -23,6 +23,7 @@ if it has one).
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import equinox as eqx
 import jax.lax as lax
@@ -32,7 +33,7 @@ from jaxtyping import Array, Float, Inexact
 
 from .._checks import is_concrete
 from ..graphs import SparseHamiltonian
-from ._potential import AbstractPotential, as_parameter, Quadratic
+from ._potential import AbstractPotential, as_parameter, check_positive, Quadratic
 
 
 class AbstractNonlinearity(eqx.Module):
@@ -93,6 +94,36 @@ class AbstractModel(eqx.Module):
         `False` (freeze it with `eqx.partition` to keep the linear path under `jax.grad`)."""
         return False
 
+    @property
+    def linear_part(self) -> tuple[complex | Inexact[Array, ""], Inexact[Array, ""]]:
+        """For a linear model (`is_linear`), `(c, z)` with
+
+            F(psi; s, H) = c (H - z I) psi - s,   so   psi* = (H - z I)^{-1} (s / c):
+
+        the layer is the resolvent layer at the spectral parameter `z` with its source divided
+        by `c` (`jaxstat.equivalence.to_resolvent`). A real `z` (a shift below the spectrum)
+        has a real dtype, a complex `z` a complex dtype.
+
+        **Raises:** `ValueError` for a model that is not linear."""
+        raise ValueError(
+            f"{type(self).__name__} is not a resolvent layer: its residual is not affine in psi"
+        )
+
+    def monotonicity(self, lambda_min: Callable[[], Float[Array, ""]]) -> Float[Array, ""]:
+        """The strong-monotonicity modulus `m` of `psi -> F(psi; s, H)`,
+
+            Re <F(psi) - F(phi), psi - phi> >= m |psi - phi|^2,
+
+        so that `|psi*(s) - psi*(s')| <= |s - s'| / m`. `lambda_min()` returns a lower bound on
+        the smallest eigenvalue of `H`; it is called only by models whose modulus depends on it.
+
+        **Raises:** `ValueError` for a model without a modulus (several stationary states can
+        coexist)."""
+        raise ValueError(
+            f"{type(self).__name__} has no strong-monotonicity modulus: it does not implement "
+            "`monotonicity`"
+        )
+
     def check(self) -> list[tuple[Array, str]]:
         """Value conditions on parameters, `(bad, message)`, checked inside `solve`."""
         return []
@@ -103,11 +134,6 @@ class AbstractModel(eqx.Module):
         stiffness. `flow` caps its step by it. The default assumes `f = -F` with `F` containing
         `H psi` (rate `h_radius`); a model with another time scale overrides it."""
         return h_radius
-
-
-def _check_positive(name: str, x) -> None:
-    if is_concrete(x) and not bool(jnp.all(jnp.asarray(x) > 0)):
-        raise ValueError(f"{name} must be positive, got {x}")
 
 
 class DrivenDampedModel(AbstractModel):
@@ -126,7 +152,7 @@ class DrivenDampedModel(AbstractModel):
     nonlinearity: AbstractNonlinearity = Kerr()
 
     def __check_init__(self):
-        _check_positive("gamma", self.gamma)
+        check_positive("gamma", self.gamma)
 
     @property
     def complex_states(self) -> bool:
@@ -136,6 +162,25 @@ class DrivenDampedModel(AbstractModel):
     def is_linear(self) -> bool:
         # numpy, not jnp: under a trace jnp turns even Python constants into tracers.
         return is_concrete(self.kappa) and not np.any(np.asarray(self.kappa) != 0)
+
+    @property
+    def linear_part(self):
+        # (gamma + i H) psi = i (H - i gamma) psi.
+        if not self.is_linear:
+            raise ValueError(
+                "only linear driven-damped layers (concrete kappa = 0) are resolvent layers; a "
+                f"Kerr/saturable layer (kappa = {self.kappa}) is not an affine map of its source"
+            )
+        return 1j, 1j * self.gamma
+
+    def monotonicity(self, lambda_min):
+        # Re <(gamma + i H) v, v> = gamma |v|^2 for Hermitian H, whatever its spectrum.
+        if not self.is_linear:
+            raise ValueError(
+                "a driven-damped layer with kappa != 0 (Kerr/saturable) is not strongly monotone "
+                "(optical bistability); the Lipschitz bound needs kappa = 0"
+            )
+        return jnp.asarray(self.gamma)
 
     def residual(self, psi, source, H):
         g = self.nonlinearity(jnp.abs(psi) ** 2)
@@ -168,7 +213,7 @@ class GradientModel(AbstractModel):
     kappa: Float[Array, ""] = eqx.field(default=0.0, converter=as_parameter)
 
     def __check_init__(self):
-        _check_positive("gamma", self.gamma)
+        check_positive("gamma", self.gamma)
 
     @property
     def real_only(self) -> bool:
@@ -177,6 +222,21 @@ class GradientModel(AbstractModel):
     @property
     def is_linear(self) -> bool:
         return self.potential.is_linear
+
+    @property
+    def linear_part(self):
+        # H psi + mu psi = (H - (-mu)) psi.
+        if not self.potential.is_linear:
+            raise ValueError(
+                f"GradientModel with {type(self.potential).__name__} is not a resolvent layer: "
+                "only DrivenDampedModel(kappa=0) and GradientModel(Quadratic(mu)) are linear"
+            )
+        return 1.0, -self.potential.linear_part
+
+    def monotonicity(self, lambda_min):
+        # <H u + grad Phi(u) - H v - grad Phi(v), u - v> >= (lambda_min(H) + c) |u - v|^2.
+        c = self.potential.strong_convexity
+        return lambda_min() + c
 
     def residual(self, psi, source, H):
         return self.potential.stationarity(psi, H.mv(psi) - source)

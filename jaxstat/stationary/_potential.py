@@ -23,6 +23,13 @@ def as_parameter(x: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
     return jnp.asarray(x)
 
 
+def check_positive(name: str, x) -> None:
+    """`ValueError` unless every entry of a concrete parameter `x` is `> 0` (traced values are
+    checked inside `solve`, by the model's `check`)."""
+    if is_concrete(x) and not bool(jnp.all(jnp.asarray(x) > 0)):
+        raise ValueError(f"{name} must be positive, got {x}")
+
+
 class AbstractPotential(eqx.Module):
     """A local potential. Subclasses give its value and the stationarity residual.
 
@@ -52,6 +59,28 @@ class AbstractPotential(eqx.Module):
         affine map `psi* = (H + M)^{-1} s` of its source."""
         return False
 
+    @property
+    def linear_part(self) -> Float[Array, ""]:
+        """For a linear potential (`is_linear`), the `mu` with `grad Phi(psi) = mu psi`.
+
+        **Raises:** `ValueError` for a potential whose gradient is not linear."""
+        raise ValueError(
+            f"{type(self).__name__} is not quadratic: grad Phi is not linear in psi, so the "
+            "gradient layer is not a resolvent layer"
+        )
+
+    @property
+    def strong_convexity(self) -> Float[Array, ""]:
+        """The modulus `c` of strong convexity, `Re <grad Phi(u) - grad Phi(v), u - v> >=
+        c |u - v|^2` (subgradients for a non-smooth `Phi`). It makes the gradient layer strongly
+        monotone with modulus `lambda_min(H) + c`.
+
+        **Raises:** `ValueError` for a potential that is not strongly convex."""
+        raise ValueError(
+            f"{type(self).__name__} is not strongly convex: the gradient layer has no "
+            "strong-monotonicity constant (several stationary states can coexist)"
+        )
+
 
 class AbstractRadialPotential(AbstractPotential):
     """A smooth potential `phi(u) = f(|u|^2)`: `stationarity = r + 2 f'(|u|^2) u`."""
@@ -75,11 +104,6 @@ class AbstractRadialPotential(AbstractPotential):
         return r + self.grad(psi)
 
 
-def _positive(name, x):
-    if is_concrete(x) and not bool(jnp.all(jnp.asarray(x) > 0)):
-        raise ValueError(f"{name} must be positive, got {x}")
-
-
 class Quadratic(AbstractRadialPotential):
     """`phi(u) = mu/2 |u|^2`: the layer is linear, `psi* = (H + mu I)^{-1} s`."""
 
@@ -94,6 +118,15 @@ class Quadratic(AbstractRadialPotential):
     @property
     def is_linear(self) -> bool:
         return True
+
+    @property
+    def linear_part(self):
+        # grad Phi(psi) = 2 f'(|psi|^2) psi = mu psi.
+        return self.mu
+
+    @property
+    def strong_convexity(self):
+        return self.mu
 
 
 class Quartic(AbstractRadialPotential):
@@ -112,6 +145,11 @@ class Quartic(AbstractRadialPotential):
     def df(self, rho):
         return 0.5 * self.mu + 0.5 * self.beta * rho
 
+    @property
+    def strong_convexity(self):
+        # mu/2 |u|^2 is mu-strongly convex and beta/4 |u|^4 convex (beta >= 0).
+        return self.mu
+
 
 class DoubleWell(AbstractRadialPotential):
     """`phi(u) = beta/4 (|u|^2 - a^2)^2`: non-convex, minima on `|u| = a`; several branches."""
@@ -120,7 +158,7 @@ class DoubleWell(AbstractRadialPotential):
     a: Float[Array, ""] = eqx.field(default=1.0, converter=as_parameter)
 
     def __check_init__(self):
-        _positive("beta", self.beta)
+        check_positive("beta", self.beta)
 
     def f(self, rho):
         return 0.25 * self.beta * (rho - self.a**2) ** 2
@@ -146,3 +184,8 @@ class ReLUPotential(AbstractPotential):
     @property
     def real_only(self) -> bool:
         return True
+
+    @property
+    def strong_convexity(self):
+        # 1/2 u^2 is 1-strongly convex; adding the indicator of a convex set keeps it so.
+        return jnp.asarray(1.0)

@@ -216,3 +216,76 @@ def test_relu_isolated_nodes_with_potential(getkey):
     s = jr.normal(getkey(), (9, 2))
     sol = js.solve(js.GradientModel(js.ReLUPotential()), isolated(V), s)
     np.testing.assert_allclose(sol.value, jax.nn.relu(s) / (1 + V[:, None]), rtol=1e-12)
+
+
+# -- what the models and potentials say about themselves --------------------------------------
+
+
+def _hermitian_graph(key, n=8, E=14):
+    k1, k2, k3 = jr.split(key, 3)
+    g = jg.random_graph(k1, n, E)
+    return jg.Graph(
+        g.senders,
+        g.receivers,
+        g.weights,
+        n,
+        connection=jg.PhaseConnection(jr.uniform(k2, (E,), minval=-3.0, maxval=3.0)),
+        potential=jr.normal(k3, (n,)),
+    )
+
+
+@pytest.mark.parametrize(
+    "model",
+    [js.DrivenDampedModel(0.7), js.GradientModel(js.Quadratic(1.3))],
+    ids=["driven-damped", "quadratic"],
+)
+def test_linear_part_is_the_residual(getkey, model):
+    """`F(psi; s, H) = c (H - z I) psi - s` with the model's `(c, z)`, against the dense `H`."""
+    g = _hermitian_graph(getkey())
+    H, Hd = g.assemble(), g.as_dense()
+    psi = jr.normal(getkey(), (8, 2)) + 1j * jr.normal(getkey(), (8, 2))
+    s = jr.normal(getkey(), (8, 2)) + 1j * jr.normal(getkey(), (8, 2))
+    c, z = model.linear_part
+    expect = c * ((Hd - z * jnp.eye(8)) @ psi) - s
+    np.testing.assert_allclose(model.residual(psi, s, H), expect, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        js.DrivenDampedModel(0.7),
+        js.GradientModel(js.Quadratic(1.3)),
+        js.GradientModel(js.Quartic(0.4, 2.0)),
+    ],
+    ids=["driven-damped", "quadratic", "quartic"],
+)
+def test_monotonicity_modulus_holds(getkey, model):
+    """`Re <F(psi) - F(phi), psi - phi> >= m |psi - phi|^2` with `m = model.monotonicity` (and
+    `lambda_min(H)` given exactly), on random complex pairs; equality along the bottom
+    eigenvector of `H` near 0."""
+    g = _hermitian_graph(getkey())
+    H, Hd = g.assemble(), g.as_dense()
+    lam = jnp.linalg.eigvalsh(Hd)[0]
+    m = model.monotonicity(lambda: lam)
+    s = jnp.zeros((8,))
+    for _ in range(20):
+        psi, phi = (jr.normal(getkey(), (8,)) + 1j * jr.normal(getkey(), (8,)) for _ in "ab")
+        d = psi - phi
+        lhs = jnp.real(jnp.vdot(d, model.residual(psi, s, H) - model.residual(phi, s, H)))
+        assert lhs >= (m - 1e-12) * jnp.vdot(d, d).real
+    # Tight: along the bottom eigenvector of H at small amplitude (where the quartic term
+    # vanishes to second order), the ratio is m.
+    v = 1e-4 * jnp.linalg.eigh(Hd)[1][:, 0]
+    lhs = jnp.real(jnp.vdot(v, model.residual(v, s, H) - model.residual(0 * v, s, H)))
+    np.testing.assert_allclose(lhs / jnp.vdot(v, v).real, m, rtol=1e-6)
+
+
+def test_models_without_a_modulus_say_so():
+    with pytest.raises(ValueError, match="not strongly monotone"):
+        js.DrivenDampedModel(0.7, kappa=0.3).monotonicity(lambda: 0.0)
+    with pytest.raises(ValueError, match="not strongly convex"):
+        js.GradientModel(js.DoubleWell()).monotonicity(lambda: 0.0)
+    with pytest.raises(ValueError, match="not a resolvent layer"):
+        js.GradientModel(js.Quartic()).linear_part
+    with pytest.raises(ValueError, match="must be positive"):
+        js.DoubleWell(beta=-1.0)

@@ -198,3 +198,85 @@ def test_direct_source_is_label_propagation(getkey):
     g_impl = jax.grad(lambda w: jnp.sum(eqx.tree_at(lambda l: l.graph.weights, layer, w)(x) ** 3))
     g_dense = jax.grad(lambda w: jnp.sum(dense(eqx.tree_at(lambda g: g.weights, g, w)) ** 3))
     np.testing.assert_allclose(g_impl(g.weights), g_dense(g.weights), rtol=1e-7, atol=1e-9)
+
+
+# -- what sources and readouts say about themselves -------------------------------------------
+
+
+def _node_dependence(fn, x):
+    """`|d fn(x)_i / d x_j| > 0` reduced to nodes (leading axes), from the dense Jacobian."""
+    J = np.abs(np.asarray(jax.jacfwd(lambda v: jnp.real(fn(v)))(x)))
+    n_out, n_in = J.shape[0], x.shape[0]
+    J = J.reshape(n_out, -1, n_in, int(np.prod(x.shape[1:])))
+    return J.sum(axis=(1, 3)) > 0
+
+
+def _sources(key):
+    k1, k2, k3, k4 = jr.split(key, 4)
+    B = jr.normal(k1, (6, 5))
+    B = jnp.where(jnp.abs(B) > 0.7, B, 0.0)
+    return {
+        "node": (js.NodeSource(B, jr.normal(k2, (6, 1))), (5, 3)),
+        "feature": (js.FeatureSource(jr.normal(k3, (4, 3)), jr.normal(k4, (4,))), (5, 3)),
+        "direct": (js.DirectSource(), (5, 3)),
+    }
+
+
+@pytest.mark.parametrize("name", ["node", "feature", "direct"])
+def test_source_norm_and_node_pattern(getkey, name):
+    """`norm` is the Lipschitz constant `|B|_2` (never exceeded on random pairs, reached on the
+    top singular vector); `node_pattern` is the nonzero node pattern of the Jacobian."""
+    src, shape = _sources(getkey())[name]
+    for _ in range(10):
+        x, y = jr.normal(getkey(), shape), jr.normal(getkey(), shape)
+        ratio = jnp.linalg.norm(src(x) - src(y)) / jnp.linalg.norm(x - y)
+        assert ratio <= src.norm * (1 + 1e-12)
+    if src.matrix is not None:
+        B = src.matrix
+        top = jnp.linalg.svd(B)[2][0]  # the top right singular vector
+        x = top[:, None] if src.mixes_nodes else jnp.tile(top, (shape[0], 1))
+        zero = jnp.zeros_like(x)
+        np.testing.assert_allclose(
+            jnp.linalg.norm(src(x) - src(zero)) / jnp.linalg.norm(x), src.norm, rtol=1e-12
+        )
+    rows, cols, w = src.node_pattern(shape[0])
+    x = jr.normal(getkey(), shape)
+    expect = _node_dependence(src, x)
+    got = np.zeros_like(expect)
+    got[rows, cols] = True
+    np.testing.assert_array_equal(got, expect)
+    assert np.all(w > 0)
+
+
+READOUTS = {
+    "identity": js.Identity(),
+    "reim": js.ReIm(),
+    "intensity": js.Intensity(),
+    "linear": js.LinearReadout(jnp.array([[1.0, -2.0, 0.5, 0.0]]), jnp.array([0.3])),
+    "tanh": js.Tanh(),
+}
+
+
+@pytest.mark.parametrize("name", list(READOUTS))
+def test_readout_properties(getkey, name):
+    """`is_node_local`: the Jacobian is node-block-diagonal; `is_affine`:
+    `rho(u + v) + rho(0) = rho(u) + rho(v)`; `lipschitz`: never exceeded on random pairs."""
+    rho = READOUTS[name]
+    cplx = lambda k: jr.normal(k, (6, 2)) + 1j * jr.normal(jr.fold_in(k, 1), (6, 2))  # noqa: E731
+    if name == "identity":
+        cplx = lambda k: jr.normal(k, (6, 2))  # noqa: E731
+    u, v = cplx(getkey()), cplx(getkey())
+    pair = jnp.stack([u.real, u.imag], 1)  # nodes first: (6, 2, 2)
+    dependence = _node_dependence(lambda p: rho(p[:, 0] + 1j * p[:, 1]), pair)
+    if rho.is_node_local:
+        np.testing.assert_array_equal(dependence, np.eye(6, dtype=bool))
+    additive = jnp.allclose(rho(u + v) + rho(0 * u), rho(u) + rho(v), rtol=1e-12, atol=1e-12)
+    assert bool(additive) == rho.is_affine
+    if name == "intensity":
+        with pytest.raises(ValueError, match="not globally Lipschitz"):
+            rho.lipschitz
+        return
+    for _ in range(10):
+        u, v = cplx(getkey()), cplx(getkey())
+        ratio = jnp.linalg.norm(rho(u) - rho(v)) / jnp.linalg.norm(u - v)
+        assert ratio <= rho.lipschitz * (1 + 1e-12)
