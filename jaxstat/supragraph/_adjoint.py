@@ -64,11 +64,6 @@ def parameter_gradients(
     return vjp(lam)
 
 
-def max_abs(tree) -> Float[Array, ""]:
-    leaves = jtu.tree_leaves(tree)
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in leaves]))
-
-
 def gradient(
     network: StationaryNetwork,
     x: Inexact[ArrayLike, "..."],
@@ -151,7 +146,7 @@ def _adjoint_gradient(network, x, loss, args, states, result, linear_solver, thr
     adj = lx.linear_solve(op.T, rhs, linear_solver, throw=False)
     lam = adj.value
     grads, input_grad = parameter_gradients(network, y, x, lam)
-    adjoint_residual = max_abs(jtu.tree_map(jnp.subtract, op.T.mv(lam), rhs))
+    adjoint_residual = optx.max_norm(jtu.tree_map(jnp.subtract, op.T.mv(lam), rhs))
 
     ok = result == RESULTS.successful
     bad = ~jnp.isfinite(value) | any_nonfinite(grad_y)

@@ -24,6 +24,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Inexact, PRNGKeyArray, PyTree
 
@@ -32,11 +33,6 @@ from ..stationary import (
     AbstractModel,
     AbstractReadout,
     feature_layer,
-    FeatureSource,
-    Identity,
-    LinearReadout,
-    NodeSource,
-    ReIm,
     Solution as LayerSolution,
     StationaryLayer,
 )
@@ -47,10 +43,15 @@ States = tuple[Inexact[Array, "..."], ...]
 """The states `Psi = (psi_1, ..., psi_L)` of a network, one node-first array per layer."""
 
 
+def pack_complex(tree: PyTree[Array]) -> PyTree[Array]:
+    """Every complex leaf of a pytree as a `(Re, Im)` pair, real leaves unchanged."""
+    return jtu.tree_map(lambda v: (jnp.real(v), jnp.imag(v)) if jnp.iscomplexobj(v) else v, tree)
+
+
 def pack_states(states: States) -> PyTree[Array]:
     """Complex states as `(Re psi, Im psi)` pairs, real ones unchanged: the real vector space on
     which the global system, its Jacobian and its adjoint act."""
-    return tuple((jnp.real(p), jnp.imag(p)) if jnp.iscomplexobj(p) else p for p in states)
+    return pack_complex(tuple(states))
 
 
 def unpack_states(y: PyTree[Array]) -> States:
@@ -105,12 +106,12 @@ class StationaryNetwork(eqx.Module):
 
     @property
     def is_linear(self) -> bool:
-        """`True` when `F` is provably affine in `Psi`: every model is linear (`Quadratic`
-        potential, or driven-damped with a concrete `kappa = 0`) and every readout but the last
-        is real-linear (`Identity`, `ReIm`, `LinearReadout`). Sources are affine by definition."""
-        affine = (Identity, ReIm, LinearReadout)
+        """`True` when `F` is provably affine in `Psi`: every model is linear (`model.is_linear`:
+        a `Quadratic` potential, or driven-damped with a concrete `kappa = 0`) and every readout
+        but the last is real-affine (`readout.is_affine`: `Identity`, `ReIm`, `LinearReadout`).
+        Sources are affine by definition."""
         return all(layer.model.is_linear for layer in self.layers) and all(
-            isinstance(layer.readout, affine) for layer in self.layers[:-1]
+            layer.readout.is_affine for layer in self.layers[:-1]
         )
 
     # -- the sequential forward pass ---------------------------------------------------------
@@ -228,18 +229,18 @@ class StationaryNetwork(eqx.Module):
 
 
 def _check_source(layer: StationaryLayer, h, i: int) -> None:
-    """A clear message when layer `i`'s source cannot read its input `h`."""
+    """A clear message when layer `i`'s source cannot read its input `h` (for sources that
+    expose their matrix; any other source raises its own error)."""
     src, shape = layer.source, jnp.shape(h)
-    what = "the input x" if i == 0 else f"layer {i - 1}'s readout"
-    if isinstance(src, NodeSource) and (len(shape) == 0 or shape[0] != src.B.shape[1]):
+    B = src.matrix
+    if B is None:
+        return
+    axis, entries = (0, "leading entries") if src.mixes_nodes else (-1, "features")
+    if len(shape) == 0 or shape[axis] != B.shape[1]:
+        what = "the input x" if i == 0 else f"layer {i - 1}'s readout"
         raise ValueError(
-            f"layer {i}'s NodeSource has B of shape {src.B.shape} (expects {src.B.shape[1]} "
-            f"leading entries), but {what} has shape {shape}"
-        )
-    if isinstance(src, FeatureSource) and (len(shape) == 0 or shape[-1] != src.W.shape[1]):
-        raise ValueError(
-            f"layer {i}'s FeatureSource has W of shape {src.W.shape} (expects "
-            f"{src.W.shape[1]} features), but {what} has shape {shape}"
+            f"layer {i}'s {type(src).__name__} has a matrix of shape {B.shape} (expects "
+            f"{B.shape[1]} {entries}), but {what} has shape {shape}"
         )
 
 

@@ -24,8 +24,8 @@ from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 from .._checks import is_concrete
 from .._krylov import GMRES
-from ._adjoint import Loss, max_abs, parameter_gradients, scalar_loss
-from ._network import pack_states, States, StationaryNetwork, unpack_states
+from ._adjoint import Loss, parameter_gradients, scalar_loss
+from ._network import pack_complex, pack_states, States, StationaryNetwork, unpack_states
 from ._solution import PenalizedSolution, RESULTS
 from ._solve import any_nonfinite, default_tolerance, initial_states, real_dtype
 
@@ -46,6 +46,11 @@ def default_penalized_solver(dtype) -> optx.Newton:
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 
+def _penalty(mu, f: PyTree[Array]) -> Float[Array, ""]:
+    """`mu/2 |F|^2`, summed over every layer, node and feature (complex or packed `F` alike)."""
+    return 0.5 * mu * sum(jnp.sum(jnp.abs(v) ** 2) for v in jtu.tree_leaves(f))
+
+
 def penalty_objective(
     network: StationaryNetwork, x: Inexact[ArrayLike, "..."], loss: Loss, mu, args: PyTree = None
 ) -> Callable[[States], Float[Array, ""]]:
@@ -54,10 +59,8 @@ def penalty_objective(
     x = jnp.asarray(x)
 
     def phi(states: States) -> Float[Array, ""]:
-        f = network.residual(tuple(states), x)
-        return scalar_loss(loss, tuple(states), args) + 0.5 * mu * sum(
-            jnp.sum(jnp.abs(v) ** 2) for v in f
-        )
+        states = tuple(states)
+        return scalar_loss(loss, states, args) + _penalty(mu, network.residual(states, x))
 
     return phi
 
@@ -74,9 +77,79 @@ def _check_mu(mu):
     return eqx.error_if(mu, mu <= 0, "mu must be positive")
 
 
-def _pack_tree(tree):
-    """Complex leaves as (Re, Im) pairs: least-squares residuals must be real."""
-    return jtu.tree_map(lambda v: (jnp.real(v), jnp.imag(v)) if jnp.iscomplexobj(v) else v, tree)
+class _Penalized(eqx.Module):
+    """The penalized problem at fixed network, input, `mu` and loss arguments, on packed states
+    `y`: every map the solvers and the report need, written once. Passed to optimistix as `args`
+    (its arrays are traced, not baked in)."""
+
+    network: StationaryNetwork
+    x: Array
+    mu: Array
+    dyn_args: PyTree
+    static_args: PyTree
+    loss: Loss
+
+    def residual(self, y):
+        """`F(Psi)`, packed."""
+        return self.network.packed_residual(y, self.x)
+
+    def loss_value(self, y, dyn_args=None) -> Float[Array, ""]:
+        """`l(Psi)` (with the loss's array arguments `dyn_args`, default the problem's)."""
+        return scalar_loss(self.loss, unpack_states(y), self._args(dyn_args))
+
+    def loss_residuals(self, y):
+        """The residuals `r` of a loss `l = 1/2 |r|^2`, packed."""
+        return pack_complex(self.loss(unpack_states(y), self._args()))
+
+    def objective(self, y) -> Float[Array, ""]:
+        """`Phi_mu = l + mu/2 |F|^2`."""
+        return self.loss_value(y) + _penalty(self.mu, self.residual(y))
+
+    def gradient(self, y, lam):
+        """`grad l(Psi) + J(Psi)^H lam` (one vector-Jacobian product): `grad Phi_mu` at
+        `lam = mu F`, the adjoint equation's residual otherwise."""
+        _, vjp = jax.vjp(self.residual, y)
+        (jt_lam,) = vjp(lam)
+        return jtu.tree_map(jnp.add, jax.grad(self.loss_value)(y), jt_lam)
+
+    def augmented(self, z):
+        """Stationarity of `Phi_mu` in augmented form, `(F(Psi) - lam / mu, grad l + J^H lam)`:
+        its zeros are exactly the stationary points, with `lam = mu F(Psi)`."""
+        y, lam = z
+        f = jtu.tree_map(lambda f, lam: f - lam / self.mu, self.residual(y), lam)
+        return f, self.gradient(y, lam)
+
+    def least_squares(self, y):
+        """`(r(Psi), sqrt(mu) F(Psi))`: half its squared norm is `Phi_mu`."""
+        f = jtu.tree_map(lambda v: jnp.sqrt(self.mu) * v, self.residual(y))
+        return self.loss_residuals(y), f
+
+    def _args(self, dyn_args=None):
+        return eqx.combine(self.dyn_args if dyn_args is None else dyn_args, self.static_args)
+
+
+def _stationary_point(problem: _Penalized, solver, y0, lam0, max_steps: int):
+    """`(Psi_mu packed, optimistix solution)` by the kind of solver the user passed."""
+    kw = dict(max_steps=max_steps, throw=False)
+    if isinstance(solver, optx.AbstractRootFinder):
+        sol = optx.root_find(lambda z, p: p.augmented(z), solver, (y0, lam0), problem, **kw)
+        return sol.value[0], sol
+    if isinstance(solver, optx.AbstractMinimiser):
+        sol = optx.minimise(lambda y, p: p.objective(y), solver, y0, problem, **kw)
+        return sol.value, sol
+    if isinstance(solver, optx.AbstractLeastSquaresSolver):
+        out = jtu.tree_leaves(jax.eval_shape(problem.loss, unpack_states(y0), problem._args()))
+        if len(out) == 1 and out[0].shape == ():
+            raise TypeError(
+                "a least-squares solver needs the loss in residual form (return the residuals "
+                "r, with l = 1/2 |r|^2, not a scalar); or use a minimiser or root finder"
+            )
+        sol = optx.least_squares(lambda y, p: p.least_squares(y), solver, y0, problem, **kw)
+        return sol.value, sol
+    raise TypeError(
+        "solver must be an optimistix root finder, minimiser or least-squares solver, got "
+        f"{type(solver).__name__}"
+    )
 
 
 def penalized_solve(
@@ -149,82 +222,40 @@ def penalized_solve(
     )
 
 
+def _initial_adjoint(network: StationaryNetwork, adjoint0, states0: States, y0):
+    """`adjoint0` checked against the states and packed like them; zeros if `None`."""
+    if adjoint0 is None:
+        return jtu.tree_map(jnp.zeros_like, y0)
+    network._check_structure(adjoint0)
+    adjoint0 = tuple(jnp.asarray(a) for a in adjoint0)
+    if any(a.shape != s.shape for a, s in zip(adjoint0, states0)):
+        raise ValueError("adjoint0 must be shaped like the states")
+    return pack_states(tuple(a.astype(s.dtype) for a, s in zip(adjoint0, states0)))
+
+
 @eqx.filter_jit
 def _penalized_solve(network, x, loss, mu, args, states0, adjoint0, *, solver, max_steps, throw):
     x = jnp.asarray(x)
     states0 = initial_states(network, x, states0)
-    dtype = real_dtype(states0)
     y0 = pack_states(states0)
-    if adjoint0 is not None:
-        network._check_structure(adjoint0)
-        adjoint0 = tuple(jnp.asarray(a) for a in adjoint0)
-        if any(a.shape != s.shape for a, s in zip(adjoint0, states0)):
-            raise ValueError("adjoint0 must be shaped like the states")
-        adjoint0 = pack_states(tuple(a.astype(s.dtype) for a, s in zip(adjoint0, states0)))
+    lam0 = _initial_adjoint(network, adjoint0, states0, y0)
     dyn_args, static_args = eqx.partition(args, eqx.is_inexact_array)
-    fargs = (network, x, mu, dyn_args)
-
-    def loss_y(y, dyn_args):
-        return scalar_loss(loss, unpack_states(y), eqx.combine(dyn_args, static_args))
-
-    def objective(y, fargs):
-        network, x, mu, dyn_args = fargs
-        f = network.packed_residual(y, x)
-        return loss_y(y, dyn_args) + 0.5 * mu * sum(jnp.sum(v**2) for v in jtu.tree_leaves(f))
-
+    problem = _Penalized(network, x, mu, dyn_args, static_args, loss)
     if solver is None:
-        solver = default_penalized_solver(dtype)
-    if isinstance(solver, optx.AbstractRootFinder):
-        # Stationarity of Phi_mu in augmented form: with lam = mu F(Psi),
-        #   F(Psi) - lam / mu = 0,    grad l(Psi) + J(Psi)^H lam = 0.
-        def augmented(z, fargs):
-            y, lam = z
-            network, x, mu, dyn_args = fargs
-            f, vjp = jax.vjp(lambda y: network.packed_residual(y, x), y)
-            (jt_lam,) = vjp(lam)
-            grad_l = jax.grad(loss_y)(y, dyn_args)
-            return (
-                jtu.tree_map(lambda f, lam: f - lam / mu, f, lam),
-                jtu.tree_map(jnp.add, grad_l, jt_lam),
-            )
+        solver = default_penalized_solver(real_dtype(states0))
+    y, sol = _stationary_point(problem, solver, y0, lam0, max_steps)
+    return _report(problem, jax.lax.stop_gradient(y), sol, states0, throw)
 
-        lam0 = jtu.tree_map(jnp.zeros_like, y0) if adjoint0 is None else adjoint0
-        sol = optx.root_find(augmented, solver, (y0, lam0), fargs, max_steps=max_steps, throw=False)
-        sol = eqx.tree_at(lambda s: s.value, sol, sol.value[0])
-    elif isinstance(solver, optx.AbstractMinimiser):
-        sol = optx.minimise(objective, solver, y0, fargs, max_steps=max_steps, throw=False)
-    elif isinstance(solver, optx.AbstractLeastSquaresSolver):
-        out = jtu.tree_leaves(jax.eval_shape(lambda s: loss(s, args), states0))
-        if len(out) == 1 and out[0].shape == ():
-            raise TypeError(
-                "a least-squares solver needs the loss in residual form (return the residuals "
-                "r, with l = 1/2 |r|^2, not a scalar); or use a minimiser or root finder"
-            )
 
-        def residuals(y, fargs):
-            network, x, mu, dyn_args = fargs
-            r = loss(unpack_states(y), eqx.combine(dyn_args, static_args))
-            return _pack_tree(r), jtu.tree_map(
-                lambda v: jnp.sqrt(mu) * v, network.packed_residual(y, x)
-            )
-
-        sol = optx.least_squares(residuals, solver, y0, fargs, max_steps=max_steps, throw=False)
-    else:
-        raise TypeError(
-            "solver must be an optimistix root finder, minimiser or least-squares solver, got "
-            f"{type(solver).__name__}"
-        )
-
-    y = jax.lax.stop_gradient(sol.value)
-    f = network.packed_residual(y, x)
+def _report(problem: _Penalized, y, sol, states0: States, throw: bool) -> PenalizedSolution:
+    """The penalized adjoint `lam_mu = mu F(Psi_mu)`, the gradients read off it, and the checks."""
+    network, x, mu = problem.network, problem.x, problem.mu
+    f = problem.residual(y)
     lam = jtu.tree_map(lambda v: mu * v, f)
     grads, input_grad = parameter_gradients(network, y, x, lam)
-    value, (grad_y, args_grad) = jax.value_and_grad(loss_y, argnums=(0, 1))(y, dyn_args)
-    # grad Phi_mu = grad l + J^H lam_mu, by one vector-Jacobian product.
-    _, vjp = jax.vjp(lambda y: network.packed_residual(y, x), y)
-    (jt_lam,) = vjp(lam)
-    stationarity = max_abs(jtu.tree_map(jnp.add, grad_y, jt_lam))
-    penalty = 0.5 * mu * sum(jnp.sum(v**2) for v in jtu.tree_leaves(f))
+    value, args_grad = jax.value_and_grad(lambda d: problem.loss_value(y, d))(problem.dyn_args)
+    # grad Phi_mu = grad l + J^H lam_mu.
+    stationarity = optx.max_norm(problem.gradient(y, lam))
 
     result = RESULTS.promote(sol.result)
     states = unpack_states(y)
@@ -239,8 +270,8 @@ def _penalized_solve(network, x, loss, mu, args, states0, adjoint0, *, solver, m
         input_grad=input_grad,
         args_grad=args_grad,
         loss=value,
-        objective=value + penalty,
-        residual=max_abs(f),
+        objective=value + _penalty(mu, f),
+        residual=optx.max_norm(f),
         stationarity=stationarity,
         result=result,
         num_steps=sol.stats["num_steps"],

@@ -9,15 +9,9 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 
 from .._krylov import GMRES
-from ..stationary._solve import _forcing
+from ..stationary._solve import _forcing, default_tolerance
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import RESULTS, Solution
-
-
-def default_tolerance(dtype) -> float:
-    """`max |F|` asked of a solve: `1e-4` in single precision, `1e-10` in double (as
-    `jaxstat.stationary`)."""
-    return 1e-4 if jnp.finfo(dtype).bits <= 32 else 1e-10
 
 
 def _gmres(rtol: float, atol: float) -> GMRES:

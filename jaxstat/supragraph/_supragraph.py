@@ -7,7 +7,8 @@ node `(l, i)` is `offsets[l] + i`. Two kinds of edges:
   and `psi_{l,j}` through `H_l`);
 - inter-layer: `(l-1, j) -> (l, i)` wherever `F_{l,i}` depends on `psi_{l-1,j}`: the nonzeros
   `B_{l,ij} != 0` of a `NodeSource`, the pairs `(i, i)` of a `FeatureSource` (weights shared by
-  all nodes), the probed dependence of any other source or node-mixing readout.
+  all nodes), in general the source's `node_pattern`; the probed dependence of a source that
+  does not know its pattern, or after a readout that is not node-local.
 
 The node-level pattern of the Jacobian `J = dF/dPsi` is the diagonal, the intra-layer edges both
 ways, and the inter-layer edges from layer `l - 1` to layer `l` only (block lower-triangular).
@@ -22,11 +23,7 @@ from jaxtyping import Array, ArrayLike, Bool, Inexact, Int
 
 from .._checks import is_concrete
 from ..graphs import Graph
-from ..stationary import FeatureSource, Identity, Intensity, LinearReadout, NodeSource, ReIm
 from ._network import StationaryNetwork
-
-
-_NODE_LOCAL_READOUTS = (Identity, ReIm, Intensity, LinearReadout)
 
 
 class SupraGraph(eqx.Module):
@@ -123,19 +120,12 @@ class SupraGraph(eqx.Module):
 def _inter_pattern(layer, prev_readout, prev_struct, n_prev: int):
     """`(rows, cols, weights)` of layer `layer`'s dependence on the previous layer's nodes."""
     src = layer.source
-    local = prev_readout is None or isinstance(prev_readout, _NODE_LOCAL_READOUTS)
-    if local and isinstance(src, NodeSource):
-        B = np.asarray(src.B)
-        rows, cols = np.nonzero(B)
-        return rows, cols, np.abs(B[rows, cols])
-    if local and isinstance(src, FeatureSource):
-        W = np.asarray(src.W)
-        norm = float(np.linalg.norm(W))
-        if norm == 0:
-            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-        idx = np.arange(n_prev)
-        return idx, idx, np.full(n_prev, norm)
-    # Any other source or readout: probe the node-level dependence with a dense Jacobian.
+    # A node-local readout keeps the node numbering: the source's own pattern is the answer.
+    local = prev_readout is None or prev_readout.is_node_local
+    pattern = src.node_pattern(n_prev) if local else None
+    if pattern is not None:
+        return pattern
+    # Otherwise probe the node-level dependence with a dense Jacobian.
     if prev_struct is None:
         raise ValueError(
             f"the pattern of a {type(src).__name__} after a {type(prev_readout).__name__} "
@@ -174,7 +164,8 @@ def supragraph(
 
     - `network`: a [`jaxstat.supragraph.StationaryNetwork`][].
     - `x`: optional input; with it, the input's nodes form layer 0 and layer 1's couplings to
-      them are edges too (needed to probe sources other than `NodeSource`/`FeatureSource`).
+      them are edges too (needed to probe a source that does not know its `node_pattern`, or
+      one after a readout that is not node-local).
 
     **Returns:** a [`jaxstat.supragraph.SupraGraph`][].
 
