@@ -13,8 +13,11 @@ the resolvent layer it represents:
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Inexact
 
 from ..stationary import AbstractReadout, AbstractSource
@@ -50,6 +53,22 @@ class BlockSource(AbstractSource):
         s = jnp.tensordot(self.B, x, axes=(1, 0)) + self.b
         return s.reshape((s.shape[0] // self.fiber, self.fiber) + s.shape[1:])
 
+    @property
+    def matrix(self):
+        return self.B
+
+    @property
+    def bias(self):
+        return self.b
+
+    def node_pattern(self, num_inputs):
+        # Row `i k + a` of B belongs to node i: node i reads input j when its k x 1 block
+        # B[i k : (i + 1) k, j] is non-zero; weight its Euclidean norm.
+        B = np.abs(np.asarray(self.B))
+        blocks = np.sqrt(np.sum(B.reshape(-1, self.fiber, B.shape[1]) ** 2, axis=1))
+        rows, cols = np.nonzero(blocks)
+        return rows, cols, blocks[rows, cols]
+
 
 class FlattenFiber(AbstractReadout):
     """`rho(psi) = inner(psi.reshape(n k, ...))` for sheaf states `psi` of shape `(n, k, ...)`."""
@@ -61,6 +80,19 @@ class FlattenFiber(AbstractReadout):
             raise ValueError(f"sheaf states have shape (n, k, ...), got {psi.shape}")
         return self.inner(psi.reshape((-1,) + psi.shape[2:]))
 
+    @property
+    def is_affine(self) -> bool:
+        return self.inner.is_affine
+
+    @property
+    def lipschitz(self):
+        # The reshape is an isometry.
+        return self.inner.lipschitz
+
+    @property
+    def affine_weights(self):
+        return self.inner.affine_weights
+
 
 class Visible(AbstractReadout):
     """`rho(psi) = inner(psi[:num_visible])`: the readout of the visible nodes only (hidden nodes
@@ -71,3 +103,52 @@ class Visible(AbstractReadout):
 
     def __call__(self, psi):
         return self.inner(psi[: self.num_visible])
+
+    @property
+    def is_affine(self) -> bool:
+        return self.inner.is_affine
+
+    @property
+    def is_node_local(self) -> bool:
+        return self.inner.is_node_local
+
+    @property
+    def lipschitz(self):
+        # Restriction to the visible nodes has norm 1.
+        return self.inner.lipschitz
+
+    @property
+    def affine_weights(self):
+        return self.inner.affine_weights
+
+
+@functools.singledispatch
+def flat_readout(readout: AbstractReadout, num_nodes: int, fiber: int):
+    """`(readout of the flat states, number of visible flat coordinates)` of a layer's readout:
+    the resolvent layer's readout acts on the first `v` coordinates of `psi.reshape(n k, ...)`.
+    A sheaf layer (`fiber > 1`) needs a `FlattenFiber` readout; `Visible` restricts to the
+    visible nodes; any other readout reads every node of a scalar layer as it is."""
+    if fiber > 1:
+        raise TypeError(
+            "a sheaf layer (fibre > 1) is a resolvent layer in the n k coordinates only "
+            "with a FlattenFiber readout (and a BlockSource); got "
+            f"{type(readout).__name__}"
+        )
+    return readout, num_nodes
+
+
+@flat_readout.register
+def _(readout: FlattenFiber, num_nodes, fiber):
+    return (readout.inner, num_nodes * fiber) if fiber > 1 else (readout, num_nodes)
+
+
+@flat_readout.register
+def _(readout: Visible, num_nodes, fiber):
+    if not 0 < readout.num_visible <= num_nodes:
+        raise ValueError(f"Visible({readout.num_visible}) on a graph of {num_nodes} nodes")
+    return flat_readout(readout.inner, readout.num_visible, fiber)
+
+
+def visible_nodes(readout: AbstractReadout, num_nodes: int) -> int:
+    """The number of nodes a layer's readout reads (`Visible` hides the others)."""
+    return readout.num_visible if isinstance(readout, Visible) else num_nodes

@@ -31,23 +31,10 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import is_concrete
-from ..graphs import BlockConnection, Graph, PhaseConnection
-from ..stationary import (
-    DrivenDampedModel,
-    FeatureSource,
-    GradientModel,
-    Identity,
-    Intensity,
-    LinearReadout,
-    NodeSource,
-    Quadratic,
-    Quartic,
-    ReIm,
-    ReLUPotential,
-    StationaryLayer,
-)
+from ..graphs import Graph
+from ..stationary import StationaryLayer
 from ..supragraph import StationaryNetwork
-from ._adapters import BlockSource, FlattenFiber, Visible
+from ._adapters import visible_nodes
 from ._resolvent import hermitian_part, ResolventLayer, ResolventNetwork
 
 
@@ -72,7 +59,7 @@ def _diagonal(graph: Graph) -> Array:
 
 
 def spectral_bound(
-    obj: Graph | StationaryLayer | ResolventLayer, *, coarse: bool = False
+    operator: Graph | StationaryLayer | ResolventLayer, *, coarse: bool = False
 ) -> Float[Array, ""]:
     """An upper bound on the spectral norm `|H|_2` of a layer's operator.
 
@@ -80,34 +67,21 @@ def spectral_bound(
     `2 max_i deg_i + max_i |V_i|`). Resolvent layers: `max_i sum_j |A_ij|` (Gershgorin).
     Differentiable, jit-compatible. Tight for a bipartite regular graph with `V = 0`.
     """
-    if isinstance(obj, StationaryLayer):
-        obj = obj.graph
-    if isinstance(obj, ResolventLayer):
-        return jnp.max(jnp.sum(jnp.abs(hermitian_part(obj.A)), axis=1))
-    if not isinstance(obj, Graph):
-        raise TypeError(f"expected a Graph or a layer, got {type(obj).__name__}")
-    deg = obj.degree()
+    if isinstance(operator, StationaryLayer):
+        operator = operator.graph
+    if isinstance(operator, ResolventLayer):
+        return jnp.max(jnp.sum(jnp.abs(hermitian_part(operator.A)), axis=1))
+    if not isinstance(operator, Graph):
+        raise TypeError(f"expected a Graph or a layer, got {type(operator).__name__}")
+    deg = operator.degree()
     if coarse:
-        v = 0.0 if obj.potential is None else jnp.max(jnp.abs(obj.potential))
+        v = 0.0 if operator.potential is None else jnp.max(jnp.abs(operator.potential))
         return 2 * jnp.max(deg, initial=0.0) + v
-    return jnp.max(jnp.abs(_diagonal(obj)) + deg, initial=0.0)
+    return jnp.max(jnp.abs(_diagonal(operator)) + deg, initial=0.0)
 
 
 # ----------------------------------------------------------------------------------------------
 # Strong monotonicity and Lipschitz constants
-
-
-def _strong_convexity(potential) -> Array:
-    if isinstance(potential, Quadratic):
-        return jnp.asarray(potential.mu)
-    if isinstance(potential, Quartic):
-        return jnp.asarray(potential.mu)
-    if isinstance(potential, ReLUPotential):
-        return jnp.asarray(1.0)
-    raise ValueError(
-        f"{type(potential).__name__} is not strongly convex: the gradient layer has no "
-        "strong-monotonicity constant (several stationary states can coexist)"
-    )
 
 
 def _require_positive(m: Array, what: str) -> Array:
@@ -141,91 +115,46 @@ def monotonicity(
             lam = jnp.linalg.eigvalsh(hermitian_part(layer.A))[0]
             return _require_positive(lam - jnp.real(layer.z), "the resolvent layer")
         return _require_positive(im, "the resolvent layer")
-    model = layer.model
-    if isinstance(model, DrivenDampedModel):
-        kappa = model.kappa
-        if not (is_concrete(kappa) and not np.any(np.asarray(kappa) != 0)):
-            raise ValueError(
-                "a driven-damped layer with kappa != 0 (Kerr/saturable) is not strongly monotone "
-                "(optical bistability); the Lipschitz bound needs kappa = 0"
-            )
-        return _require_positive(jnp.asarray(model.gamma), "the driven-damped layer")
-    if isinstance(model, GradientModel):
-        mu = _strong_convexity(model.potential)
-        g = layer.graph
+    g = layer.graph
+
+    def lambda_min():
+        # A lower bound on lambda_min(H): exact from the dense matrix, or min_i V_i (L >= 0).
         if exact:
-            lam = jnp.linalg.eigvalsh(g.as_dense())[0]
-        else:
-            lam = jnp.zeros(()) if g.potential is None else jnp.min(g.potential)
-        return _require_positive(lam + mu, "the gradient layer")
-    raise TypeError(f"no monotonicity constant for {type(model).__name__}")
+            return jnp.linalg.eigvalsh(g.as_dense())[0]
+        return jnp.zeros(()) if g.potential is None else jnp.min(g.potential)
+
+    m = layer.model.monotonicity(lambda_min)
+    return _require_positive(m, f"the {type(layer.model).__name__} layer")
 
 
 @functools.singledispatch
 def source_norm(source) -> Float[Array, ""]:
     """`|B|_2`, the Lipschitz constant of the affine source `x -> B x + b` (`|W|_2` for a
-    `FeatureSource`). Register new sources with `source_norm.register`."""
-    raise TypeError(f"no Lipschitz constant for the source {type(source).__name__}")
-
-
-@source_norm.register
-def _(source: NodeSource):
-    return jnp.linalg.norm(source.B, 2)
-
-
-@source_norm.register
-def _(source: BlockSource):
-    return jnp.linalg.norm(source.B, 2)
-
-
-@source_norm.register
-def _(source: FeatureSource):
-    return jnp.linalg.norm(source.W, 2)
+    `FeatureSource`): the source's `norm`. `TypeError` for a source that does not know it."""
+    return jnp.asarray(source.norm)
 
 
 @functools.singledispatch
 def readout_lipschitz(readout) -> Float[Array, ""]:
-    """The Lipschitz constant of a readout `rho` (Euclidean norms): 1 for `Identity` and `ReIm`
-    (an isometry), `|W|_2` for `LinearReadout`, that of the inner readout for `FlattenFiber` and
-    `Visible`. `Intensity` (`|psi|^2`) is not globally Lipschitz: `ValueError`. Register new
-    readouts with `readout_lipschitz.register`."""
-    raise TypeError(f"no Lipschitz constant for the readout {type(readout).__name__}")
+    """The Lipschitz constant of a readout `rho` (Euclidean norms), the readout's `lipschitz`:
+    1 for `Identity` and `ReIm` (an isometry), `|W|_2` for `LinearReadout`, that of the inner
+    readout for `FlattenFiber` and `Visible`. `Intensity` (`|psi|^2`) is not globally Lipschitz:
+    `ValueError`; a readout that does not know its constant: `TypeError`."""
+    return jnp.asarray(readout.lipschitz)
 
 
-@readout_lipschitz.register(Identity)
-@readout_lipschitz.register(ReIm)
-def _(readout):
-    return jnp.asarray(1.0)
-
-
-@readout_lipschitz.register
-def _(readout: LinearReadout):
-    return jnp.linalg.norm(readout.W, 2)
-
-
-@readout_lipschitz.register(FlattenFiber)
-@readout_lipschitz.register(Visible)
-def _(readout):
-    return readout_lipschitz(readout.inner)
-
-
-@readout_lipschitz.register
-def _(readout: Intensity):
-    raise ValueError("the Intensity readout |psi|^2 is not globally Lipschitz")
-
-
-def _layers(obj) -> tuple:
-    if isinstance(obj, StationaryLayer | ResolventLayer):
-        return (obj,)
-    if isinstance(obj, StationaryNetwork | ResolventNetwork):
-        return obj.layers
+def _layers(network) -> tuple:
+    if isinstance(network, StationaryLayer | ResolventLayer):
+        return (network,)
+    if isinstance(network, StationaryNetwork | ResolventNetwork):
+        return network.layers
     layer_types = StationaryLayer | ResolventLayer
-    if isinstance(obj, Sequence) and not isinstance(obj, str):
-        if all(isinstance(layer, layer_types) for layer in obj):
-            return tuple(obj)
-        bad = next(type(layer).__name__ for layer in obj if not isinstance(layer, layer_types))
+    if isinstance(network, Sequence) and not isinstance(network, str):
+        if all(isinstance(layer, layer_types) for layer in network):
+            return tuple(network)
+        bad = next(type(layer).__name__ for layer in network if not isinstance(layer, layer_types))
         raise TypeError(f"expected a layer or a network, got a sequence holding a {bad}")
-    raise TypeError(f"expected a layer or a network, got {type(obj).__name__}")
+    raise TypeError(f"expected a layer or a network, got {type(network).__name__}")
 
 
 def layer_lipschitz(
@@ -240,7 +169,7 @@ def layer_lipschitz(
     return readout_lipschitz(layer.readout) * b_norm / m
 
 
-def lipschitz_bound(obj, *, exact_monotonicity: bool = False) -> Float[Array, ""]:
+def lipschitz_bound(network, *, exact_monotonicity: bool = False) -> Float[Array, ""]:
     """An upper bound on the Lipschitz constant of a network in its input,
 
         Lip(f) <= prod_l Lip(rho_l) |B_l|_2 / m_l,
@@ -255,8 +184,8 @@ def lipschitz_bound(obj, *, exact_monotonicity: bool = False) -> Float[Array, ""
 
     **Arguments:**
 
-    - `obj`: a layer (`StationaryLayer`, `ResolventLayer`) or a network (`StationaryNetwork`,
-      `ResolventNetwork`, a sequence of layers).
+    - `network`: a network (`StationaryNetwork`, `ResolventNetwork`, a sequence of layers) or
+      one layer (`StationaryLayer`, `ResolventLayer`).
     - `exact_monotonicity`: see `monotonicity(exact=...)`.
 
     **Example:**
@@ -266,7 +195,7 @@ def lipschitz_bound(obj, *, exact_monotonicity: bool = False) -> Float[Array, ""
     ```
     """
     out = jnp.asarray(1.0)
-    for layer in _layers(obj):
+    for layer in _layers(network):
         out = out * layer_lipschitz(layer, exact_monotonicity=exact_monotonicity)
     return out
 
@@ -292,30 +221,22 @@ def graph_parameters(graph: Graph) -> int:
     """Real degrees of freedom of a graph's operator: `E` weights, plus `E` phases (U(1)) or
     `E dim U(k)` (`k^2`; `k(k-1)/2` for real O(k) blocks) for the connection, plus `n`
     potentials."""
-    E, k = graph.num_edges, graph.fiber
-    count = E
-    if isinstance(graph.connection, PhaseConnection):
-        count += E
-    elif isinstance(graph.connection, BlockConnection):
-        blocks = graph.connection.blocks
-        count += E * (k * k if jnp.iscomplexobj(blocks) else k * (k - 1) // 2)
+    count = graph.num_edges
+    if graph.connection is not None:
+        count += graph.num_edges * graph.connection.dof_per_edge
     if graph.potential is not None:
         count += graph.num_nodes
     return count
 
 
-def _complex_operator(graph: Graph) -> bool:
-    c = graph.connection
-    return isinstance(c, PhaseConnection) or (
-        isinstance(c, BlockConnection) and jnp.iscomplexobj(c.blocks)
-    )
+def complex_operator(graph: Graph) -> bool:
+    """`True` when the graph's Hamiltonian is complex (its connection's transports are)."""
+    return graph.connection is not None and graph.connection.is_complex
 
 
-def _visible_size(layer: StationaryLayer) -> int:
-    n = layer.graph.num_nodes
-    if isinstance(layer.readout, Visible):
-        n = layer.readout.num_visible
-    return n * layer.graph.fiber
+def visible_size(layer: StationaryLayer) -> int:
+    """The coordinates `N = n_visible k` of the dense resolvent layer equivalent to `layer`."""
+    return visible_nodes(layer.readout, layer.graph.num_nodes) * layer.graph.fiber
 
 
 def _layer_parameters(layer, dense: bool) -> int:
@@ -323,13 +244,13 @@ def _layer_parameters(layer, dense: bool) -> int:
         op = hermitian_dof(layer.size, jnp.iscomplexobj(layer.A))
         return op + _leaf_count((layer.z, layer.B, layer.b, layer.readout))
     if dense:
-        op = hermitian_dof(_visible_size(layer), _complex_operator(layer.graph))
+        op = hermitian_dof(visible_size(layer), complex_operator(layer.graph))
     else:
         op = graph_parameters(layer.graph)
     return op + _leaf_count((layer.model, layer.source, layer.readout))
 
 
-def count_parameters(obj, *, dense: bool = False) -> int:
+def count_parameters(network, *, dense: bool = False) -> int:
     """The number of real parameters of a layer or network.
 
     The operator counts its degrees of freedom: `graph_parameters` for a graph (from its edges,
@@ -340,13 +261,13 @@ def count_parameters(obj, *, dense: bool = False) -> int:
 
     **Arguments:**
 
-    - `obj`: a layer or a network.
+    - `network`: a layer or a network.
     - `dense`: count the equivalent dense resolvent layer instead: the graph replaced by a
       Hermitian `A` on the visible coordinates, complex when the connection is, all else equal.
 
     **Returns:** an `int`.
     """
-    return sum(_layer_parameters(layer, dense) for layer in _layers(obj))
+    return sum(_layer_parameters(layer, dense) for layer in _layers(network))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,7 +336,7 @@ def _layer_complexity(layer, exact_monotonicity: bool) -> LayerComplexity:
         g = layer.graph
         size, edges, deg = g.num_nodes * g.fiber, g.num_edges, max_degree(g)
         src = layer.source
-        inter = _nnz(src.B) if isinstance(src, NodeSource | BlockSource) else g.num_nodes
+        inter = _nnz(src.matrix) if src.mixes_nodes else g.num_nodes
     return LayerComplexity(
         size=size,
         num_edges=edges,
@@ -429,7 +350,7 @@ def _layer_complexity(layer, exact_monotonicity: bool) -> LayerComplexity:
     )
 
 
-def complexity(obj, *, exact_monotonicity: bool = False) -> Complexity:
+def complexity(network, *, exact_monotonicity: bool = False) -> Complexity:
     """Complexity figures of a layer or network from its sparse geometry (module docstring):
     edges, degrees, supra-graph edges, parameter counts (sparse and dense), spectral,
     monotonicity and Lipschitz bounds. Eager (concrete values); use the individual functions
@@ -443,7 +364,7 @@ def complexity(obj, *, exact_monotonicity: bool = False) -> Complexity:
     print(c.table())
     ```
     """
-    layers = tuple(_layer_complexity(layer, exact_monotonicity) for layer in _layers(obj))
+    layers = tuple(_layer_complexity(layer, exact_monotonicity) for layer in _layers(network))
     lip = 1.0
     for lc in layers:
         lip *= lc.lipschitz

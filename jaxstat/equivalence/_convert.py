@@ -35,17 +35,9 @@ from jaxtyping import Array, Inexact
 
 from .._checks import is_concrete
 from ..graphs import Graph
-from ..stationary import (
-    AbstractReadout,
-    DrivenDampedModel,
-    FeatureSource,
-    GradientModel,
-    NodeSource,
-    Quadratic,
-    StationaryLayer,
-)
+from ..stationary import DrivenDampedModel, GradientModel, NodeSource, Quadratic, StationaryLayer
 from ..supragraph import StationaryNetwork
-from ._adapters import BlockSource, FlattenFiber, Visible
+from ._adapters import BlockSource, flat_readout, FlattenFiber, Visible
 from ._hidden import hidden_node_lift
 from ._lift import hermitian_lift, scalar_to_sheaf, sheaf_to_scalar
 from ._resolvent import dense_solve, hermitian_part, ResolventLayer, ResolventNetwork
@@ -55,69 +47,40 @@ from ._resolvent import dense_solve, hermitian_part, ResolventLayer, ResolventNe
 # Stationary -> resolvent
 
 
-def _linear_model(model) -> tuple[Array, complex | float, Array | None]:
-    """`(z, phase, mu)` of a linear model: `B_res = phase * B`; `mu` the uniform shift of `M`."""
-    if isinstance(model, DrivenDampedModel):
-        if not model.is_linear:
-            raise ValueError(
-                "only linear driven-damped layers (concrete kappa = 0) are resolvent layers; a "
-                f"Kerr/saturable layer (kappa = {model.kappa}) is not an affine map of its source"
-            )
-        return 1j * jnp.asarray(model.gamma), -1j, None
-    if isinstance(model, GradientModel) and isinstance(model.potential, Quadratic):
-        mu = jnp.asarray(model.potential.mu)
-        return -mu, 1.0, mu
-    raise ValueError(
-        f"{type(model).__name__} with {type(getattr(model, 'potential', None)).__name__} is not a "
-        "resolvent layer: only DrivenDampedModel(kappa=0) and GradientModel(Quadratic(mu)) are "
-        "linear"
-    )
-
-
-def _unwrap_readout(readout: AbstractReadout, fiber: int, num_nodes: int):
-    """`(inner readout, number of visible coordinates)`, checking the sheaf convention."""
-    visible = num_nodes
-    if isinstance(readout, Visible):
-        visible, readout = readout.num_visible, readout.inner
-        if not 0 < visible <= num_nodes:
-            raise ValueError(f"Visible({visible}) on a graph of {num_nodes} nodes")
-    if fiber > 1:
-        if not isinstance(readout, FlattenFiber):
-            raise TypeError(
-                "a sheaf layer (fibre > 1) is a resolvent layer in the n k coordinates only "
-                "with a FlattenFiber readout (and a BlockSource); got "
-                f"{type(readout).__name__}"
-            )
-        readout = readout.inner
-    return readout, visible * fiber
-
-
-def _source(layer: StationaryLayer) -> tuple[Array, Array]:
-    src, k = layer.source, layer.graph.fiber
-    if isinstance(src, BlockSource):
-        if src.fiber != k:
-            raise ValueError(f"BlockSource has fibre {src.fiber}, the graph {k}")
-        return src.B, src.b
-    if isinstance(src, NodeSource):
-        if k > 1:
-            raise TypeError(
-                "a NodeSource on a sheaf graph acts as B (x) I_k on inputs (m, k, ...): use "
-                "BlockSource(kron(B, I_k), b, k) for a layer in flat n k coordinates"
-            )
-        return src.B, src.b
-    if isinstance(src, FeatureSource):
+def _node_source(layer: StationaryLayer) -> tuple[Array, Array]:
+    """`(B, b)` of the layer's source in flat coordinates, `B` of shape `(n k, m)`."""
+    src, g = layer.source, layer.graph
+    name = type(src).__name__
+    if src.matrix is None or src.bias is None:
+        raise TypeError(f"cannot convert a layer with source {name}: it does not expose B and b")
+    if not src.mixes_nodes:
         raise TypeError(
-            "a FeatureSource mixes features per node (s_i = W x_i + b), not nodes; its resolvent "
+            f"a {name} mixes features per node (s_i = W x_i + b), not nodes; its resolvent "
             "form acts on n d coordinates with A (x) I_d. Convert layers with a NodeSource"
         )
-    raise TypeError(f"cannot convert a layer with source {type(src).__name__}")
+    B, b, k = src.matrix, src.bias, g.fiber
+    if B.shape[0] != g.num_nodes * k:
+        if k > 1 and B.shape[0] == g.num_nodes:
+            raise TypeError(
+                f"a {name} with B of shape {B.shape} on a sheaf graph acts as B (x) I_k on "
+                "inputs (m, k, ...): use BlockSource(kron(B, I_k), b, k) for a layer in flat "
+                "n k coordinates"
+            )
+        raise ValueError(
+            f"the {name}'s B has shape {B.shape}, but the graph has {g.num_nodes} nodes of "
+            f"fibre {k}"
+        )
+    return B, b
 
 
 def _layer_to_resolvent(layer: StationaryLayer) -> ResolventLayer:
-    z, phase, mu = _linear_model(layer.model)
-    B, b = _source(layer)
+    # F = c (H - z) psi - s: psi = (H - z)^{-1} (s / c). A real z is a shift below the spectrum.
+    c, z = layer.model.linear_part
+    phase = 1 / c
+    mu = None if jnp.iscomplexobj(z) else -z
+    B, b = _node_source(layer)
     g = layer.graph
-    readout, nv = _unwrap_readout(layer.readout, g.fiber, g.num_nodes)
+    readout, nv = flat_readout(layer.readout, g.num_nodes, g.fiber)
     H = g.as_dense()
     N = H.shape[0]
     if b.ndim == 0 or b.shape[0] != N:
@@ -149,7 +112,7 @@ def _layer_to_resolvent(layer: StationaryLayer) -> ResolventLayer:
     return ResolventLayer(H, z, phase * B, phase * b, readout)
 
 
-def to_resolvent(obj: StationaryLayer | StationaryNetwork | Sequence[StationaryLayer]):
+def to_resolvent(stationary: StationaryLayer | StationaryNetwork | Sequence[StationaryLayer]):
     """The resolvent layer (network) representing a linear graph-stationary (sheaf, hidden-node)
     layer (network): `A = H` (dense), `z = i gamma`, `B_res = -i B` (driven-damped) or `z = -mu`
     (`Quadratic(mu)`); hidden nodes (a `Visible` readout) are eliminated by the Schur complement,
@@ -157,9 +120,11 @@ def to_resolvent(obj: StationaryLayer | StationaryNetwork | Sequence[StationaryL
 
     **Arguments:**
 
-    - `obj`: a `jaxstat.stationary.StationaryLayer`, a `jaxstat.supragraph.StationaryNetwork` or a
-      sequence of layers. Layers must be linear (`DrivenDampedModel(kappa=0)` or
-      `GradientModel(Quadratic(mu))`), with a `NodeSource` (fibre 1) or a `BlockSource`.
+    - `stationary`: a `jaxstat.stationary.StationaryLayer`, a
+      `jaxstat.supragraph.StationaryNetwork` or a sequence of layers. Layers must be linear
+      (`model.is_linear`: `DrivenDampedModel(kappa=0)`, `GradientModel(Quadratic(mu))`, or any
+      model giving its `linear_part`), with a source that exposes its node matrix `B`
+      (`NodeSource` on fibre 1, `BlockSource`).
 
     **Returns:** a [`jaxstat.equivalence.ResolventLayer`][] or
     [`jaxstat.equivalence.ResolventNetwork`][] computing the same function.
@@ -174,9 +139,9 @@ def to_resolvent(obj: StationaryLayer | StationaryNetwork | Sequence[StationaryL
     res = to_resolvent(layer)          # res(x) == layer(x)
     ```
     """
-    if isinstance(obj, StationaryLayer):
-        return _layer_to_resolvent(obj)
-    layers = obj.layers if isinstance(obj, StationaryNetwork) else obj
+    if isinstance(stationary, StationaryLayer):
+        return _layer_to_resolvent(stationary)
+    layers = stationary.layers if isinstance(stationary, StationaryNetwork) else stationary
     return ResolventNetwork([_layer_to_resolvent(layer) for layer in layers])
 
 
@@ -280,7 +245,7 @@ class HiddenNodeLift(AbstractLift):
 
 
 def to_stationary(
-    obj: ResolventLayer | ResolventNetwork,
+    resolvent: ResolventLayer | ResolventNetwork,
     lift: AbstractLift | Sequence[AbstractLift] = AdmissibleLift(),
     **kwargs,
 ) -> StationaryLayer | StationaryNetwork:
@@ -289,7 +254,7 @@ def to_stationary(
 
     **Arguments:**
 
-    - `obj`: a [`jaxstat.equivalence.ResolventLayer`][] or `ResolventNetwork` (concrete `z`).
+    - `resolvent`: a [`jaxstat.equivalence.ResolventLayer`][] or `ResolventNetwork` (concrete `z`).
     - `lift`: an `AbstractLift` (`AdmissibleLift(fiber=k)`, `HiddenNodeLift()`), or one per layer.
     - `**kwargs`: passed to each `StationaryLayer` (`solver`, `adjoint`, `stability`, ...).
 
@@ -305,56 +270,62 @@ def to_stationary(
     jaxstat.supragraph.solve(net, x).value            # == resolvent_network.states(x)
     ```
     """
-    if isinstance(obj, ResolventLayer):
+    if isinstance(resolvent, ResolventLayer):
         if not isinstance(lift, AbstractLift):
             raise TypeError("pass one AbstractLift for one layer")
-        return lift(obj, **kwargs)
-    if not isinstance(obj, ResolventNetwork):
-        raise TypeError(f"expected a ResolventLayer or ResolventNetwork, got {type(obj).__name__}")
-    lifts = [lift] * obj.num_layers if isinstance(lift, AbstractLift) else list(lift)
-    if len(lifts) != obj.num_layers:
-        raise ValueError(f"need {obj.num_layers} lifts, got {len(lifts)}")
-    return StationaryNetwork([f(layer, **kwargs) for f, layer in zip(lifts, obj.layers)])
+        return lift(resolvent, **kwargs)
+    if not isinstance(resolvent, ResolventNetwork):
+        raise TypeError(
+            f"expected a ResolventLayer or ResolventNetwork, got {type(resolvent).__name__}"
+        )
+    lifts = [lift] * resolvent.num_layers if isinstance(lift, AbstractLift) else list(lift)
+    if len(lifts) != resolvent.num_layers:
+        raise ValueError(f"need {resolvent.num_layers} lifts, got {len(lifts)}")
+    return StationaryNetwork([f(layer, **kwargs) for f, layer in zip(lifts, resolvent.layers)])
 
 
 # ----------------------------------------------------------------------------------------------
 # Sheaf <-> scalar layers
 
 
-def sheaf_layer_to_scalar(obj: StationaryLayer | StationaryNetwork):
+def sheaf_layer_to_scalar(stationary: StationaryLayer | StationaryNetwork):
     """A sheaf layer (fibre `k`, `BlockSource`, `FlattenFiber` readout) as the scalar-graph layer
     on `n k` nodes with the same function ([`jaxstat.equivalence.sheaf_to_scalar`][] graph,
     `NodeSource` with the same `B`, the inner readout). Scalar layers are returned unchanged;
     networks convert layer by layer."""
-    if isinstance(obj, StationaryNetwork):
-        return StationaryNetwork([sheaf_layer_to_scalar(layer) for layer in obj.layers])
-    g = obj.graph
+    if isinstance(stationary, StationaryNetwork):
+        return StationaryNetwork([sheaf_layer_to_scalar(layer) for layer in stationary.layers])
+    g = stationary.graph
     if g.fiber == 1:
-        return obj
-    B, b = _source(obj)
-    readout, nv = _unwrap_readout(obj.readout, g.fiber, g.num_nodes)
+        return stationary
+    B, b = _node_source(stationary)
+    readout, nv = flat_readout(stationary.readout, g.num_nodes, g.fiber)
     if nv != g.num_nodes * g.fiber:
         readout = Visible(nv, readout)
     return dataclasses.replace(
-        obj, graph=sheaf_to_scalar(g), source=NodeSource(B, b), readout=readout
+        stationary, graph=sheaf_to_scalar(g), source=NodeSource(B, b), readout=readout
     )
 
 
-def scalar_layer_to_sheaf(obj: StationaryLayer | StationaryNetwork, fiber: int, **kwargs):
+def scalar_layer_to_sheaf(stationary: StationaryLayer | StationaryNetwork, fiber: int, **kwargs):
     """Inverse of [`jaxstat.equivalence.sheaf_layer_to_scalar`][]: groups the `n k` nodes of a
     scalar layer into `n` nodes with fibre `k` ([`jaxstat.equivalence.scalar_to_sheaf`][], which
     raises when the blocks are not admissible); `kwargs` go to `scalar_to_sheaf`."""
-    if isinstance(obj, StationaryNetwork):
-        return StationaryNetwork([scalar_layer_to_sheaf(x, fiber, **kwargs) for x in obj.layers])
-    B, b = _source(obj)
-    readout, nv = _unwrap_readout(obj.readout, 1, obj.graph.num_nodes)
+    if isinstance(stationary, StationaryNetwork):
+        return StationaryNetwork(
+            [scalar_layer_to_sheaf(x, fiber, **kwargs) for x in stationary.layers]
+        )
+    B, b = _node_source(stationary)
+    readout, nv = flat_readout(stationary.readout, stationary.graph.num_nodes, 1)
     if nv % fiber:
         raise ValueError(f"{nv} visible nodes cannot be grouped by {fiber}")
     readout = FlattenFiber(readout)
-    if nv != obj.graph.num_nodes:
+    if nv != stationary.graph.num_nodes:
         readout = Visible(nv // fiber, readout)
-    graph = scalar_to_sheaf(obj.graph, fiber, **kwargs)
-    return dataclasses.replace(obj, graph=graph, source=BlockSource(B, b, fiber), readout=readout)
+    graph = scalar_to_sheaf(stationary.graph, fiber, **kwargs)
+    return dataclasses.replace(
+        stationary, graph=graph, source=BlockSource(B, b, fiber), readout=readout
+    )
 
 
 def dense_hamiltonian(graph: Graph) -> Inexact[Array, "nk nk"]:

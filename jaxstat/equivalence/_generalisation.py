@@ -57,27 +57,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..graphs import Graph, PhaseConnection
-from ..stationary import (
-    DrivenDampedModel,
-    FeatureSource,
-    GradientModel,
-    Identity,
-    LinearReadout,
-    NodeSource,
-    Quadratic,
-    ReIm,
-)
-from ._adapters import BlockSource, FlattenFiber, Visible
+from ..graphs import Graph
 from ._complexity import (
-    _complex_operator,
     _layers,
     _real_size,
-    _visible_size,
+    complex_operator,
     hermitian_dof,
     monotonicity,
+    visible_size,
 )
-from ._resolvent import hermitian_part, ResolventLayer
+from ._resolvent import ResolventLayer
 
 
 def _trainable(x) -> bool:
@@ -93,7 +82,7 @@ def _fnorm(x) -> float:
     return float(jnp.linalg.norm(jnp.ravel(jnp.asarray(x))))
 
 
-class _Affine(eqx.Module):
+class _AffineBounds(eqx.Module):
     """Bounds of an affine map `u -> B u + b` (or a readout `W v + c`) over the box."""
 
     num_params: int
@@ -103,13 +92,13 @@ class _Affine(eqx.Module):
     kappa_b: float  # |Delta b broadcast| <= kappa_b t
 
 
-def _affine(B, b, out_size: int, R: float) -> _Affine:
+def _affine(B, b, out_size: int, R: float) -> _AffineBounds:
     B, b = jnp.asarray(B), jnp.asarray(b)
     kB = math.sqrt(B.size) * _coord(B) if _trainable(B) else 0.0
     rep = out_size / max(b.size, 1)
     kb = math.sqrt(out_size) * _coord(b) if _trainable(b) else 0.0
     count = (_real_size(B) if _trainable(B) else 0) + (_real_size(b) if _trainable(b) else 0)
-    return _Affine(
+    return _AffineBounds(
         num_params=count,
         norm_max=float(jnp.linalg.norm(B, 2)) + R * kB,
         kappa_B=kB,
@@ -128,70 +117,93 @@ def _graph_kappa(graph: Graph, R: float) -> tuple[float, int]:
     if graph.potential is not None and _trainable(graph.potential):
         row = row + 1.0
         count += n
-    if isinstance(graph.connection, PhaseConnection):
-        w = np.abs(np.asarray(graph.weights)) + R
+    lip = None if graph.connection is None else graph.connection.transport_lipschitz
+    if lip is not None:
+        # |w' U' - w U| <= |w' - w| + w' |U' - U| <= (1 + (w + R) L) t on each edge.
+        w = lip * (np.abs(np.asarray(graph.weights)) + R)
         row = row + np.bincount(s, w, minlength=n) + np.bincount(r, w, minlength=n)
-        count += E
+        count += E * graph.connection.dof_per_edge
     return float(row.max(initial=0.0)), count
 
 
+def _shift_sensitivity(model) -> tuple[float, int]:
+    """`(kappa_z, P_z)` of a linear model's spectral parameter `z` (its `linear_part`): `|z' - z|
+    <= kappa_z t` over the box, `kappa_z = sum_j |dz/dtheta_j|` over the model's real parameter
+    coordinates (exact for `z` affine in them, as for every model here), and `P_z` the number of
+    coordinates `z` depends on. A parameter that would make the model nonlinear once it moves
+    (the Kerr `kappa`) is held fixed, as are those `z` does not depend on."""
+    leaves, treedef = jax.tree_util.tree_flatten(model, is_leaf=_trainable)
+    kappa, count = 0.0, 0
+    for i, leaf in enumerate(leaves):
+        if not _trainable(leaf):
+            continue
+
+        def z_parts(v, i=i):
+            m = jax.tree_util.tree_unflatten(treedef, leaves[:i] + [v] + leaves[i + 1 :])
+            z = m.linear_part[1]
+            return jnp.stack([jnp.real(z), jnp.imag(z)])
+
+        try:
+            d = np.asarray(jax.jacfwd(z_parts)(leaf)).reshape(2, -1)
+        except ValueError:  # the model is linear only at this parameter's current value
+            continue
+        speed = np.hypot(d[0], d[1])
+        kappa += float(np.sum(speed))
+        count += int(np.count_nonzero(speed))
+    return kappa, count
+
+
 def _operator(layer, R: float, dense: bool, exact: bool) -> tuple[float, float, int]:
-    """`(kappa_M, m_min, P_operator_and_model)` of a layer over the box."""
+    """`(kappa_M, m_min, P_operator_and_model)` of a layer over the box: the operator is
+    `M = c (H - z)` (`A - z` for a resolvent layer), `|M' - M| <= |c| (kappa_H + kappa_z) t`; its
+    modulus stays above `m_0 - R |c| kappa_z` for complex `z` (it is `|c| |Im z|`) and above
+    `m_0 - R |c| (kappa_H + kappa_z)` for real `z` (it is `|c| (lambda_min(H) - z)`)."""
     if isinstance(layer, ResolventLayer):
         N, A, z = layer.size, layer.A, layer.z
-        kA = 1.0 + (N - 1) * _coord(A)
+        kH = 1.0 + (N - 1) * _coord(A)
         kz = _coord(z) if _trainable(z) else 0.0
         count = hermitian_dof(N, jnp.iscomplexobj(A)) + (_real_size(z) if _trainable(z) else 0)
-        im = abs(float(jnp.imag(z)))
-        if im > 0:
-            m_min = im - R * kz
-        else:
-            lam = float(jnp.linalg.eigvalsh(hermitian_part(A))[0])
-            m_min = lam - float(jnp.real(z)) - R * (kA + kz)
-        return kA + kz, m_min, count
-    model, g = layer.model, layer.graph
-    if dense:
-        N, complex_ = _visible_size(layer), _complex_operator(g)
-        kH = 1.0 + (N - 1) * (math.sqrt(2.0) if complex_ else 1.0)
-        count = hermitian_dof(N, complex_)
+        c, complex_z = 1.0, abs(float(jnp.imag(z))) > 0
     else:
-        kH, count = _graph_kappa(g, R)
+        c, z = layer.model.linear_part
+        kz, count_z = _shift_sensitivity(layer.model)
+        g = layer.graph
+        if dense:
+            N, complex_ = visible_size(layer), complex_operator(g)
+            kH = 1.0 + (N - 1) * (math.sqrt(2.0) if complex_ else 1.0)
+            count = hermitian_dof(N, complex_)
+        else:
+            kH, count = _graph_kappa(g, R)
+        count += count_z
+        c, complex_z = abs(c), jnp.iscomplexobj(z)
     m0 = float(monotonicity(layer, exact=exact))
-    if isinstance(model, DrivenDampedModel):
-        kg = 1.0 if _trainable(model.gamma) else 0.0
-        return kH + kg, m0 - R * kg, count + int(kg)
-    if isinstance(model, GradientModel) and isinstance(model.potential, Quadratic):
-        km = 1.0 if _trainable(model.potential.mu) else 0.0
-        return kH + km, m0 - R * (kH + km), count + int(km)
-    raise ValueError(
-        "the generalisation bound covers linear layers: DrivenDampedModel(kappa=0), "
-        f"GradientModel(Quadratic(mu)) and ResolventLayer; got {type(model).__name__}"
-    )
+    kM = c * (kH + kz)
+    m_min = m0 - R * c * kz if complex_z else m0 - R * kM
+    return kM, m_min, count
 
 
-def _source(layer, R: float, state_size: int) -> _Affine:
+def _source_bounds(layer, R: float, state_size: int) -> _AffineBounds:
     if isinstance(layer, ResolventLayer):
         return _affine(layer.B, layer.b, state_size, R)
     src = layer.source
-    if isinstance(src, NodeSource | BlockSource):
-        return _affine(src.B, src.b, state_size, R)
-    if isinstance(src, FeatureSource):
-        return _affine(src.W, src.b, state_size, R)
-    raise TypeError(f"no bound for the source {type(src).__name__}")
+    if src.matrix is None or src.bias is None:
+        raise TypeError(f"no bound for the source {type(src).__name__}")
+    return _affine(src.matrix, src.bias, state_size, R)
 
 
-def _readout(readout, R: float, psi_bound: float, psi_sens: float, out_size: int):
-    """`(output bound, output sensitivity, parameters)` of a readout."""
-    if isinstance(readout, FlattenFiber | Visible):
-        return _readout(readout.inner, R, psi_bound, psi_sens, out_size)
-    if isinstance(readout, Identity | ReIm):
-        return psi_bound, psi_sens, 0
-    if isinstance(readout, LinearReadout):
-        aff = _affine(readout.W, readout.c, out_size, R)
-        bound = aff.norm_max * psi_bound + aff.bias_max
-        sens = aff.kappa_B * psi_bound + aff.norm_max * psi_sens + aff.kappa_b
-        return bound, sens, aff.num_params
-    raise TypeError(f"no bound for the readout {type(readout).__name__}")
+def _readout_bounds(readout, R: float, psi_bound: float, psi_sens: float, out_size: int):
+    """`(output bound, output sensitivity, parameters)` of an affine readout."""
+    if not readout.is_affine:
+        raise TypeError(f"no bound for the readout {type(readout).__name__}")
+    weights = readout.affine_weights
+    if weights is None:
+        # No parameters: rho is affine with rho(0) = 0 and Lipschitz constant `lipschitz`.
+        lip = float(readout.lipschitz)
+        return lip * psi_bound, lip * psi_sens, 0
+    aff = _affine(*weights, out_size, R)
+    bound = aff.norm_max * psi_bound + aff.bias_max
+    sens = aff.kappa_B * psi_bound + aff.norm_max * psi_sens + aff.kappa_b
+    return bound, sens, aff.num_params
 
 
 class GeneralisationBound(eqx.Module):
@@ -213,7 +225,7 @@ class GeneralisationBound(eqx.Module):
 
 
 def parameter_lipschitz(
-    obj,
+    network,
     input_shape,
     input_norm: float,
     radius: float,
@@ -231,14 +243,14 @@ def parameter_lipschitz(
     U, S, P = float(input_norm), 0.0, 0
     dtype = input_dtype or jnp.result_type(float)
     u = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
-    for i, layer in enumerate(_layers(obj)):
+    for i, layer in enumerate(_layers(network)):
         if isinstance(layer, ResolventLayer):
             state = jax.eval_shape(layer.state, u)
         else:
             s = jax.eval_shape(layer.source, u)
             state = jax.ShapeDtypeStruct(s.shape, jnp.result_type(s.dtype, jnp.complex64))
         out = jax.eval_shape(layer.readout, state)
-        aff = _source(layer, R, math.prod(state.shape))
+        aff = _source_bounds(layer, R, math.prod(state.shape))
         kM, m_min, count = _operator(layer, R, dense, exact_monotonicity)
         if not m_min > 0:
             raise ValueError(
@@ -249,14 +261,14 @@ def parameter_lipschitz(
         psi = s_max / m_min
         ds = aff.kappa_B * U + aff.norm_max * S + aff.kappa_b
         dpsi = (ds + kM * psi) / m_min
-        U, S, pr = _readout(layer.readout, R, psi, dpsi, math.prod(out.shape))
+        U, S, pr = _readout_bounds(layer.readout, R, psi, dpsi, math.prod(out.shape))
         P += count + aff.num_params + pr
         u = out
     return S, U, P
 
 
 def generalisation_bound(
-    obj,
+    network,
     *,
     num_samples: int,
     input_shape,
@@ -269,7 +281,7 @@ def generalisation_bound(
     exact_monotonicity: bool = False,
 ) -> GeneralisationBound:
     """A generalisation bound for the class of networks within `radius` (sup norm over all real
-    parameter coordinates) of `obj`, from its parameter count and Lipschitz constants (the
+    parameter coordinates) of `network`, from its parameter count and Lipschitz constants (the
     theorem, its assumptions and the construction of `L_Theta` are in the module docstring):
 
         E l - E_N l <= 2 min_eps [lambda eps + c sqrt(2 P log ceil(2 R L_Theta / eps) / N)]
@@ -277,7 +289,7 @@ def generalisation_bound(
 
     **Arguments:**
 
-    - `obj`: a linear network or layer (driven-damped `kappa = 0`, `Quadratic` gradient model,
+    - `network`: a linear network or layer (driven-damped `kappa = 0`, `Quadratic` gradient model,
       resolvent), sources `NodeSource`/`BlockSource`/`FeatureSource`, readouts `Identity`,
       `ReIm`, `LinearReadout` (possibly wrapped in `FlattenFiber`/`Visible`).
     - `num_samples`: `N`.
@@ -305,7 +317,7 @@ def generalisation_bound(
     if num_samples < 1 or radius <= 0 or loss_range <= 0 or not 0 < delta < 1:
         raise ValueError("need num_samples >= 1, radius > 0, loss_range > 0 and 0 < delta < 1")
     L, out, P = parameter_lipschitz(
-        obj, input_shape, input_norm, radius, dense=dense, exact_monotonicity=exact_monotonicity
+        network, input_shape, input_norm, radius, dense=dense, exact_monotonicity=exact_monotonicity
     )
     N, c, lam, R = num_samples, float(loss_range), float(loss_lipschitz), float(radius)
     top = max(2 * R * L, 1e-300)
