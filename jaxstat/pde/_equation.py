@@ -109,6 +109,15 @@ class AbstractEquation(eqx.Module):
             out = out + self._axis_hyperbolic(v, y, axis) + nu * self._axis_viscous(v, y, axis)
         return out
 
+    def split_field(self, y: Array) -> tuple[Array, Array]:
+        """`(A(y), D y)`: the hyperbolic part and the discrete Laplacian, from one padding."""
+        hyperbolic, viscous = jnp.zeros_like(y), jnp.zeros_like(y)
+        for axis in range(self.grid.ndim):
+            v = self._padded(y, axis)
+            hyperbolic = hyperbolic + self._axis_hyperbolic(v, y, axis)
+            viscous = viscous + self._axis_viscous(v, y, axis)
+        return hyperbolic, viscous
+
     def hyperbolic_field(self, y: Array) -> Array:
         """The hyperbolic part `A(y)` of the right-hand side (`L` with `nu = 0`)."""
         axes = range(self.grid.ndim)

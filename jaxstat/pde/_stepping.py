@@ -224,9 +224,10 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
             diagonal = dt * self.implicit[i][i] * nu
             solve = lambda r, a: equation.solve_diffusion(r, a)
             y = jax.lax.cond(implicit, solve, lambda r, a: r, rhs, diagonal)
-            viscous[i] = equation.diffusion(y)
-            if not unused[i]:
-                hyperbolic[i] = equation.hyperbolic_field(y)
+            if unused[i]:
+                viscous[i] = equation.diffusion(y)
+            else:
+                hyperbolic[i], viscous[i] = equation.split_field(y)
         y1 = increment(self.explicit_weights, self.implicit_weights, stages)
         return y1, None, dict(y0=y0, y1=y1), None, dfx.RESULTS.successful
 
