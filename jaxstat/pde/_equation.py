@@ -279,6 +279,9 @@ class Burgers(AbstractEquation):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import Burgers, Godunov, UniformGrid, WENO5, solve
+
     grid = UniformGrid(0.0, 2 * jnp.pi, 512)
     burgers = Burgers(grid, numerical_flux=Godunov(), reconstruction=WENO5())
     sol = solve(burgers, grid.cell_averages(jnp.sin), jnp.array([0.0, 1.5]), nu=0.01)
@@ -385,6 +388,9 @@ class HamiltonJacobi(AbstractEquation):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import HamiltonJacobi, UniformGrid, solve
+
     grid = UniformGrid((0.0, 0.0), (2 * jnp.pi, 2 * jnp.pi), (64, 64))
     hj = HamiltonJacobi(grid)
     x, y = grid.mesh()

@@ -203,6 +203,9 @@ def cole_hopf(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import cole_hopf
+
     x = jnp.linspace(0, 2 * jnp.pi, 128)
     u, p = cole_hopf(lambda y: -jnp.cos(y), x, 1.5, 0.05, half_width=4.0)
     ```
@@ -263,6 +266,9 @@ def local_entropy(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import local_entropy
+
     x = jnp.linspace(-2, 2, 64)
     F, dF = local_entropy(lambda y: (y**2 - 1) ** 2, x, gamma=1.0, beta=10.0, half_width=4.0)
     ```
@@ -316,6 +322,9 @@ def hopf_lax(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import hopf_lax
+
     x = jnp.linspace(0, 2 * jnp.pi, 128)
     u, p = hopf_lax(lambda y: -jnp.cos(y), x, 1.5, half_width=4.0)
     ```

@@ -33,6 +33,9 @@ class UniformGrid(eqx.Module):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import UniformGrid
+
     grid = UniformGrid(0.0, 2 * jnp.pi, 256)
     p0 = grid.cell_averages(jnp.sin)  # shape (256,)
     ```

@@ -78,6 +78,9 @@ def shock_formation(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import shock_formation
+
     shock_formation(jnp.sin, 0.0, 2 * jnp.pi).time  # 1.0, at position pi
     ```
     """
@@ -189,7 +192,12 @@ def detect_shocks(
     **Example:**
 
     ```python
-    shocks = detect_shocks(sol.ys[-1], grid)
+    import jax.numpy as jnp
+    from jaxstat.pde import Burgers, UniformGrid, detect_shocks, solve
+
+    grid = UniformGrid(0.0, 2 * jnp.pi, 512)
+    sol = solve(Burgers(grid), jnp.sin(grid.centres()) + 0.5, jnp.array([0.0, 1.6]))
+    shocks = detect_shocks(sol.ys[-1], grid)  # one shock, near pi + 0.8
     shocks.position[shocks.valid]
     ```
     """

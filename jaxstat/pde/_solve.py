@@ -65,6 +65,9 @@ def solve(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.pde import Burgers, UniformGrid, solve
+
     grid = UniformGrid(0.0, 2 * jnp.pi, 256)
     sol = solve(Burgers(grid), grid.cell_averages(jnp.sin), jnp.linspace(0, 1.5, 4), nu=0.01)
     sol.ys.shape  # (4, 256)
