@@ -177,18 +177,26 @@ class Charges(AbstractObservable):
 class GradientSplit(AbstractObservable):
     r"""`total = |grads|`, `vertical = |V c|`, `horizontal = |grads - V c|` with
     `c = argmin_c |V c - grads|`, `V` the orbit directions of `group` at `params`
-    (`group.horizontal` with `solver`; `lx.LSMR` keeps `V` matrix-free, `lx.SVD()` is exact)."""
+    (`group.horizontal` with `solver`; `lx.LSMR` keeps `V` matrix-free, `lx.SVD()` is exact), and
+    `converged` (1.0 when the least squares solve converged; else the split is the solver's last
+    iterate: a monitor does not stop the training run it watches)."""
 
     group: AbstractSymmetry
     solver: lx.AbstractLinearSolver = lx.LSMR(rtol=1e-4, atol=1e-4, max_steps=64)
 
     def __call__(self, ts, state):
         grads = _inexact(ts.grads)
-        h = self.group.horizontal(ts.params, grads, solver=self.solver)
+        h, result = self.group.horizontal_result(ts.params, grads, self.solver, throw=False)
         total = jnp.sqrt(sqnorm(grads))
         horizontal = jnp.sqrt(sqnorm(h))
         vertical = jnp.sqrt(sqnorm(jtu.tree_map(lambda a, b: a - b, grads, h)))
-        return {"total": total, "vertical": vertical, "horizontal": horizontal}, state
+        converged = (result == lx.RESULTS.successful).astype(total.dtype)
+        return {
+            "total": total,
+            "vertical": vertical,
+            "horizontal": horizontal,
+            "converged": converged,
+        }, state
 
 
 def _split_params(params):

@@ -160,6 +160,27 @@ def test_gradient_split_against_dense_least_squares(solver):
     )
 
 
+def test_gradient_split_reports_a_solve_that_did_not_converge():
+    """A least squares solve stopped early does not stop the run: `converged` is 0 and the split
+    is LSMR's last iterate, which still splits orthogonally only approximately; the exact SVD solve
+    reports 1. `horizontal` itself still raises by default."""
+    model = net(jr.key(5))
+    group = jq.symmetry(model)
+    dirs = group.orbit_directions(model)
+    c0 = jnp.asarray(np.random.default_rng(1).normal(size=jax.tree.leaves(dirs)[0].shape[0]))
+    g = jax.tree.map(lambda d: jnp.tensordot(c0, d, axes=1), dirs)  # purely vertical
+    stopped = lx.LSMR(rtol=1e-12, atol=1e-12, max_steps=2)
+    out, _ = call(jq.GradientSplit(group, stopped), model, g)
+    assert float(out["converged"]) == 0.0
+    # two Krylov steps leave part of a purely vertical vector unexplained
+    assert float(out["horizontal"]) > 1e-6 * float(out["total"])
+    exact, _ = call(jq.GradientSplit(group, lx.SVD()), model, g)
+    assert float(exact["converged"]) == 1.0
+    assert float(exact["horizontal"]) < 1e-8 * float(exact["total"])
+    with pytest.raises(Exception, match="maximum number of solver steps"):
+        group.horizontal(model, g, solver=stopped)
+
+
 def test_sharpness_and_local_entropy_on_quadratics():
     r"""`f = 1/2 theta^T A theta`: the top eigenvalue of `A` (Lanczos in `n` steps, and one step
     from the previous call's vector); `grad F = gamma A (A + gamma)^{-1} theta` for the local

@@ -190,6 +190,20 @@ def test_dead_unit_has_no_balanced_representative(getkey):
     group = q.symmetry(mlp)
     with pytest.raises(Exception, match="no balanced"):
         canonicalize(group, mlp)
+    # the orbit's infimum is still defined (not attained): the dead unit contributes
+    # 2 |w_in| |w_out| = 0, the limit of |g . theta|^2 as its scale s_2 -> infinity
+    value = float(eqx.filter_jit(group.orbit_min_norm)(mlp))
+    w1, b1, w2 = mlp.layers[0].weight, mlp.layers[0].bias, mlp.layers[1].weight
+    w_in = jnp.sqrt(jnp.sum(w1**2, axis=1) + b1**2)
+    w_out = jnp.sqrt(jnp.sum(w2**2, axis=0))
+    exact = 2 * jnp.sum(w_in * w_out) + jnp.sum(mlp.layers[1].bias ** 2)
+    np.testing.assert_allclose(value, exact, rtol=1e-12)
+    balanced = jnp.where(w_out > 0, jnp.sqrt(w_out / jnp.where(w_in > 0, w_in, 1)), 1.0)
+    for s in (1e2, 1e4):
+        # s_i: balancing scales for the live units, 1/s for the dead one (w_in -> w_in / s)
+        scale = balanced.at[2].set(1 / s)
+        moved = group.act(mlp, ((jnp.arange(w_in.size), scale),))
+        np.testing.assert_allclose(float(q.sqnorm(moved)), value, atol=2 * float(w_in[2] / s) ** 2)
 
 
 def test_bad_specifications():

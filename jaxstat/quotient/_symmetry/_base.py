@@ -117,7 +117,9 @@ class AbstractSymmetry(eqx.Module):
         jac = jax.jacfwd(moved)(flat)
         return jtu.tree_map(lambda leaf: jnp.moveaxis(leaf, -1, 0), jac)
 
-    def horizontal(self, params, grad, solver: lx.AbstractLinearSolver = lx.SVD()):
+    def horizontal(
+        self, params, grad, solver: lx.AbstractLinearSolver = lx.SVD(), *, throw: bool = True
+    ):
         r"""The horizontal part `h = grad - V c` of a gradient, `c = argmin_c |V c - grad|^2`.
 
         `V c` is the JVP of the action along the Lie algebra element `c`, so `V` is a matrix-free
@@ -125,15 +127,23 @@ class AbstractSymmetry(eqx.Module):
         the directions are dependent), `lx.LSMR(rtol, atol)` keeps it matrix-free for large models.
 
         **Arguments:** `params`: `theta`; `grad`: a gradient with the same structure (for example
-        from `eqx.filter_grad`); `solver`: the least squares solver.
+        from `eqx.filter_grad`); `solver`: the least squares solver; `throw`: raise when the
+        solver fails (with `False`, its last iterate is used and `horizontal_result` says so).
 
         **Returns:** `h`, with the inexact leaves of `grad`; `<h, v_a> = 0` for every orbit
         direction.
         """
+        return self.horizontal_result(params, grad, solver, throw=throw)[0]
+
+    def horizontal_result(
+        self, params, grad, solver: lx.AbstractLinearSolver = lx.SVD(), *, throw: bool = True
+    ):
+        r"""`(h, result)`: `horizontal` and the least squares solve's `lineax.RESULTS` (a
+        training monitor passes `throw=False` and records whether the solve converged)."""
         grad = _inexact(grad)
         flat, unravel = ravel_pytree(self.algebra_zero(params))
         if flat.size == 0:
-            return grad
+            return grad, lx.RESULTS.successful
 
         def vertical(x):
             _, tangent = jax.jvp(
@@ -142,8 +152,8 @@ class AbstractSymmetry(eqx.Module):
             return tangent
 
         op = lx.FunctionLinearOperator(vertical, jax.eval_shape(lambda: flat))
-        coeffs = lx.linear_solve(op, grad, solver=solver).value
-        return jtu.tree_map(lambda a, b: a - b, grad, op.mv(coeffs))
+        sol = lx.linear_solve(op, grad, solver=solver, throw=throw)
+        return jtu.tree_map(lambda a, b: a - b, grad, op.mv(sol.value)), sol.result
 
 
 class ProductSymmetry(AbstractSymmetry):

@@ -380,7 +380,20 @@ class NeuronSymmetry(AbstractSymmetry):
         return eqx.filter(self.canonicalize(params), eqx.is_inexact_array)
 
     def orbit_min_norm(self, params):
-        return sqnorm(self._balance(params))
+        r"""`inf_g |g . theta|^2`. With one layer of rescaled units the units decouple and
+        `inf_s a_i s^2 + b_i / s^2 = 2 sqrt(a_i b_i)` (`a_i`, `b_i` the squared norms of unit
+        `i`'s slices of power +1 and -1), so the infimum is
+        `|theta|^2 - sum_i (a_i + b_i - 2 sqrt(a_i b_i))`, also for a dead unit (`a_i b_i = 0`:
+        not attained, the infimum is still defined; weight decay makes such units). Otherwise
+        the norm of the balanced point (`canonicalize`'s first stage)."""
+        continuous = [u for u in self.units if u.scaling.continuous]
+        if len(continuous) != 1:
+            return sqnorm(self._balance(params))
+        (u,) = continuous
+        a, b = u.sqnorms(params, 1), u.sqnorms(params, -1)
+        if a is None or b is None:
+            raise ValueError("a layer of positively rescaled units needs sites of power +1 and -1")
+        return sqnorm(params) - jnp.sum(a + b - 2 * jnp.sqrt(a * b))
 
     # alignment -----------------------------------------------------------------------------
 
