@@ -97,14 +97,19 @@ def permute_numpy(wb, bb, perms):
 
 def with_arrays(mlp, w, b):
     for l in range(len(w)):
-        mlp = eqx.tree_at(lambda m, l=l: (m.layers[l].weight, m.layers[l].bias), mlp,
-                          (jnp.asarray(w[l]), jnp.asarray(b[l])))
+        mlp = eqx.tree_at(
+            lambda m, l=l: (m.layers[l].weight, m.layers[l].bias),
+            mlp,
+            (jnp.asarray(w[l]), jnp.asarray(b[l])),
+        )
     return mlp
 
 
 def arrays(mlp):
-    return ([np.asarray(layer.weight, np.float64) for layer in mlp.layers],
-            [np.asarray(layer.bias, np.float64) for layer in mlp.layers])
+    return (
+        [np.asarray(layer.weight, np.float64) for layer in mlp.layers],
+        [np.asarray(layer.bias, np.float64) for layer in mlp.layers],
+    )
 
 
 class Block(eqx.Module):
@@ -129,13 +134,17 @@ def run(quick: bool = False) -> Table:
         title=f"Alignment of two digits MLPs 64-{width}-{width}-10, and quotient observables",
         description=__doc__,
         columns=[
-            "what", "time (ms)", "test loss barrier", "ratio (to the peer; block rows: to a step)"
+            "what",
+            "time (ms)",
+            "test loss barrier",
+            "ratio (to the peer; block rows: to a step)",
         ],
     )
     Xtr, ytr, Xte, yte = digits()
     models = [
-        train(eqx.nn.MLP(64, 10, width, 2, activation=jax.nn.relu, key=jr.key(seed)), Xtr, ytr,
-              steps)
+        train(
+            eqx.nn.MLP(64, 10, width, 2, activation=jax.nn.relu, key=jr.key(seed)), Xtr, ytr, steps
+        )
         for seed in (0, 1)
     ]
     a, b = models
@@ -162,8 +171,12 @@ def run(quick: bool = False) -> Table:
 
     table.add("no alignment (straight segment)", 0.0, float(naive), float("nan"))
     table.add("numpy + scipy weight matching (peer)", 1e3 * t_peer, float(peer), 1.0)
-    table.add("jaxstat.quotient.align (balance + matching)", 1e3 * t_jaxstat, float(aligned),
-              t_jaxstat / t_peer)
+    table.add(
+        "jaxstat.quotient.align (balance + matching)",
+        1e3 * t_jaxstat,
+        float(aligned),
+        t_jaxstat / t_peer,
+    )
     table.notes.append(
         f"jaxstat.quotient.align: first call {t_first:.1f} s including compilation; the row "
         "times a second call."
@@ -177,16 +190,18 @@ def run(quick: bool = False) -> Table:
     # Two small CNNs (channel permutations and positive rescalings through ReLU and max pooling).
     def cnn(key):
         k = jr.split(key, 3)
-        return eqx.nn.Sequential([
-            eqx.nn.Lambda(lambda x: x.reshape(1, 8, 8)),
-            eqx.nn.Conv2d(1, 16, 3, padding=1, key=k[0]),
-            eqx.nn.Lambda(jax.nn.relu),
-            eqx.nn.MaxPool2d(2, 2),
-            eqx.nn.Conv2d(16, 16, 3, padding=1, key=k[1]),
-            eqx.nn.Lambda(jax.nn.relu),
-            eqx.nn.Lambda(jnp.ravel),
-            eqx.nn.Linear(16 * 4 * 4, 10, key=k[2]),
-        ])
+        return eqx.nn.Sequential(
+            [
+                eqx.nn.Lambda(lambda x: x.reshape(1, 8, 8)),
+                eqx.nn.Conv2d(1, 16, 3, padding=1, key=k[0]),
+                eqx.nn.Lambda(jax.nn.relu),
+                eqx.nn.MaxPool2d(2, 2),
+                eqx.nn.Conv2d(16, 16, 3, padding=1, key=k[1]),
+                eqx.nn.Lambda(jax.nn.relu),
+                eqx.nn.Lambda(jnp.ravel),
+                eqx.nn.Linear(16 * 4 * 4, 10, key=k[2]),
+            ]
+        )
 
     ca, cb = (train(cnn(jr.key(10 + seed)), Xtr, ytr, steps // 2) for seed in (0, 1))
     cnn_accs = [float(jnp.mean(jnp.argmax(jax.vmap(m)(Xte), -1) == yte)) for m in (ca, cb)]
