@@ -85,13 +85,14 @@ def _acc(model, X, Y):
     return jnp.mean(jnp.argmax(jax.vmap(model)(X), -1) == Y)
 
 
-def make_monitor(group, sharpness_every=10, with_split=True):
+def make_monitor(group, sharpness_every=10, with_split=True, with_invariants=True):
     obs = {
         "raw": jq.RawNorms(),
         "quotient": jq.QuotientNorm(group),
-        "invariants": jq.InvariantSpectra(group, top=2),
         "charges": jq.Charges(group),
     }
+    if with_invariants:
+        obs["invariants"] = jq.InvariantSpectra(group, top=2)
     if with_split:
         obs["update_split"] = jq.GradientSplit(group)
     if sharpness_every:
@@ -114,6 +115,8 @@ def grokking(
     record_dir=None,
     monitor=True,
     stop_early=True,
+    sharpness_every=10,
+    with_invariants=True,
 ):
     """Train one transformer per seed (vmapped over seeds: initialisation and data split),
     monitoring every `every` steps; returns `{name: array (seeds, points)}` with `step`,
@@ -126,7 +129,7 @@ def grokking(
     params = jtu_stack([eqx.filter(m, eqx.is_inexact_array) for m in models])
     static = eqx.filter(models[0], eqx.is_inexact_array, inverse=True)
     opt = optax.adamw(lr, b1=0.9, b2=0.98, weight_decay=weight_decay)
-    mon = make_monitor(group) if monitor else None
+    mon = make_monitor(group, sharpness_every, with_invariants=with_invariants) if monitor else None
 
     def one_seed_chunk(params, opt_state, mstate, key, Xtr, Ytr, Xte, Yte):
         def loss(p_):
