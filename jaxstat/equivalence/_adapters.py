@@ -70,7 +70,25 @@ class BlockSource(AbstractSource):
         return rows, cols, blocks[rows, cols]
 
 
-class FlattenFiber(AbstractReadout):
+class _AbstractWrapper(AbstractReadout):
+    """A readout that reshapes or restricts the state (an isometry onto its image) before an
+    inner readout (the field `inner` of each final class; not declared here, so that the final
+    classes keep their own field order): affine, Lipschitz and parametrised as the inner one."""
+
+    @property
+    def is_affine(self) -> bool:
+        return self.inner.is_affine
+
+    @property
+    def lipschitz(self):
+        return self.inner.lipschitz
+
+    @property
+    def affine_weights(self):
+        return self.inner.affine_weights
+
+
+class FlattenFiber(_AbstractWrapper):
     """`rho(psi) = inner(psi.reshape(n k, ...))` for sheaf states `psi` of shape `(n, k, ...)`."""
 
     inner: AbstractReadout
@@ -80,21 +98,8 @@ class FlattenFiber(AbstractReadout):
             raise ValueError(f"sheaf states have shape (n, k, ...), got {psi.shape}")
         return self.inner(psi.reshape((-1,) + psi.shape[2:]))
 
-    @property
-    def is_affine(self) -> bool:
-        return self.inner.is_affine
 
-    @property
-    def lipschitz(self):
-        # The reshape is an isometry.
-        return self.inner.lipschitz
-
-    @property
-    def affine_weights(self):
-        return self.inner.affine_weights
-
-
-class Visible(AbstractReadout):
+class Visible(_AbstractWrapper):
     """`rho(psi) = inner(psi[:num_visible])`: the readout of the visible nodes only (hidden nodes
     are numbered after the visible ones, as [`jaxstat.equivalence.hidden_node_lift`][] does)."""
 
@@ -105,21 +110,9 @@ class Visible(AbstractReadout):
         return self.inner(psi[: self.num_visible])
 
     @property
-    def is_affine(self) -> bool:
-        return self.inner.is_affine
-
-    @property
     def is_node_local(self) -> bool:
+        # Node i of the output is node i of the state.
         return self.inner.is_node_local
-
-    @property
-    def lipschitz(self):
-        # Restriction to the visible nodes has norm 1.
-        return self.inner.lipschitz
-
-    @property
-    def affine_weights(self):
-        return self.inner.affine_weights
 
 
 @functools.singledispatch

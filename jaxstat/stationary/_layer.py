@@ -182,43 +182,36 @@ class AbstractReadout(eqx.Module):
         return None
 
 
-class Identity(AbstractReadout):
+class AbstractIsometry(AbstractReadout):
+    """A parameter-free readout that keeps norms, `|rho(psi)| = |psi|`, node by node: affine
+    (linear), node-local, Lipschitz constant 1."""
+
+    @property
+    def is_affine(self) -> bool:
+        return True
+
+    @property
+    def is_node_local(self) -> bool:
+        return True
+
+    @property
+    def lipschitz(self):
+        return jnp.asarray(1.0)
+
+
+class Identity(AbstractIsometry):
     """`rho(psi) = psi` (real states)."""
 
     def __call__(self, psi):
         return psi
 
-    @property
-    def is_affine(self) -> bool:
-        return True
 
-    @property
-    def is_node_local(self) -> bool:
-        return True
-
-    @property
-    def lipschitz(self):
-        return jnp.asarray(1.0)
-
-
-class ReIm(AbstractReadout):
-    """`rho(psi) = [Re psi, Im psi]`, concatenated along the last axis."""
+class ReIm(AbstractIsometry):
+    """`rho(psi) = [Re psi, Im psi]`, concatenated along the last axis (`|Re psi|^2 +
+    |Im psi|^2 = |psi|^2`)."""
 
     def __call__(self, psi):
         return jnp.concatenate([jnp.real(psi), jnp.imag(psi)], axis=-1)
-
-    @property
-    def is_affine(self) -> bool:
-        return True
-
-    @property
-    def is_node_local(self) -> bool:
-        return True
-
-    @property
-    def lipschitz(self):
-        # An isometry: |Re psi|^2 + |Im psi|^2 = |psi|^2.
-        return jnp.asarray(1.0)
 
 
 class Intensity(AbstractReadout):
