@@ -191,6 +191,16 @@ def lipschitz_bound(network, *, exact_monotonicity: bool = False) -> Float[Array
     **Example:**
 
     ```python
+    import jax.random as jr
+    import jaxstat
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.equivalence import lipschitz_bound
+
+    graph = jg.random_graph(jr.key(0), 50, 150)
+    network = jaxstat.supragraph.feature_network(
+        graph, js.DrivenDampedModel(gamma=1.0), [4, 8, 8], key=jr.key(1)
+    )
     lipschitz_bound(network)        # = prod_l |B_l|_2 / gamma_l for linear ReIm layers
     ```
     """
@@ -359,6 +369,16 @@ def complexity(network, *, exact_monotonicity: bool = False) -> Complexity:
     **Example:**
 
     ```python
+    import jax.random as jr
+    import jaxstat
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.equivalence import complexity
+
+    graph = jg.random_graph(jr.key(0), 50, 150)
+    network = jaxstat.supragraph.feature_network(
+        graph, js.DrivenDampedModel(gamma=1.0), [4, 8, 8], key=jr.key(1)
+    )
     c = complexity(network)
     c.num_params, c.num_params_dense, c.lipschitz
     print(c.table())

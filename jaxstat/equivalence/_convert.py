@@ -135,6 +135,14 @@ def to_resolvent(stationary: StationaryLayer | StationaryNetwork | Sequence[Stat
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.equivalence import to_resolvent
+
+    graph = jg.random_graph(jr.key(0), 20, 60)
+    B, b = jr.normal(jr.key(1), (20, 3)), jnp.zeros((20, 1))
     layer = js.StationaryLayer(graph, js.DrivenDampedModel(0.5), js.NodeSource(B, b), js.ReIm())
     res = to_resolvent(layer)          # res(x) == layer(x)
     ```
@@ -266,6 +274,17 @@ def to_stationary(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat
+    import jaxstat.stationary as js
+    from jaxstat.equivalence import ResolventLayer, ResolventNetwork, to_stationary
+
+    A = jnp.array([[0.0, 1.0, 0.5], [1.0, 0.0, 0.2], [0.5, 0.2, 0.0]])
+    resolvent_network = ResolventNetwork(
+        [ResolventLayer(A, 0.3 + 1.0j, jnp.eye(3), jnp.zeros((3, 1)), readout=js.ReIm())]
+    )
+    x = jr.normal(jr.key(0), (3, 2))
     net = to_stationary(resolvent_network)            # admissible lift, one edge per entry
     jaxstat.supragraph.solve(net, x).value            # == resolvent_network.states(x)
     ```

@@ -308,9 +308,19 @@ def generalisation_bound(
     **Example:**
 
     ```python
-    gb = generalisation_bound(net, num_samples=10_000, input_shape=(m, 1), input_norm=1.0,
-                              radius=0.1)
-    gd = generalisation_bound(net, ..., dense=True)
+    import jax.random as jr
+    import jaxstat
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.equivalence import generalisation_bound
+
+    graph, m = jg.random_graph(jr.key(0), 30, 90), 30
+    net = jaxstat.supragraph.feature_network(
+        graph, js.DrivenDampedModel(gamma=1.0), [1, 4], key=jr.key(1)
+    )
+    kw = dict(num_samples=10_000, input_shape=(m, 1), input_norm=1.0, radius=0.1)
+    gb = generalisation_bound(net, **kw)
+    gd = generalisation_bound(net, **kw, dense=True)
     gb.gap, gd.gap, gb.num_params, gd.num_params
     ```
     """

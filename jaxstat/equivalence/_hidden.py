@@ -139,6 +139,11 @@ def hidden_node_lift(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jaxstat
+    from jaxstat.equivalence import hidden_node_lift
+
+    A = jnp.array([[2.0, -1.0, 0.5], [-1.0, 1.0, 0.3], [0.5, 0.3, 3.0]])  # Hermitian
     lift = hidden_node_lift(A)
     jaxstat.graphs.kron_reduction(lift, jnp.arange(A.shape[0]))   # == A
     ```

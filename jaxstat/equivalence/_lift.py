@@ -206,6 +206,9 @@ def hermitian_lift(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.equivalence import hermitian_lift
+
     H = jnp.array([[2.0, -1.0, 0.5], [-1.0, 1.0, 0.0], [0.5, 0.0, 3.0]])
     g = hermitian_lift(H)        # a signed graph: the +0.5 entry carries U = -1
     g.as_dense()                 # == H

@@ -63,6 +63,14 @@ class ResolventLayer(eqx.Module):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.stationary as js
+    from jaxstat.equivalence import ResolventLayer
+
+    A = jnp.array([[0.0, 1.0, 0.5], [1.0, 0.0, 0.2], [0.5, 0.2, 0.0]])  # N = 3
+    B, b = jr.normal(jr.key(0), (3, 2)), jnp.zeros((3, 1))                # m = 2
+    x = jr.normal(jr.key(1), (2, 4))                                      # c = 4
     layer = ResolventLayer(A, 0.3 + 1.0j, B, b, readout=js.ReIm())
     y = layer(x)            # x of shape (m, c): y of shape (N, 2 c)
     ```

@@ -110,6 +110,17 @@ def gradient(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.supragraph import feature_network, gradient
+
+    graph = jg.random_graph(jr.key(0), 50, 150)
+    network = feature_network(graph, js.DrivenDampedModel(gamma=1.0), [4, 8, 8], key=jr.key(1))
+    x = jr.normal(jr.key(2), (50, 4))
+    target = jnp.zeros((50, 16))
+
     def loss(states, target):
         return network.output(states) - target  # residuals: l = 1/2 |rho(psi_L) - target|^2
 

@@ -78,8 +78,14 @@ class StationaryNetwork(eqx.Module):
     **Example:**
 
     ```python
+    import jax.random as jr
+    import jaxstat
+    import jaxstat.stationary as js
+    from jaxstat.supragraph import feature_network
+
     g = jaxstat.graphs.random_graph(jr.key(0), 50, 150)
     net = feature_network(g, js.DrivenDampedModel(gamma=1.0, kappa=0.3), [4, 8, 8], key=jr.key(1))
+    x = jr.normal(jr.key(2), (50, 4))
     y = net(x)                     # x of shape (50, 4): sequential forward pass, ReIm readout
     psi = net.states(x)            # (psi_1, psi_2), complex (50, 8) each
     net.residual(psi, x)           # (F_1, F_2), ~ 0

@@ -203,6 +203,17 @@ def penalized_solve(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.supragraph import feature_network, penalized_solve
+
+    graph = jg.random_graph(jr.key(0), 50, 150)
+    network = feature_network(graph, js.DrivenDampedModel(gamma=1.0), [4, 8, 8], key=jr.key(1))
+    x = jr.normal(jr.key(2), (50, 4))
+    target = jnp.zeros((50, 16))
+    loss = lambda states, target: network.output(states) - target  # residuals
     pen = penalized_solve(network, x, loss, 1e4, target)
     pen.value, pen.adjoint, pen.grads   # -> exact ones at O(1/mu)
     ```

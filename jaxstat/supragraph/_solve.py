@@ -122,6 +122,14 @@ def solve(
     **Example:**
 
     ```python
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.supragraph import feature_network, solve
+
+    graph = jg.random_graph(jr.key(0), 50, 150)
+    network = feature_network(graph, js.DrivenDampedModel(gamma=1.0), [4, 8, 8], key=jr.key(1))
+    x = jr.normal(jr.key(2), (50, 4))
     sol = solve(network, x)
     sol.value        # (psi_1, ..., psi_L), equal to network.states(x)
     sol.residual     # max |F(Psi*)|

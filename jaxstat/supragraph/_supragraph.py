@@ -172,6 +172,13 @@ def supragraph(
     **Example:**
 
     ```python
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    import jaxstat.stationary as js
+    from jaxstat.supragraph import feature_network, supragraph
+
+    graph = jg.random_graph(jr.key(0), 50, 150)
+    network = feature_network(graph, js.DrivenDampedModel(gamma=1.0), [4, 8, 8], key=jr.key(1))
     sg = supragraph(network)
     sg.num_intra_edges, sg.num_inter_edges, sg.max_degree()
     sg.jacobian_pattern()   # scipy.sparse boolean, block lower-triangular
