@@ -27,6 +27,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 
+# Lanczos steps between two convergence checks (each an eigendecomposition of the tridiagonal
+# matrix, which costs more than a step at small sizes).
+_CHECK_EVERY = 8
+
+
 class Extremes(eqx.Module):
     """The extreme Ritz values of a symmetric operator and their residuals.
 
@@ -105,9 +110,9 @@ def lanczos_extremes(
         return (
             theta[i_min],
             r_min,
+            error(r_min, gap_min),
             theta[i_max],
             r_max,
-            error(r_min, gap_min),
             error(r_max, gap_max),
         )
 
@@ -115,30 +120,35 @@ def lanczos_extremes(
         j, *_, done = carry
         return (j < k) & ~done
 
-    def body(carry):
-        j, q_prev, q, beta, alphas, betas, _, _ = carry
-        w = matvec(q)
-        alpha = jnp.dot(q, w, precision=hi)
-        w = w - alpha * q - beta * q_prev
-        # One local reorthogonalisation against the last two vectors (cheap, keeps the
-        # three-term recurrence symmetric to rounding).
-        w = w - jnp.dot(q, w, precision=hi) * q
-        beta_next = jnp.linalg.norm(w)
-        alphas = alphas.at[j].set(alpha)
-        betas = betas.at[j].set(beta_next)
-        t_min, r_min, t_max, r_max, e_min, e_max = ritz(alphas, betas, j, beta_next)
-        ext = jnp.stack([t_min, r_min, e_min, t_max, r_max, e_max])
-        scale = jnp.maximum(jnp.abs(t_min), jnp.abs(t_max))
-        # Invariant Krylov space: the Ritz values are eigenvalues of B.
-        breakdown = beta_next <= tiny * jnp.maximum(scale, jnp.abs(alpha) + beta)
+    def converged(ext, norm):
+        t_min, _, e_min, t_max, _, e_max = ext
+        scale = jnp.maximum(jnp.maximum(jnp.abs(t_min), jnp.abs(t_max)), tiny * norm)
         ok = jnp.array(True)
         if smallest:
             ok = ok & (e_min <= rtol * scale)
         if largest:
             ok = ok & (e_max <= rtol * scale)
-        done = ok | breakdown
+        return ok
+
+    def body(carry):
+        j, q_prev, q, beta, alphas, betas, norm, ext, _ = carry
+        w = matvec(q)
+        alpha = jnp.dot(q, w, precision=hi)
+        w = w - alpha * q - beta * q_prev
+        # One local reorthogonalisation against q_j (cheap; keeps alpha_j accurate to rounding).
+        w = w - jnp.dot(q, w, precision=hi) * q
+        beta_next = jnp.linalg.norm(w)
+        alphas = alphas.at[j].set(alpha)
+        betas = betas.at[j].set(beta_next)
+        norm = jnp.maximum(norm, jnp.abs(alpha) + beta + beta_next)  # <= 3 |B|, >= |T row j|
+        # Invariant Krylov space: the Ritz values are eigenvalues of B.
+        breakdown = beta_next <= tiny * norm
+        # The Ritz values (a small eigh) every `check` steps, at a breakdown and at the end.
+        check = breakdown | ((j + 1) % _CHECK_EVERY == 0) | (j + 1 == k)
+        ext = lax.cond(check, lambda: jnp.stack(ritz(alphas, betas, j, beta_next)), lambda: ext)
+        done = (check & converged(ext, norm)) | breakdown
         q_next = w / jnp.where(breakdown, 1, beta_next)
-        return j + 1, q, q_next, beta_next, alphas, betas, ext, done
+        return j + 1, q, q_next, beta_next, alphas, betas, norm, ext, done
 
     q0 = v0 / jnp.linalg.norm(v0)
     zero = jnp.zeros((), dtype)
@@ -149,6 +159,7 @@ def lanczos_extremes(
         zero,
         jnp.zeros(k, dtype),
         jnp.zeros(k, dtype),
+        zero,
         jnp.zeros(6, dtype),
         jnp.array(False),
     )
@@ -163,4 +174,3 @@ def lanczos_extremes(
         converged=done,
         num_products=j,
     )
-

@@ -296,9 +296,7 @@ class AutoStability(AbstractStabilityMethod):
             ext = lanczos(S, largest=False)
             scale = 1 + t**2
             # A negative Ritz value proves lambda_min(S) < 0 (Ritz values lie above it).
-            decided = (
-                ext.converged | (ext.smallest < 0) | (2 * ext.smallest_error < ext.smallest)
-            )
+            decided = ext.converged | (ext.smallest < 0) | (2 * ext.smallest_error < ext.smallest)
             return -ext.smallest / scale, ext.smallest_residual / scale, decided
 
         def damped_hamiltonian():
