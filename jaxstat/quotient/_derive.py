@@ -136,7 +136,11 @@ def symmetry(model) -> AbstractSymmetry | None:
     **Returns:** an `AbstractSymmetry` whose methods take the model itself as the parameters.
 
     ```python
-    mlp = eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=key)
+    import equinox as eqx
+    import jax
+    from jaxstat.quotient import symmetry
+
+    mlp = eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=jax.random.key(0))
     group = symmetry(mlp)    # permutations x positive scalings of 2 x 16 units
     group.canonicalize(mlp)  # the balanced, sorted representative: the same function
     ```

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-from jaxstat.pde._misc import jit
+from .._jit import jit
 
 
 class AbstractLangevinSampler(eqx.Module):
@@ -269,6 +269,10 @@ def local_entropy_gradient(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.quotient import local_entropy_gradient
+
     f = lambda y: 0.5 * jnp.sum(y**2)
     x = jnp.ones(3)
     est = local_entropy_gradient(f, x, gamma=1.0, beta=10.0, key=jr.key(0), step_size=0.05)
@@ -335,6 +339,10 @@ def local_entropy_value(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.quotient import local_entropy_value
+
     f = lambda y: 0.5 * jnp.sum(y**2)  # F = x^2 / 4 + (d / 2 beta) log(2 / gamma) at gamma = 1
     est = local_entropy_value(f, jnp.ones(2), gamma=1.0, beta=5.0, key=jr.key(0), step_size=0.1)
     ```

@@ -95,6 +95,21 @@ def entropy_sgd(
     **Example:**
 
     ```python
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import optax
+    from jaxstat.quotient import entropy_sgd
+
+    x, y = jr.normal(jr.key(0), (64, 3)), jr.normal(jr.key(1), (64,))
+    batch = (x, y)
+
+    def loss(params, batch):
+        x, y = batch
+        return jnp.mean((x @ params["w"] - y) ** 2)
+
+    params = {"w": jnp.zeros(3)}
+    grads = jax.grad(loss)(params, batch)
     opt = optax.chain(entropy_sgd(langevin_steps=20, gamma=0.1), optax.sgd(0.5))
     state = opt.init(params)
     updates, state = opt.update(grads, state, params, value_fn=lambda p: loss(p, batch))

@@ -102,6 +102,9 @@ def forecast_shock(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat.quotient import forecast_shock
+
     t = jnp.arange(0.0, 80.0); q = -jnp.log1p(-t / 100.0)
     forecast_shock(t, q, max_horizon=1e4).time  # about 100
     ```

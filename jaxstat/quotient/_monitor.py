@@ -322,6 +322,24 @@ class Monitor(eqx.Module):
     **Example:**
 
     ```python
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat
+    import optax
+    from jaxstat.quotient import Charges, Every, Monitor, QuotientNorm, RawNorms, SharpnessEstimate
+
+    model = eqx.nn.MLP(2, 1, 8, 1, activation=jax.nn.relu, key=jr.key(0))
+    batch = (jr.normal(jr.key(1), (32, 2)), jr.normal(jr.key(2), (32, 1)))
+
+    def loss(model, batch):
+        x, y = batch
+        return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+    grads = eqx.filter_grad(loss)(model, batch)
+    opt_state = optax.adam(1e-3).init(eqx.filter(model, eqx.is_inexact_array))
+    key = jr.key(3)
     group = jaxstat.quotient.symmetry(model)
     monitor = Monitor({"raw": RawNorms(), "quotient": QuotientNorm(group),
                        "charges": Charges(group), "sharpness": Every(SharpnessEstimate(), 10)})

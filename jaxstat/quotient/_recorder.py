@@ -139,11 +139,23 @@ class Recorder:
     **Example:**
 
     ```python
-    with Recorder("run/observables", interval=100) as recorder:
+    import jax.numpy as jnp
+    import tempfile
+    from jaxstat.quotient import Recorder, read_record
+
+    directory = tempfile.mkdtemp()  # a run's folder
+
+    def train_step(params, opt_state, batch):  # stands for a real jitted step
+        params = params - 0.1 * (params - batch)
+        return params, opt_state, {"loss": jnp.sum((params - batch) ** 2)}
+
+    params, opt_state, num_steps = jnp.zeros(3), None, 500
+    batches = jnp.ones((num_steps, 3))
+    with Recorder(directory, interval=100) as recorder:
         for step in range(recorder.next_step, num_steps):
             params, opt_state, observables = train_step(params, opt_state, batches[step])
             recorder.record(observables)
-    series = read_record("run/observables")
+    series = read_record(directory)  # {"step": ..., "loss": ...}, what was recorded
     ```
     """
 

@@ -74,7 +74,20 @@ def sharpness(
     **Example:**
 
     ```python
-    out = sharpness(lambda p: loss(p, batch), params, num_iterations=20)
+    import jax.numpy as jnp
+    import jax.random as jr
+    from jaxstat.quotient import sharpness
+
+    x, y = jr.normal(jr.key(0), (64, 3)), jr.normal(jr.key(1), (64,))
+    batch = (x, y)
+
+    def loss(params, batch):
+        x, y = batch
+        return jnp.mean((x @ params["w"] - y) ** 2)
+
+    params = {"w": jnp.zeros(3)}
+    out = sharpness(lambda p: loss(p, batch), params, num_iterations=20)  # 2 |x|^2 / 64 top
+    new_params = {"w": params["w"] + 0.1}
     out = sharpness(lambda p: loss(p, batch), new_params, num_iterations=5, init=out.vector)
     ```
     """
@@ -107,7 +120,7 @@ def sharpness(
     tiny = jnp.finfo(dtype).eps * 10
 
     def body(j, carry):
-        Q, alpha, beta, scale, broken = carry
+        Q, alpha, beta, valid, scale, broken = carry
         q = Q[j]
         w = hvp(q)
         a = jnp.dot(q, w)
@@ -121,17 +134,24 @@ def sharpness(
         b = jnp.where(now_broken, 0.0, b)
         q_next = jnp.where(now_broken, 0.0, w / jnp.where(b > 0, b, 1))
         Q = Q.at[j + 1].set(q_next)
-        return Q, alpha.at[j].set(a), beta.at[j].set(b), scale, now_broken
+        return Q, alpha.at[j].set(a), beta.at[j].set(b), valid.at[j].set(~broken), scale, now_broken
 
     Q = jnp.zeros((m + 1, n), dtype).at[0].set(q0)
     init_carry = (
         Q,
         jnp.zeros(m, dtype),
         jnp.zeros(m, dtype),
+        jnp.zeros(m, bool),
         jnp.zeros((), dtype),
         jnp.array(False),
     )
-    Q, alpha, beta, _, _ = lax.fori_loop(0, m, body, init_carry)
+    Q, alpha, beta, valid, _, _ = lax.fori_loop(0, m, body, init_carry)
+    # After a breakdown (an invariant subspace was found, e.g. a warm start at an eigenvector) the
+    # remaining steps are decoupled placeholders with zero basis vectors: put their diagonal below
+    # every Ritz value of the valid block (which lie above min(alpha) - 2 max(beta)), so the top
+    # Ritz pair is always taken from the Krylov space.
+    low = jnp.min(jnp.where(valid, alpha, jnp.inf)) - 2 * jnp.max(beta) - 1
+    alpha = jnp.where(valid, alpha, low)
     T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
     evals, evecs = jnp.linalg.eigh(T)
     value = evals[-1]

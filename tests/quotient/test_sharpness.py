@@ -40,6 +40,18 @@ def test_invariant_krylov_space(spectrum, getkey):
     assert float(out.residual) < 1e-8
 
 
+def test_warm_start_at_the_top_eigenvector(getkey):
+    # The warm start a monitor uses: the previous call's vector. At an exact eigenvector the
+    # Krylov space is invariant after one step (breakdown at once); the value is that eigenvalue,
+    # and the decoupled placeholder steps never supply the Ritz vector (it was NaN before).
+    f, H = _quadratic(np.array([4.0, 2.0, 1.0, -3.0]), getkey())
+    first = jq.sharpness(f, jnp.zeros(4), num_iterations=4, key=getkey())
+    again = jq.sharpness(f, jnp.zeros(4), num_iterations=3, init=first.vector)
+    assert abs(float(again.value) - 4.0) < 1e-10
+    assert float(again.residual) < 1e-8
+    np.testing.assert_allclose(H @ again.vector, 4.0 * again.vector, atol=1e-8)
+
+
 def _mlp_loss(params, x, y):
     h = jnp.tanh(x @ params["w1"] + params["b1"])
     return 0.5 * jnp.mean((h @ params["w2"] + params["b2"] - y) ** 2)
