@@ -184,6 +184,17 @@ def test_known_values():
         np.testing.assert_allclose(K[name], expected, rtol=1e-12, err_msg=name)
 
 
+def test_edgeless_patterns_are_one_in_the_input_dtype():
+    """No edge: `t(F, W) = 1` and the rooted density is the constant 1, in W's own precision
+    (float32 in, float32 out, also with x64 enabled)."""
+    W = gn.StepGraphon(jnp.full((4, 4), 0.5, jnp.float32))
+    rooted = gn.rooted_density(gn.Pattern([], num_vertices=1), W, (0,))
+    assert rooted.dtype == jnp.float32 and rooted.shape == (4,)
+    np.testing.assert_array_equal(rooted, np.ones(4))
+    value = gn.homomorphism_density(gn.Pattern([], num_vertices=2), W)
+    assert value.dtype == jnp.float32 and float(value) == 1.0
+
+
 def test_product_graphon_midpoint_second_order():
     # The midpoint rule converges at order 2 for smooth W: fit the slope of the error.
     F = PATTERNS["K4-e"]
