@@ -118,8 +118,8 @@ class AbstractLayer(eqx.Module):
     def _ops(self) -> list: ...
 
 
-class AffineLayer(AbstractLayer):
-    """`h -> W h + b` (no activation): the readout `w_L^T h + c` of a classical network."""
+class _WeightBiasLayer(AbstractLayer):
+    """A layer with one weight matrix `W` (`out_size x in_size`) and one bias `b` (default 0)."""
 
     weight: Float[Array, "o i"]
     bias: Float[Array, " o"]
@@ -135,6 +135,10 @@ class AffineLayer(AbstractLayer):
     @property
     def out_size(self):
         return self.weight.shape[0]
+
+
+class AffineLayer(_WeightBiasLayer):
+    """`h -> W h + b` (no activation): the readout `w_L^T h + c` of a classical network."""
 
     def __call__(self, h, activation):
         return self.weight @ h + self.bias
@@ -143,23 +147,8 @@ class AffineLayer(AbstractLayer):
         return [_Affine(self.weight, self.bias)]
 
 
-class PostActivationLayer(AbstractLayer):
+class PostActivationLayer(_WeightBiasLayer):
     """`h -> sigma(W h + b)`: the classical layer (activation after the affine map)."""
-
-    weight: Float[Array, "o i"]
-    bias: Float[Array, " o"]
-
-    def __init__(self, weight, bias=None):
-        self.weight = _matrix(weight, "weight")
-        self.bias = _vector(bias, self.weight.shape[0], "bias", self.weight.dtype)
-
-    @property
-    def in_size(self):
-        return self.weight.shape[1]
-
-    @property
-    def out_size(self):
-        return self.weight.shape[0]
 
     def __call__(self, h, activation):
         return activation(self.weight @ h + self.bias)
@@ -168,23 +157,8 @@ class PostActivationLayer(AbstractLayer):
         return [_Affine(self.weight, self.bias), _Act()]
 
 
-class PreActivationLayer(AbstractLayer):
+class PreActivationLayer(_WeightBiasLayer):
     """`h -> W sigma(h) + b` (activation before the affine map)."""
-
-    weight: Float[Array, "o i"]
-    bias: Float[Array, " o"]
-
-    def __init__(self, weight, bias=None):
-        self.weight = _matrix(weight, "weight")
-        self.bias = _vector(bias, self.weight.shape[0], "bias", self.weight.dtype)
-
-    @property
-    def in_size(self):
-        return self.weight.shape[1]
-
-    @property
-    def out_size(self):
-        return self.weight.shape[0]
 
     def __call__(self, h, activation):
         return self.weight @ activation(h) + self.bias
