@@ -7,7 +7,7 @@
 # mutants; without them every mutant of the module is run.
 #
 # MODULE is one of: pde-flux, pde-reconstruction, pde-exact, graphons-density, graphons-objective,
-# strata-potential
+# strata-potential, stationary-potential
 # (see the table below). The repository is copied (tracked files plus this working tree's
 # changes) into WORKDIR (default /tmp/jaxstat-mutmut-MODULE); the mutmut configuration is
 # appended to the *copy's* pyproject.toml, so the checkout is never touched. mutmut runs one
@@ -26,7 +26,8 @@ case "$module" in
   graphons-density)   source="jaxstat/graphons/_density.py";  tests="tests/graphons/test_density.py" ;;
   graphons-objective) source="jaxstat/graphons/_objective.py"; tests="tests/graphons/test_objective.py" ;;
   strata-potential)   source="jaxstat/strata/_potential.py";  tests="tests/strata/test_potential.py" ;;
-  *) echo "unknown module '$module'; valid: pde-flux pde-reconstruction pde-exact graphons-density graphons-objective strata-potential" >&2; exit 2 ;;
+  stationary-potential) source="jaxstat/stationary/_potential.py"; tests="tests/stationary/test_closed_forms.py" ;;
+  *) echo "unknown module '$module'; valid: pde-flux pde-reconstruction pde-exact graphons-density graphons-objective strata-potential stationary-potential" >&2; exit 2 ;;
 esac
 
 repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
