@@ -9,6 +9,10 @@ negative real part. The certificate is `alpha(A) = max Re lambda(A)`:
   `C = (I - h/2 A)^{-1} (I + h/2 A)`, which maps `Re lambda < 0` to `|mu| < 1` and `Re lambda > 0`
   to `|mu| > 1`, so its dominant eigenvalues are the rightmost of `A`; each Krylov step is one
   matrix-free `lineax` solve. Ritz values are mapped back by `lambda = (2/h) (mu - 1) / (mu + 1)`.
+- `AutoStability` (the default of `solve`): the structure of `A` read off three products
+  (a rotated gradient flow `-(1 + t J) S / (1 + t^2)`, a damped Hamiltonian `-gamma I - J M`,
+  or neither), then Lanczos on the symmetric `S`, `M` or `(A + A^T) / 2` in a few dozen
+  products; one of the two above only where that cannot decide.
 """
 
 from __future__ import annotations
@@ -188,7 +192,8 @@ class AutoStability(AbstractStabilityMethod):
     r"""The default certificate: reads the structure of the Jacobian `A = Df(psi*)` (as a real
     map) off three matrix-free products, then runs Lanczos on a symmetric operator built from `A`,
     in at most `max_steps` products and three state-sized vectors. Only where that cannot decide
-    does it call `fallback` (the dense spectrum, or `CayleyArnoldi` above 2,048 reals).
+    does it call `fallback` (the dense spectrum, or `CayleyArnoldi` above 2,048 reals). States of
+    up to `dense_max` (2,048) reals take the dense spectrum directly.
 
     With a random unit `v` (so that a nonzero operator does not vanish on it, almost surely),
     `J` multiplication by `i` (complex states) and `skew(X) = (X - X^T) / 2`, one of three
@@ -236,6 +241,8 @@ class AutoStability(AbstractStabilityMethod):
     - `tol`: the state is reported stable when `abscissa < -tol`.
     - `fallback`: the method used when undecided (default: `DenseSpectrum()` up to 2,048 reals,
       else `CayleyArnoldi()`).
+    - `dense_max`: states of up to this many reals take `DenseSpectrum` directly (exact, and at
+      that size cheap); `0` to use the structured path at every size.
     - `seed`: of the random probe and start vector.
     """
 
@@ -243,10 +250,13 @@ class AutoStability(AbstractStabilityMethod):
     rtol: float | None = None
     tol: float = 0.0
     fallback: AbstractStabilityMethod | None = None
+    dense_max: int = DENSE_MAX
     seed: int = 0
 
     def __call__(self, vector_field, y):
         x, f, J = real_system(vector_field, y)
+        if x.size <= self.dense_max:
+            return DenseSpectrum(tol=self.tol)(vector_field, y)
         dtype = x.dtype
         eps = float(jnp.finfo(dtype).eps)
         rtol = eps**0.5 if self.rtol is None else self.rtol

@@ -167,7 +167,7 @@ def test_auto_stability_gradient_models_against_dense(name):
         s = 0.1 * s
     psi0 = None if start is None else jnp.full(s.shape, start, s.dtype)
     psi = js.solve(model, g, s, psi0, stability=None).value
-    dense, auto = _certify(model, g, s, psi, AutoStability(fallback=_Refuse()))
+    dense, auto = _certify(model, g, s, psi, AutoStability(fallback=_Refuse(), dense_max=0))
     assert bool(auto.stable) == bool(dense.stable) == (name != "double well, unstable")
     if exact:
         # Lanczos error ~ r^2 / gap with r <= sqrt(eps) |S|: 1e-7 relative is ample.
@@ -193,7 +193,7 @@ def test_auto_stability_float32_against_float64_dense():
     s = jr.normal(jr.key(1), (300, 2))
     psi32 = js.solve(model, g32, s.astype(jnp.float32), stability=None).value
     dense, _ = _certify(model, g64, s, psi32.astype(jnp.float64), _Refuse())
-    _, auto = _certify(model, g32, s.astype(jnp.float32), psi32, AutoStability())
+    _, auto = _certify(model, g32, s.astype(jnp.float32), psi32, AutoStability(dense_max=0))
     assert auto.abscissa.dtype == jnp.float32
     np.testing.assert_allclose(auto.abscissa, dense.abscissa, rtol=1e-4)
     assert bool(auto.stable)
@@ -220,7 +220,7 @@ def test_auto_stability_kerr_network_against_dense():
     }.items():
         psi = js.solve(model, g, s, guess, stability=None).value
         middle = name == "middle at node 0"
-        method = AutoStability(fallback=None if middle else _Refuse())
+        method = AutoStability(fallback=None if middle else _Refuse(), dense_max=0)
         dense, auto = _certify(model, g, s, psi, method)
         if middle:
             np.testing.assert_allclose(auto.abscissa, dense.abscissa, rtol=1e-12)
