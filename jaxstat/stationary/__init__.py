@@ -29,10 +29,17 @@ inner solves (warm starts keep a branch); the backward pass is the implicit adjo
 solve, so memory does not grow with the iterations. `flow` integrates the dynamics with diffrax.
 
 **Stability.** A state is on a stable branch when the linearised dynamics (as a real map) has all
-eigenvalues with negative real part; `solve` reports the spectral abscissa in `sol.stability`
-(`DenseSpectrum` for small states, `CayleyArnoldi` matrix-free), a layer only when asked
-(`stability=` at construction). Model parameters (`gamma`, `kappa`, `mu`, ...) are array leaves:
-trainable, and a new value does not recompile.
+eigenvalues with negative real part; `solve` reports the spectral abscissa in `sol.stability`.
+Its default, `AutoStability`, reads the Jacobian's structure off a few products and certifies
+with Lanczos (at most 48 products): for the gradient model `A = -S` (up to a phase rotation), so
+stability is `lambda_min(S) > 0`; for the driven-damped model `A = -gamma I - J M` with `M`
+symmetric, and a definite `M` gives the abscissa `-gamma` exactly; otherwise the largest
+eigenvalue of `(A + A^T) / 2` bounds the abscissa. Only when none decides does it fall back to
+`DenseSpectrum` (small states) or `CayleyArnoldi` (matrix-free). A layer certifies only when asked
+(`stability=` at construction: it solves at every forward pass).
+
+Model parameters (`gamma`, `kappa`, `mu`, ...) are array leaves: trainable, and a new value does
+not recompile.
 """
 
 from .._krylov import GMRES as GMRES
@@ -75,6 +82,7 @@ from ._solution import RESULTS as RESULTS, Solution as Solution, Stability as St
 from ._solve import solve as solve
 from ._stability import (
     AbstractStabilityMethod as AbstractStabilityMethod,
+    AutoStability as AutoStability,
     CayleyArnoldi as CayleyArnoldi,
     DenseSpectrum as DenseSpectrum,
 )
