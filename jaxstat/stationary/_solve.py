@@ -156,6 +156,13 @@ def solve(
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxstat.graphs as jg
+    from jaxstat.stationary import DrivenDampedModel, solve
+
+    graph = jg.knn_graph(jr.normal(jr.key(0), (200, 2)), k=6)
+    source = jr.normal(jr.key(1), (200,)).astype(jnp.complex64)
     model = DrivenDampedModel(gamma=0.5, kappa=1.0)
     sol = solve(model, graph, source)
     sol.value, sol.stability.abscissa
