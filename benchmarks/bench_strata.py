@@ -288,13 +288,21 @@ def design(name, variant):
     X, y, graph = load(name)
     masks = label_masks(len(y), DESIGN_SEEDS)
     r = jaxstat_semisupervised(
-        graph, y, masks, DESIGN_SEEDS, mu=MU, steps=STEPS, lr_graph=LR_GRAPH,
+        graph,
+        y,
+        masks,
+        DESIGN_SEEDS,
+        mu=MU,
+        steps=STEPS,
+        lr_graph=LR_GRAPH,
         guarded=variant == "guarded",
     )
     a = [s for s in sklearn_peer(lambda: LabelPropagation(kernel="knn"), X, y, masks)[0]]
-    print(f"{name} {variant}: {_acc(r['acc'])} per split {_per(r['acc'])}; best steps {r['best']}"
-          f"; rejected {r['rejected']}; untrained {_acc(r['acc0'])}; LabelPropagation {_acc(a)} "
-          f"({_per(a)}); time {np.mean(r['time']):.1f} s/split, compile {r['compile']:.1f} s")
+    print(
+        f"{name} {variant}: {_acc(r['acc'])} per split {_per(r['acc'])}; best steps {r['best']}"
+        f"; rejected {r['rejected']}; untrained {_acc(r['acc0'])}; LabelPropagation {_acc(a)} "
+        f"({_per(a)}); time {np.mean(r['time']):.1f} s/split, compile {r['compile']:.1f} s"
+    )
 
 
 def karate_rows(table, quick):
@@ -330,9 +338,7 @@ def karate_rows(table, quick):
         f"per split {_per(r['acc'])}; best step {r['best']}; edges alive "
         f"{int(np.mean(r['alive']))}/{graph.num_edges}; compile {r['compile']:.1f} s",
     )
-    table.add(
-        task, "  the same layer untrained (= label propagation)", _acc(r["acc0"]), "", "", ""
-    )
+    table.add(task, "  the same layer untrained (= label propagation)", _acc(r["acc0"]), "", "", "")
     for name, make in [
         ("sklearn LabelSpreading (graph kernel)", lambda: LabelSpreading(kernel=kernel)),
         ("sklearn LabelPropagation (graph kernel)", lambda: LabelPropagation(kernel=kernel)),
@@ -430,7 +436,12 @@ def run(quick: bool = False) -> Table:
         title="Graph learning with strata: semi-supervised classification and throughput",
         description=__doc__,
         columns=[
-            "task", "method", "accuracy (mean ± std over splits)", "time (s)", "vs peer", "notes"
+            "task",
+            "method",
+            "accuracy (mean ± std over splits)",
+            "time (s)",
+            "vs peer",
+            "notes",
         ],
     )
     if load_digits is None:

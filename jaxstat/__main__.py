@@ -62,7 +62,7 @@ def bench(args: list[str]) -> int:
         sys.exit(
             "`jaxstat bench` needs a source checkout of jaxstat: the benchmarks, their peers and "
             "their results table live in the repository's benchmarks/ folder, not in the installed "
-            "package. Clone the repository, `pip install -e \".[bench]\"` there, and run "
+            'package. Clone the repository, `pip install -e ".[bench]"` there, and run '
             "`jaxstat bench` (or `python benchmarks/run.py`) from it."
         )
     return subprocess.run([sys.executable, str(script), *args]).returncode
