@@ -15,7 +15,7 @@ from jaxtyping import Array, ArrayLike, Float, Inexact
 from .._checks import is_concrete
 
 
-def as_parameter(x: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+def as_parameter(x: Float[ArrayLike, "..."] | int) -> Float[Array, "..."]:
     """The converter of model and potential parameters: an array (a Python float stays weakly
     typed, so it does not promote single-precision states; a Python int becomes a float)."""
     if isinstance(x, int) and not isinstance(x, bool):

@@ -289,3 +289,26 @@ def test_models_without_a_modulus_say_so():
         js.GradientModel(js.Quartic()).linear_part
     with pytest.raises(ValueError, match="must be positive"):
         js.DoubleWell(beta=-1.0)
+
+
+def test_potential_parameters_domain_and_conversion():
+    """The domains the closed forms need: Quartic `beta >= 0` (0 is the quadratic), DoubleWell
+    `beta > 0` (`mu` is free: the model's `gamma` or the graph may make the system definite); the
+    error names the parameter. Python ints become floating arrays
+    (trainable, same value), floats stay weakly typed."""
+    for make, name in [
+        (lambda: js.Quartic(mu=1.0, beta=-1.0), "beta"),
+        (lambda: js.DoubleWell(beta=0.0), "beta"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            make()
+    quartic = js.Quartic(mu=1.0, beta=0.0)  # the boundary beta = 0 is allowed
+    quadratic = js.Quadratic(mu=1.0)
+    rho = jnp.array([0.3, 2.0])
+    np.testing.assert_allclose(quartic.df(rho), quadratic.df(rho), rtol=1e-15)
+    from jaxstat.stationary._potential import as_parameter  # the fields' converter
+
+    two = as_parameter(2)  # an int from an untyped caller
+    assert jnp.issubdtype(two.dtype, jnp.floating) and float(two) == 2.0
+    assert js.Quadratic(mu=2.0).mu.weak_type
+    np.testing.assert_allclose(js.ReLUPotential().value(jnp.array([1.0, -2.0])), 2.5)
