@@ -19,8 +19,14 @@ def jit(*, arrays: tuple[str, ...] = ()):
     **Example:**
 
     ```python
+    import jax.numpy as jnp
+    from jaxstat._jit import jit
+
     @jit(arrays=("nu",))
-    def solve(equation, y0, ts, nu=0.0): ...
+    def heat_step(y, nu=0.0):  # nu: a Python float or an array, traced either way
+        return y + nu * (jnp.roll(y, 1) - 2 * y + jnp.roll(y, -1))
+
+    heat_step(jnp.ones(8), 0.1), heat_step(jnp.ones(8), 0.2)  # one compilation
     ```
     """
 

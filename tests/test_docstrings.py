@@ -36,12 +36,29 @@ def _examples():
                 yield pytest.param(where, [textwrap.dedent(b) for b in blocks], id=where)
 
 
-EXAMPLES = list(_examples())
+# Examples that take about 10 s or more here (many Newton starts, training loops): run with
+# `pytest -m slow tests/test_docstrings.py`, so the default suite stays within its time budget.
+SLOW = {
+    "jaxstat/morse/_critical.py:find_critical_points",
+    "jaxstat/morse/_critical.py:find_all_critical_points",
+    "jaxstat/morse/_node.py:NeuralODE",
+    "jaxstat/strata/_fit.py:Validation",
+    "jaxstat/strata/_fit.py:fit",
+    "jaxstat/strata/_transform.py:partition",
+    "jaxstat/supragraph/_adjoint.py:gradient",
+    "jaxstat/supragraph/_penalty.py:penalized_solve",
+}
+EXAMPLES = [
+    pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow] if p.id in SLOW else [])
+    for p in _examples()
+]
 
 
 def test_examples_were_found():
-    """The collector sees the examples (a broken pattern would silently test nothing)."""
+    """The collector sees the examples (a broken pattern would silently test nothing), and every
+    name marked slow is one of them."""
     assert len(EXAMPLES) > 80
+    assert SLOW <= {p.id for p in EXAMPLES}
 
 
 @pytest.mark.parametrize("where, blocks", EXAMPLES)
