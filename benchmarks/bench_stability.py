@@ -6,7 +6,8 @@ features per node, timed three ways in the same run: with no certificate (`stabi
 the default `AutoStability()` (structure read off three Jacobian products, then Lanczos on the
 Hessian, at most 48 products) and with `CayleyArnoldi()` (the former default above 2,048 reals:
 30 Arnoldi steps, each a GMRES solve). "certificate / solve" is `(t_with - t_none) / t_none`.
-From n = 10,000 on, `CayleyArnoldi` is timed once (one call after the compiling one).
+From n = 10,000 on, `CayleyArnoldi` is timed once (one call after the compiling one), and not at
+n = 100,000 (minutes per call: `nan` in the table).
 
 Accuracy: the abscissa `max Re lambda(Df(psi*))` of `AutoStability` against the dense spectrum
 (`DenseSpectrum`, LAPACK on every eigenvalue), float32, where both run (n = 600, E = 5n, d = 1,
@@ -125,7 +126,9 @@ def run(quick: bool = False) -> Table:
             "abscissa CayleyArnoldi",
         ],
     )
-    _cost_rows(table, sizes, d, cayley_max=10_000 if quick else 100_000)
+    # CayleyArnoldi up to n = 10,000 only: at n = 100,000 one call takes minutes (measured before
+    # this change: 395 s against a 3.1 s solve), longer than this benchmark's budget.
+    _cost_rows(table, sizes, d, cayley_max=10_000)
     _accuracy_rows(table, 200 if quick else 600)
     return table
 
