@@ -29,11 +29,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import lineax as lx
 
-
-def _dot(a, b):
-    """`a @ b` in full precision: Gram-Schmidt loses orthogonality under the reduced-precision
-    (TF32) float32 matmuls that GPUs use by default."""
-    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+from ._numerics import full_precision_dot
 
 
 class GMRES(lx.AbstractLinearSolver):
@@ -99,10 +95,10 @@ class GMRES(lx.AbstractLinearSolver):
                 j, basis, hess, cs, sn, g, _, _, scale = carry
                 w = matvec(basis[j])
                 mask = (jnp.arange(m + 1) <= j).astype(real)
-                h1 = mask * _dot(jnp.conj(basis), w)
-                w = w - _dot(h1, basis)
-                h2 = mask * _dot(jnp.conj(basis), w)
-                w = w - _dot(h2, basis)
+                h1 = mask * full_precision_dot(jnp.conj(basis), w)
+                w = w - full_precision_dot(h1, basis)
+                h2 = mask * full_precision_dot(jnp.conj(basis), w)
+                w = w - full_precision_dot(h2, basis)
                 h = h1 + h2
                 norm = jnp.linalg.norm(w)
                 basis = basis.at[j + 1].set(w / jnp.where(norm > 0, norm, 1))
@@ -150,7 +146,7 @@ class GMRES(lx.AbstractLinearSolver):
             R = jnp.where(active[:, None] & active[None, :], hess[:m], jnp.eye(m, dtype=dtype))
             rhs = jnp.where(active, g[:m], 0)
             y = jax.scipy.linalg.solve_triangular(R, rhs, lower=False)
-            x = x + _dot(y, basis[:m])
+            x = x + full_precision_dot(y, basis[:m])
             return x, jnp.abs(g[k]).astype(real), k + 1, singular
 
         def outer_cond(carry):

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, ArrayLike, Inexact
 
+from .._numerics import default_tolerance
 from ..graphs import Graph, SparseHamiltonian
 from ._model import AbstractModel
-from ._solve import default_tolerance, node_shape, pack, state_dtype, unpack
+from ._solve import node_shape, pack, unpack
 
 
 # Largest step, in units of 1 / (the model's fastest linear rate): see `flow`.
@@ -118,7 +119,7 @@ def flow(
             "until_steady must be None or a jaxstat.stationary.SteadyState, e.g. "
             f"until_steady=SteadyState(rtol=1e-6); got {until_steady!r}"
         )
-    dtype = jnp.result_type(state_dtype(model, H, source), psi0)
+    dtype = jnp.result_type(model.state_dtype(H, source), psi0)
     real_dtype = jnp.finfo(dtype).dtype
     tol = default_tolerance(real_dtype)
     solver = dfx.Tsit5() if solver is None else solver

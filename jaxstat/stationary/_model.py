@@ -86,6 +86,19 @@ class AbstractModel(eqx.Module):
         """`True` if states must be real."""
         return False
 
+    def state_dtype(self, H: SparseHamiltonian, source) -> jnp.dtype:
+        """The dtype of the states: complex if the model, the Hamiltonian or the source is; real
+        otherwise. Raises `TypeError` when a real-only model meets complex data."""
+        dtype = jnp.result_type(H.dtype, source)
+        if self.complex_states:
+            dtype = jnp.result_type(dtype, jnp.complex64)
+        if self.real_only and jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(
+                f"{type(self).__name__} with this potential needs real states, but the graph or "
+                "source is complex"
+            )
+        return dtype
+
     @property
     def is_linear(self) -> bool:
         """`True` if the residual `F(psi; s, H)` is affine in `psi` for every `H`, so the layer is

@@ -5,34 +5,17 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 
 from .._checks import is_concrete
 from .._krylov import GMRES
+from .._numerics import any_nonfinite, default_tolerance, inner_forcing
 from .._sharding import auto_axes_inside
 from ..graphs import Graph, SparseHamiltonian
 from ._model import AbstractModel
 from ._solution import RESULTS, Solution
 from ._stability import AbstractStabilityMethod, AutoStability, not_computed
-
-
-def default_tolerance(dtype) -> float:
-    """`1e-4` in single precision, `1e-10` in double: `max |F(psi*)|` reachable in that precision
-    for graphs of up to millions of nodes (rounding in `H psi` is ~ `eps |H| |psi|`)."""
-    return 1e-4 if jnp.finfo(dtype).bits <= 32 else 1e-10
-
-
-def _forcing(dtype) -> tuple[float, float]:
-    """Relative tolerances `(newton, adjoint)` of the inner GMRES solves: an inexact-Newton forcing
-    term of 1e-3 and an adjoint accuracy of 1e-4 in single precision (restarted GMRES stagnates
-    near `eps` times the condition number); 1e-6 and `tol / 10` in double precision. Inexact Newton
-    converges for any forcing below 1 (each step gains that factor), so a tight forcing only costs
-    GMRES iterations, which grow with the conditioning (large `|psi|^2` terms)."""
-    if jnp.finfo(dtype).bits <= 32:
-        return 1e-3, 1e-4
-    return 1e-6, default_tolerance(dtype) / 10
 
 
 def default_solver(dtype) -> optx.Newton:
@@ -46,26 +29,13 @@ def default_solver(dtype) -> optx.Newton:
     Jacobian of a complex or ReLU model is not symmetric; it stops at `|r| <= eta |F|`.
     """
     tol = default_tolerance(dtype)
-    inner = GMRES(rtol=_forcing(dtype)[0], atol=0.0)
+    inner = GMRES(rtol=inner_forcing(dtype)[0], atol=0.0)
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 
 def default_adjoint(dtype) -> optx.ImplicitAdjoint:
     """The implicit adjoint: one transposed matrix-free GMRES solve per backward pass."""
-    return optx.ImplicitAdjoint(linear_solver=GMRES(rtol=_forcing(dtype)[1], atol=0.0))
-
-
-def state_dtype(model: AbstractModel, H: SparseHamiltonian, source) -> jnp.dtype:
-    """Complex if the model, the Hamiltonian or the source is; real otherwise."""
-    dtype = jnp.result_type(H.dtype, source)
-    if model.complex_states:
-        dtype = jnp.result_type(dtype, jnp.complex64)
-    if model.real_only and jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(
-            f"{type(model).__name__} with this potential needs real states, but the graph or "
-            "source is complex"
-        )
-    return dtype
+    return optx.ImplicitAdjoint(linear_solver=GMRES(rtol=inner_forcing(dtype)[1], atol=0.0))
 
 
 def pack(psi):
@@ -85,13 +55,6 @@ def node_shape(H: SparseHamiltonian, source) -> tuple[int, ...]:
         want = f"({n}, ...)" if k == 1 else f"({n}, {k}, ...)"
         raise ValueError(f"the source must have shape {want} (nodes first), got {shape}")
     return shape
-
-
-def _any_nonfinite(tree) -> Array:
-    leaves = [
-        jnp.any(~jnp.isfinite(x)) for x in jtu.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
-    ]
-    return jnp.any(jnp.stack(leaves)) if leaves else jnp.array(False)
 
 
 def check_values(checks: list[tuple[Array, str]], token):
@@ -202,7 +165,7 @@ def _solve(
     H = graph.assemble() if isinstance(graph, Graph) else graph
     source = jnp.asarray(source)
     shape = node_shape(H, source)
-    dtype = state_dtype(model, H, source)
+    dtype = model.state_dtype(H, source)
     if psi0 is None:
         psi0 = jnp.zeros(shape, dtype)
     else:
@@ -224,7 +187,7 @@ def _solve(
     if isinstance(graph, Graph):
         token = check_values(graph.check(), token)
     source = source + token.astype(source.dtype)
-    bad_input = _any_nonfinite((model, H, source, psi0))
+    bad_input = any_nonfinite((model, H, source, psi0))
 
     def residual(y, args):
         model, H, source, scale = args

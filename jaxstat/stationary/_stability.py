@@ -28,7 +28,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import PyTree
 
-from .._krylov import _dot
+from .._numerics import full_precision_dot as _dot
 from ._lanczos import lanczos_extremes
 from ._solution import Stability
 

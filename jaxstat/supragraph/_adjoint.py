@@ -17,15 +17,10 @@ import lineax as lx
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
+from .._numerics import any_nonfinite, real_dtype
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import Gradient, RESULTS
-from ._solve import (
-    any_nonfinite,
-    default_linear_solver,
-    initial_states,
-    real_dtype,
-    solve,
-)
+from ._solve import default_linear_solver, initial_states, solve
 
 
 Loss = Callable[[States, Any], Any]
@@ -142,7 +137,7 @@ def gradient(
 @eqx.filter_jit
 def _adjoint_gradient(network, x, loss, args, states, result, linear_solver, throw) -> Gradient:
     states = jax.lax.stop_gradient(states)
-    dtype = real_dtype(states)
+    dtype = real_dtype(*jtu.tree_leaves(states))
     linear_solver = default_linear_solver(dtype) if linear_solver is None else linear_solver
     y = pack_states(states)
 

@@ -36,7 +36,6 @@ from ..stationary import (
     Solution as LayerSolution,
     StationaryLayer,
 )
-from ..stationary._solve import state_dtype
 
 
 States = tuple[Inexact[Array, "..."], ...]
@@ -206,7 +205,7 @@ class StationaryNetwork(eqx.Module):
                 s = layer.source(h)
                 H = layer.graph.assemble()
                 _check_nodes(layer, s, i)
-                psi = jnp.zeros(s.shape, state_dtype(layer.model, H, s))
+                psi = jnp.zeros(s.shape, layer.model.state_dtype(H, s))
                 out.append(psi)
                 h = layer.readout(psi)
             return tuple(out)
@@ -303,8 +302,6 @@ def feature_network(
         )
         layers.append(layer)
         H = g.assemble()
-        psi = jax.ShapeDtypeStruct(
-            (g.num_nodes, features[i + 1]), state_dtype(m, H, layer.source.W)
-        )
+        psi = jax.ShapeDtypeStruct((g.num_nodes, features[i + 1]), m.state_dtype(H, layer.source.W))
         d_in = jax.eval_shape(layer.readout, psi).shape[-1]
     return StationaryNetwork(layers)

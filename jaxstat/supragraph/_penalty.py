@@ -24,10 +24,11 @@ from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 from .._checks import is_concrete
 from .._krylov import GMRES
+from .._numerics import any_nonfinite, default_tolerance, real_dtype
 from ._adjoint import Loss, parameter_gradients, scalar_loss
 from ._network import pack_complex, pack_states, States, StationaryNetwork, unpack_states
 from ._solution import PenalizedSolution, RESULTS
-from ._solve import any_nonfinite, default_tolerance, initial_states, real_dtype
+from ._solve import initial_states
 
 
 def default_penalized_solver(dtype) -> optx.Newton:
@@ -253,7 +254,7 @@ def _penalized_solve(network, x, loss, mu, args, states0, adjoint0, *, solver, m
     dyn_args, static_args = eqx.partition(args, eqx.is_inexact_array)
     problem = _Penalized(network, x, mu, dyn_args, static_args, loss)
     if solver is None:
-        solver = default_penalized_solver(real_dtype(states0))
+        solver = default_penalized_solver(real_dtype(*jtu.tree_leaves(states0)))
     y, sol = _stationary_point(problem, solver, y0, lam0, max_steps)
     return _report(problem, jax.lax.stop_gradient(y), sol, states0, throw)
 

@@ -9,7 +9,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 
 from .._krylov import GMRES
-from ..stationary._solve import _forcing, default_tolerance
+from .._numerics import any_nonfinite, default_tolerance, inner_forcing, real_dtype
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import RESULTS, Solution
 
@@ -34,24 +34,13 @@ def default_root_finder(dtype) -> optx.Newton:
     forcing `1e-3` in single precision, `1e-6` in double, as `jaxstat.stationary`: each Newton
     step gains that factor, so a tighter forcing only costs GMRES iterations)."""
     tol = default_tolerance(dtype)
-    inner = _gmres(_forcing(dtype)[0], 0.0)
+    inner = _gmres(inner_forcing(dtype)[0], 0.0)
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 
 def default_adjoint(dtype) -> optx.ImplicitAdjoint:
     """The root find's implicit adjoint: one transposed GMRES solve with the global Jacobian."""
     return optx.ImplicitAdjoint(linear_solver=default_linear_solver(dtype))
-
-
-def any_nonfinite(tree) -> Array:
-    leaves = [
-        jnp.any(~jnp.isfinite(x)) for x in jtu.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
-    ]
-    return jnp.any(jnp.stack(leaves)) if leaves else jnp.array(False)
-
-
-def real_dtype(structure) -> jnp.dtype:
-    return jnp.finfo(jnp.result_type(*[s.dtype for s in structure])).dtype
 
 
 def initial_states(network: StationaryNetwork, x: Array, states0) -> States:
@@ -139,7 +128,7 @@ def solve(
     if solver is None:
         # Chosen here, outside `filter_jit`, where the model parameters (arrays) are concrete:
         # inside, `kappa = 0` would be a tracer and a linear network would not be recognised.
-        dtype = real_dtype(initial_states(network, x, states0))
+        dtype = real_dtype(*jtu.tree_leaves(initial_states(network, x, states0)))
         solver = default_linear_solver(dtype) if network.is_linear else default_root_finder(dtype)
     return _solve(network, x, states0, solver, adjoint, max_steps, throw)
 
@@ -147,7 +136,7 @@ def solve(
 @eqx.filter_jit
 def _solve(network, x, states0, solver, adjoint, max_steps, throw) -> Solution:
     states0 = initial_states(network, x, states0)
-    dtype = real_dtype(states0)
+    dtype = real_dtype(*jtu.tree_leaves(states0))
     tol = default_tolerance(dtype)
     y0 = pack_states(states0)
     args = (network, x)
