@@ -20,6 +20,7 @@ and the gradient read off the penalized state converges to backpropagation's, al
 """
 
 from ._adjoint import gradient as gradient
+from ._blocks import BlockTriangular as BlockTriangular
 from ._network import (
     feature_network as feature_network,
     pack_states as pack_states,

@@ -18,6 +18,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Inexact, PyTree
 
 from .._numerics import any_nonfinite, real_dtype
+from ._blocks import BlockTriangular
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import Gradient, RESULTS
 from ._solve import default_linear_solver, initial_states, solve
@@ -66,11 +67,12 @@ def gradient(
     args: PyTree = None,
     states: States | None = None,
     *,
-    solver: lx.AbstractLinearSolver
+    solver: BlockTriangular
+    | lx.AbstractLinearSolver
     | optx.AbstractRootFinder
     | optx.AbstractLeastSquaresSolver
     | None = None,
-    linear_solver: lx.AbstractLinearSolver | None = None,
+    linear_solver: BlockTriangular | lx.AbstractLinearSolver | None = None,
     max_steps: int = 256,
     throw: bool = True,
 ) -> Gradient:
@@ -96,7 +98,11 @@ def gradient(
     - `args`: passed to `loss` (targets, a head's parameters); its gradient is returned too.
     - `states`: `Psi*` if already known (no forward solve).
     - `solver`, `max_steps`: for the forward solve, see `solve`.
-    - `linear_solver`: for the adjoint solve (default GMRES, tolerance `1e-12` in float64).
+    - `linear_solver`: for the adjoint solve: a [`jaxstat.supragraph.BlockTriangular`][] (block
+      back substitution, `J_ll^H lam_l = -grad_l l - J_{l+1,l}^H lam_{l+1}` for
+      `l = L, ..., 1`: still the one adjoint system, solved by its structure), or a `lineax`
+      solver of the whole transposed system. Default: the `BlockTriangular` given as `solver`,
+      else GMRES over all layers (tolerance `1e-12` in float64).
     - `throw`: raise on failure of either solve.
 
     **Returns:** a [`jaxstat.supragraph.Gradient`][] (`value`, `states`, `adjoint`, `grads`,
@@ -124,6 +130,8 @@ def gradient(
     ```
     """
     x = jnp.asarray(x)
+    if linear_solver is None and isinstance(solver, BlockTriangular):
+        linear_solver = solver
     # Two jitted stages (inlined under an outer jit): the forward solve is `solve` itself, so
     # eager callers share its compilation.
     if states is None:
@@ -149,14 +157,17 @@ def _adjoint_gradient(network, x, loss, args, states, result, linear_solver, thr
     value, (grad_y, args_grad) = jax.value_and_grad(packed_loss, argnums=(0, 1))(y, dyn_args)
     op = network.jacobian(states, x)
     rhs = jtu.tree_map(jnp.negative, grad_y)
-    adj = lx.linear_solve(op.T, rhs, linear_solver, throw=False)
-    lam = adj.value
+    if isinstance(linear_solver, BlockTriangular):
+        lam, adj_result = linear_solver.back_substitution(network, states, x, rhs, dtype)
+    else:
+        adj = lx.linear_solve(op.T, rhs, linear_solver, throw=False)
+        lam, adj_result = adj.value, RESULTS.promote(adj.result)
     grads, input_grad = parameter_gradients(network, y, x, lam)
     adjoint_residual = optx.max_norm(jtu.tree_map(jnp.subtract, op.T.mv(lam), rhs))
 
     ok = result == RESULTS.successful
     bad = ~jnp.isfinite(value) | any_nonfinite(grad_y)
-    result = RESULTS.where(ok, RESULTS.promote(adj.result), result)
+    result = RESULTS.where(ok, adj_result, result)
     result = RESULTS.where(ok & bad, RESULTS.nonfinite_gradient, result)
     lam = unpack_states(lam)
     if throw:

@@ -10,6 +10,7 @@ from jaxtyping import Array, ArrayLike, Inexact
 
 from .._krylov import GMRES
 from .._numerics import any_nonfinite, default_tolerance, inner_forcing, real_dtype
+from ._blocks import BlockTriangular
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import RESULTS, Solution
 
@@ -74,7 +75,8 @@ def solve(
     x: Inexact[ArrayLike, "..."],
     states0: States | None = None,
     *,
-    solver: lx.AbstractLinearSolver
+    solver: BlockTriangular
+    | lx.AbstractLinearSolver
     | optx.AbstractRootFinder
     | optx.AbstractLeastSquaresSolver
     | None = None,
@@ -99,11 +101,15 @@ def solve(
     - `network`: a [`jaxstat.supragraph.StationaryNetwork`][].
     - `x`: the input, the shape layer 1's source reads.
     - `states0`: initial states `(psi_1, ..., psi_L)` (default zeros); a warm start keeps a branch.
-    - `solver`: a `lineax` linear solver (one linear solve; reports `RESULTS.not_affine` if `F`
-      turns out not to be affine), or an `optimistix` root finder / least-squares solver.
-      Default: GMRES if `network.is_linear`, else Newton-GMRES.
-    - `adjoint`: the optimistix adjoint of the root find (default `ImplicitAdjoint` with GMRES).
-    - `max_steps`: root-finder iterations.
+    - `solver`: a [`jaxstat.supragraph.BlockTriangular`][] (block forward substitution: one
+      block Gauss-Seidel sweep, each layer's own stationary solve in turn; differentiated by
+      each layer's implicit adjoint), a `lineax` linear solver (one linear solve; reports
+      `RESULTS.not_affine` if `F` turns out not to be affine), or an `optimistix` root finder /
+      least-squares solver over all layers at once. Default: GMRES if `network.is_linear`, else
+      Newton-GMRES.
+    - `adjoint`: the optimistix adjoint of the root find (default `ImplicitAdjoint` with GMRES);
+      unused by the other solvers.
+    - `max_steps`: root-finder iterations (`BlockTriangular`: each layer's own `max_steps`).
     - `throw`: raise on failure; with `False` inspect `solution.result`.
 
     **Returns:** a [`jaxstat.supragraph.Solution`][].
@@ -142,7 +148,12 @@ def _solve(network, x, states0, solver, adjoint, max_steps, throw) -> Solution:
     args = (network, x)
     bad_input = any_nonfinite((network, x, states0))
 
-    if isinstance(solver, lx.AbstractLinearSolver):
+    if isinstance(solver, BlockTriangular):
+        # Block lower-triangular: one block Gauss-Seidel sweep is the exact root.
+        states, result, num_steps = solver.sweep(network, x, states0)
+        y = pack_states(states)
+        res = layer_residuals(network, states, x)
+    elif isinstance(solver, lx.AbstractLinearSolver):
         # Newton's first step is exact for an affine F: Psi* = Psi_0 - J^{-1} F(Psi_0).
         f0 = _residual_fn(y0, args)
         op = lx.linearise(lx.JacobianLinearOperator(_residual_fn, y0, args))
@@ -166,8 +177,8 @@ def _solve(network, x, states0, solver, adjoint, max_steps, throw) -> Solution:
         res = layer_residuals(network, unpack_states(y), x)
     else:
         raise TypeError(
-            "solver must be a lineax linear solver or an optimistix root finder / least-squares "
-            f"solver, got {type(solver).__name__}"
+            "solver must be a jaxstat.supragraph.BlockTriangular, a lineax linear solver or an "
+            f"optimistix root finder / least-squares solver, got {type(solver).__name__}"
         )
     states = unpack_states(y)
     nonfinite = any_nonfinite(states)
