@@ -2,32 +2,30 @@ r"""Sharpness: the top Hessian eigenvalue of a loss by Lanczos on Hessian-vector
 
 `lambda_max(H)`, `H = grad^2 L(theta)`, is found matrix-free from products
 `H v = d/de grad L(theta + e v)|_{e=0}` (`jax.jvp` of `jax.grad`, forward over reverse). Lanczos
-builds an orthonormal basis `q_0, ..., q_{m-1}` of the Krylov space `span{v, H v, ..., H^{m-1} v}`,
+(`jaxstat._lanczos`) builds an orthonormal basis `q_0, ..., q_{m-1}` of the Krylov space
+`span{v, H v, ..., H^{m-1} v}`,
 
-    beta_j q_{j+1} = H q_j - alpha_j q_j - beta_{j-1} q_{j-1},      alpha_j = q_j . H q_j,
+    beta_{j+1} q_{j+1} = H q_j - alpha_j q_j - beta_j q_{j-1},      alpha_j = q_j . H q_j,
 
-re-orthogonalised in full against all previous `q` (classical Gram-Schmidt applied twice: `m` is
-small, and it keeps the Ritz values free of spurious copies), and returns the largest eigenvalue
-of the tridiagonal `T = tridiag(beta, alpha, beta)` with its Ritz vector `Q y`. The Ritz value
-converges to `lambda_max` from below, geometrically with a rate set by the gap to the next
-eigenvalue; the returned residual `r = |H v - lambda v|` bounds the error of the symmetric
-eigenvalue problem: some eigenvalue of `H` lies within `r` of `lambda`. If the Krylov space
-becomes invariant (`beta_j = 0`), the Ritz values are exact; the remaining steps fill `T` with
-copies of `alpha_0` (a Rayleigh quotient, so never above the top Ritz value) and no coupling.
+re-orthogonalised in full against all previous `q` (`FullReorthogonalisation`: classical
+Gram-Schmidt applied twice; `m` is small, and it keeps the Ritz values free of spurious copies),
+and returns the largest eigenvalue of the tridiagonal `T = tridiag(beta, alpha, beta)` with its
+Ritz vector `Q y`. The Ritz value converges to `lambda_max` from below, geometrically with a rate
+set by the gap to the next eigenvalue; the returned residual `r = |H v - lambda v|` (one more
+product) bounds the error of the symmetric eigenvalue problem: some eigenvalue of `H` lies within
+`r` of `lambda`. If the Krylov space becomes invariant (`beta_j = 0`, e.g. a warm start at an
+eigenvector), the recurrence stops there and the Ritz values of the steps done are exact.
 """
 
 import equinox as eqx
 import jax
 import jax.flatten_util as jfu
-import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-
-def _dot(a, b):
-    """`a @ b` in full precision (GPU float32 matmuls default to reduced precision)."""
-    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+from .._lanczos import FullReorthogonalisation, lanczos, ritz
+from .._numerics import full_precision_dot
 
 
 class Sharpness(eqx.Module):
@@ -56,7 +54,8 @@ def sharpness(
 
     See the module docstring for the recurrence. The cost is `num_iterations + 1`
     Hessian-vector products (each about two gradient evaluations) and `O(m n)` memory for the
-    basis. Jittable; `vmap` over `params` gives a batch of estimates.
+    basis. Jittable; `vmap` over `params` gives a batch of estimates; not reverse-differentiable
+    (the recurrence is a `lax.while_loop`).
 
     **Arguments:**
 
@@ -116,46 +115,10 @@ def sharpness(
     v0 = eqx.error_if(
         v0, ~(norm0 > 0) | ~jnp.isfinite(norm0), "`init` must be a non-zero finite vector."
     )
-    q0 = v0 / norm0
-    tiny = jnp.finfo(dtype).eps * 10
-
-    def body(j, carry):
-        Q, alpha, beta, valid, scale, broken = carry
-        q = Q[j]
-        w = hvp(q)
-        a = jnp.dot(q, w)
-        # Full re-orthogonalisation against q_0..q_j (rows beyond j are zero), twice.
-        w = w - _dot(Q.T, _dot(Q, w))
-        w = w - _dot(Q.T, _dot(Q, w))
-        b = jnp.linalg.norm(w)
-        scale = jnp.maximum(scale, jnp.abs(a) + b)
-        now_broken = broken | (b <= tiny * scale)
-        a = jnp.where(broken, alpha[0], a)
-        b = jnp.where(now_broken, 0.0, b)
-        q_next = jnp.where(now_broken, 0.0, w / jnp.where(b > 0, b, 1))
-        Q = Q.at[j + 1].set(q_next)
-        return Q, alpha.at[j].set(a), beta.at[j].set(b), valid.at[j].set(~broken), scale, now_broken
-
-    Q = jnp.zeros((m + 1, n), dtype).at[0].set(q0)
-    init_carry = (
-        Q,
-        jnp.zeros(m, dtype),
-        jnp.zeros(m, dtype),
-        jnp.zeros(m, bool),
-        jnp.zeros((), dtype),
-        jnp.array(False),
-    )
-    Q, alpha, beta, valid, _, _ = lax.fori_loop(0, m, body, init_carry)
-    # After a breakdown (an invariant subspace was found, e.g. a warm start at an eigenvector) the
-    # remaining steps are decoupled placeholders with zero basis vectors: put their diagonal below
-    # every Ritz value of the valid block (which lie above min(alpha) - 2 max(beta)), so the top
-    # Ritz pair is always taken from the Krylov space.
-    low = jnp.min(jnp.where(valid, alpha, jnp.inf)) - 2 * jnp.max(beta) - 1
-    alpha = jnp.where(valid, alpha, low)
-    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    evals, evecs = jnp.linalg.eigh(T)
-    value = evals[-1]
-    v = _dot(evecs[:, -1], Q[:m])
+    T, Q = lanczos(hvp, v0 / norm0, max_steps=m, orthogonalisation=FullReorthogonalisation())
+    pairs = ritz(T)
+    value = pairs.values[-1]
+    v = full_precision_dot(pairs.vectors[:, -1], Q)
     v = v / jnp.linalg.norm(v)
     residual = jnp.linalg.norm(hvp(v) - value * v)
     value = eqx.error_if(

@@ -28,8 +28,8 @@ import lineax as lx
 import numpy as np
 from jaxtyping import PyTree
 
+from .._lanczos import lanczos_extremes
 from .._numerics import full_precision_dot as _dot
-from ._lanczos import lanczos_extremes
 from ._solution import Stability
 
 
@@ -226,12 +226,13 @@ class AutoStability(AbstractStabilityMethod):
        model, `omega = -gamma`).
 
     A Lanczos end is trusted when its error estimate `min(r, r^2 / gap)` (Ritz residual `r`,
-    `gap` to the next Ritz value; see `lanczos_extremes`) is below `rtol` relative or below half
-    its distance to the decision boundary. When it is not, or the sufficient condition of 3
-    fails, the certificate is undecided and `fallback` computes it (under `jax.vmap` both
-    branches run). So `stable` and `abscissa` are exact for 1 with `t = 0`
-    and for 2 with `M` definite, a bound otherwise, and never claim instability without proof
-    or the fallback's spectrum.
+    `gap` to the next Ritz value; see `jaxstat._lanczos.lanczos_extremes`) is below `rtol`
+    relative or below half its distance to the decision boundary. When it is not, or the
+    sufficient condition of 3 fails, the certificate is undecided and `fallback` computes it
+    (under `jax.vmap`: for the whole batch when any element is undecided, else not at all; the
+    structured branches all run: at most `5 max_steps` products). So `stable` and `abscissa`
+    are exact for 1 with `t = 0` and for 2 with `M` definite, a bound otherwise, and never
+    claim instability without proof or the fallback's spectrum.
 
     **Arguments:**
 
@@ -266,9 +267,6 @@ class AutoStability(AbstractStabilityMethod):
         def At(v):
             return transpose(v)[0]
 
-        def dot(a, b):
-            return jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
-
         def lanczos(matvec, **which):
             return lanczos_extremes(matvec, v, max_steps=self.max_steps, rtol=rtol, **which)
 
@@ -284,10 +282,10 @@ class AutoStability(AbstractStabilityMethod):
             gamma = jnp.zeros((), dtype)
         else:
             r = (J(a) + At(J(v))) / 2  # skew(J A) v = -skew(J^T A) v
-            rr = dot(r, r)
-            t = jnp.where(rr > thresh**2, dot(p, r) / jnp.where(rr > 0, rr, 1), 0)
+            rr = _dot(r, r)
+            t = jnp.where(rr > thresh**2, _dot(p, r) / jnp.where(rr > 0, rr, 1), 0)
             rotated = jnp.linalg.norm(p - t * r) <= thresh
-            gamma = -dot(J(v), r)
+            gamma = -_dot(J(v), r)
             hamiltonian = jnp.linalg.norm(-r - gamma * J(v)) <= thresh
 
         # An end is trusted when it has converged (relative error below `rtol`) or when its
@@ -327,4 +325,20 @@ class AutoStability(AbstractStabilityMethod):
             return Stability(abscissa=abscissa, ritz_residual=resid, stable=abscissa < -self.tol)
 
         fallback = _fallback_for(x.size) if self.fallback is None else self.fallback
-        return jax.lax.cond(decided, certified, lambda: fallback(vector_field, y))
+        return _unless(decided, certified, lambda: fallback(vector_field, y))
+
+
+def _unless(decided, certified: Callable[[], Stability], fallback: Callable[[], Stability]):
+    """`lax.cond(decided, certified, fallback)`, but under `jax.vmap` the (expensive) `fallback`
+    runs only when some batch element is undecided, not for every element: a batched `lax.cond`
+    becomes a select that evaluates both branches, whereas a `lax.while_loop` with a batched
+    predicate runs its body while any element needs it (here at most once) and keeps the others'
+    carry. Not differentiated: the certificate's inputs are constants (`stop_gradient`)."""
+    out = certified()
+
+    def body(carry):
+        new = fallback()
+        new = jax.tree.map(lambda a, b: jnp.asarray(b, a.dtype), carry[1], new)
+        return jnp.array(True), new
+
+    return jax.lax.while_loop(lambda carry: ~carry[0], body, (jnp.asarray(decided), out))[1]

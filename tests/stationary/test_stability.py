@@ -26,7 +26,7 @@ import pytest
 
 import jaxstat.graphs as jg
 import jaxstat.stationary as js
-from jaxstat.stationary._lanczos import lanczos_extremes
+from jaxstat._lanczos import lanczos_extremes
 from jaxstat.stationary._stability import AutoStability
 
 
