@@ -7,7 +7,7 @@
 # mutants; without them every mutant of the module is run.
 #
 # MODULE is one of: pde-flux, pde-reconstruction, pde-exact, graphons-density, graphons-objective,
-# strata-potential, stationary-potential
+# strata-potential, stationary-potential, stationary-model
 # (see the table below). The repository is copied (tracked files plus this working tree's
 # changes) into WORKDIR (default /tmp/jaxstat-mutmut-MODULE); the mutmut configuration is
 # appended to the *copy's* pyproject.toml, so the checkout is never touched. mutmut runs one
@@ -27,8 +27,14 @@ case "$module" in
   graphons-objective) source="jaxstat/graphons/_objective.py"; tests="tests/graphons/test_objective.py" ;;
   strata-potential)   source="jaxstat/strata/_potential.py";  tests="tests/strata/test_potential.py" ;;
   stationary-potential) source="jaxstat/stationary/_potential.py"; tests="tests/stationary/test_closed_forms.py" ;;
-  *) echo "unknown module '$module'; valid: pde-flux pde-reconstruction pde-exact graphons-density graphons-objective strata-potential stationary-potential" >&2; exit 2 ;;
+  stationary-model)   source="jaxstat/stationary/_model.py";
+                      tests="tests/stationary/test_closed_forms.py tests/stationary/test_model_closed_forms.py" ;;
+  *) echo "unknown module '$module'; valid: pde-flux pde-reconstruction pde-exact graphons-density graphons-objective strata-potential stationary-potential stationary-model" >&2; exit 2 ;;
 esac
+
+# The test files as a TOML list: "a", "b".
+test_list="$(printf '"%s", ' $tests)"
+test_list="${test_list%, }"
 
 repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
 work="${2:-/tmp/jaxstat-mutmut-$module}"
@@ -51,7 +57,7 @@ source_paths = ["jaxstat"]
 only_mutate = ["$source"]
 also_copy = ["tests"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not slow"]
-pytest_add_cli_args_test_selection = ["$tests"]
+pytest_add_cli_args_test_selection = [$test_list]
 # A mutant's tests recompile their JAX programs in a fresh process: seconds per test that the
 # clean run (one process, compiled once) does not pay. Generous limits, so that a slow compile is
 # not counted as a timeout.
