@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, ArrayLike, Bool, Float, Shaped
 
+from .._numerics import any_nonfinite
 from ._discretise import AbstractRule, discretise, Midpoint
 from ._graphon import AbstractGraphon, as_step_graphon, StepGraphon
 from ._objective import AbstractObjective
@@ -109,13 +110,6 @@ def _check_finite_velocity(x, V):
 
 def _clip(tree):
     return jtu.tree_map(lambda x: jnp.clip(x, 0, 1), tree)
-
-
-def _all_finite(tree) -> Array:
-    leaves = jtu.tree_leaves(tree)
-    if not leaves:
-        return jnp.array(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 class _ClippedInterpolation(dfx.AbstractLocalInterpolation):
@@ -224,7 +218,7 @@ class ProjectedSolver(dfx.AbstractWrappedSolver):
         # (the exact flow stays inside the open box); a fixed-step solve stops with
         # `RESULTS.nonfinite`, since the rejected-step result is discarded only when the
         # controller rejects the step.
-        finite = _all_finite(y1) & _all_finite(y_error)
+        finite = ~any_nonfinite((y1, y_error))
         y1 = jtu.tree_map(lambda a, b: jnp.where(finite, a, b), y1, y0)
         if y_error is not None:
             y_error = jtu.tree_map(lambda e: jnp.where(finite, e, jnp.inf), y_error)

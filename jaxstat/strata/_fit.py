@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
+from .._numerics import any_nonfinite
 from ._transform import StratumState
 
 
@@ -122,11 +123,6 @@ class FitResult(eqx.Module):
 def _strata_states(opt_state) -> list[StratumState]:
     leaves = jtu.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, StratumState))
     return [x for x in leaves if isinstance(x, StratumState)]
-
-
-def _all_finite(tree) -> Bool[Array, ""]:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jtu.tree_leaves(tree) if eqx.is_inexact_array(x)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def _select(pred, on_true, on_false):
@@ -256,7 +252,7 @@ def _fit_validated(
     def run(carry, k):
         params, state, v_cur, bp, bs, v_best, best_step, since, step = carry
         value, grads = jax.value_and_grad(objective)(params, k)
-        finite = jnp.isfinite(value) & _all_finite(grads)
+        finite = jnp.isfinite(value) & ~any_nonfinite(grads)
 
         def update(_):
             updates, new_state = optimiser.update(grads, state, params)
