@@ -101,3 +101,25 @@ def test_bad_objectives():
         gn.Composition(jnp.sin, ())
     with pytest.raises(TypeError):
         gn.derivative_kernel(lambda W: 0.0, jnp.ones((2, 2)))
+
+
+def test_one_term_product_and_refusals_in_the_library_words():
+    # A product of one objective is that objective (the empty product of the others is 1), value
+    # and kernel.
+    W = jnp.full((3, 3), 0.3)
+    np.testing.assert_allclose(gn.Product((C4,))(W), C4(W), rtol=1e-14)
+    np.testing.assert_allclose(gn.derivative_kernel(gn.Product((C4,)), W), 4 * 0.3**3, rtol=1e-14)
+    # Only scalars scale an objective: an array of coefficients is refused.
+    with pytest.raises(TypeError):
+        EDGE * jnp.ones(3)
+    for make, message in [
+        (lambda: gn.LinearCombination((EDGE,), (1.0, 2.0)), "one coefficient per term"),
+        (lambda: gn.LinearCombination((EDGE, "x"), (1.0, 1.0)), "terms must be objectives"),
+        (lambda: gn.Product((EDGE, "x")), "a product needs one or more objectives"),
+        (
+            lambda: gn.Composition(jnp.sin, (EDGE, "x")),
+            "a composition needs one or more objectives",
+        ),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=f"^{message}$"):
+            make()
