@@ -13,7 +13,8 @@ Rules (`A = A(data)` is linear in `data`, the product is bilinear):
 - JVP: `d(A x) = A(d data) x + A(data) dx`.
 - Transpose in `x`: `A^T ct`, evaluated as `A(data[tperm]) ct` where `tperm` maps each stored entry
   `(i, j)` to the stored entry `(j, i)` (the pattern is symmetric).
-- Transpose in `data`: `ct_data[k] = sum_f ct[row_k, f] x[col_k, f]` (sampled dense-dense product).
+- Transpose in `data`: `ct_data[k] = sum_f ct[row_k, f] x[col_k, f]` (sampled dense-dense
+  product), on the CPU accumulated one feature column at a time from scalar gathers.
 - vmap over `x`: the batch is folded into the feature columns (one kernel call); vmap over `data`
   falls back to the portable implementation.
 """
@@ -113,12 +114,38 @@ def _transpose(ct, data, x, indices, indptr, rows, tperm):
         ct_x = csr_matmul_p.bind(data[tperm], ct, indices, indptr, rows, tperm)
         return None, ct_x, None, None, None, None
     if ad.is_undefined_primal(data):
-        ct_data = jnp.sum(ct[rows] * x[indices], axis=-1)
-        return ct_data, None, None, None, None, None
+        return _sampled_product(ct, x, rows, indices), None, None, None, None, None
     raise ValueError("csr_matmul is linear in one operand at a time")
 
 
 ad.primitive_transposes[csr_matmul_p] = _transpose
+
+
+def _sampled_product(ct, x, rows, indices):
+    """`out_k = sum_f ct[rows_k, f] x[indices_k, f]`, the sampled dense-dense product.
+
+    On the CPU, one feature column at a time (a `lax.scan` over `f`): each step gathers two
+    scalars per stored entry and accumulates, `out <- out + ct[rows, f] * x[indices, f]`. XLA's
+    CPU gather is several times faster for scalars than for rows of `F` values, and the
+    `(nnz, F)` gathered blocks `ct[rows]`, `x[indices]` are never materialised. Elsewhere (GPU),
+    the row gathers and one reduction.
+    """
+    get = {"mode": "promise_in_bounds"}  # CSR indices lie in [0, n) by construction
+
+    def by_columns(ct, x):
+        def step(acc, columns):
+            c, v = columns
+            out = c.at[rows].get(indices_are_sorted=True, **get) * v.at[indices].get(**get)
+            return acc + out, None
+
+        acc = jnp.zeros(rows.shape, jnp.result_type(ct, x))
+        return jax.lax.scan(step, acc, (ct.T, x.T))[0]
+
+    def by_rows(ct, x):
+        gathered = ct.at[rows].get(indices_are_sorted=True, **get) * x.at[indices].get(**get)
+        return jnp.sum(gathered, axis=-1)
+
+    return jax.lax.platform_dependent(ct, x, cpu=by_columns, default=by_rows)
 
 
 def _batch(args, dims):
