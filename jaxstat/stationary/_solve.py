@@ -9,6 +9,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Inexact
 
 from .._checks import is_concrete
+from .._implicit import ImplicitAdjoint
 from .._krylov import GMRES
 from .._numerics import any_nonfinite, default_tolerance, inner_forcing
 from .._sharding import auto_axes_inside
@@ -33,9 +34,10 @@ def default_solver(dtype) -> optx.Newton:
     return optx.Newton(rtol=tol, atol=tol, linear_solver=inner)
 
 
-def default_adjoint(dtype) -> optx.ImplicitAdjoint:
-    """The implicit adjoint: one transposed matrix-free GMRES solve per backward pass."""
-    return optx.ImplicitAdjoint(linear_solver=GMRES(rtol=inner_forcing(dtype)[1], atol=0.0))
+def default_adjoint(dtype) -> ImplicitAdjoint:
+    """The implicit adjoint: one transposed matrix-free GMRES solve per backward pass (see
+    `jaxstat._implicit`: its failure check keeps a gradient split over devices split)."""
+    return ImplicitAdjoint(linear_solver=GMRES(rtol=inner_forcing(dtype)[1], atol=0.0))
 
 
 def pack(psi):
