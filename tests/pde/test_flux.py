@@ -175,3 +175,37 @@ def test_weno_essentially_non_oscillatory_at_a_jump():
         left, right = reconstruction(v)
         assert jnp.all(left > -1e-6) and jnp.all(left < 1 + 1e-6)
         assert jnp.all(right > -1e-6) and jnp.all(right < 1 + 1e-6)
+
+
+def test_local_lax_friedrichs_system_closed_form(getkey):
+    # Vector Burgers in d = 2 across a face normal to `axis`: the flux F_k(p) = H(p) e_k with
+    # H(p) = sum_l f(p_l), F = (F_k(a) + F_k(b)) / 2 - alpha (b - a) / 2, alpha = max(|f'(a_k)|,
+    # |f'(b_k)|); written out componentwise. In d = 1 it is the scalar flux.
+    flux, llf = jp.Convex(lambda p: jnp.cosh(p) - 1, argmin=0.0), jp.LocalLaxFriedrichs()
+    a, b = np.asarray(2 * jr.normal(getkey(), (2, 2, 7)))
+    f = lambda p: np.cosh(p) - 1
+    for axis in (0, 1):
+        alpha = np.maximum(np.abs(np.sinh(a[axis])), np.abs(np.sinh(b[axis])))
+        expect = -0.5 * alpha * (b - a)
+        expect[axis] += 0.5 * (f(a[0]) + f(a[1]) + f(b[0]) + f(b[1]))
+        np.testing.assert_allclose(llf.system(flux, a, b, axis), expect, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(
+        llf.system(flux, a[:1], b[:1], 0)[0], llf(flux, a[0], b[0]), rtol=1e-14
+    )
+    # Godunov and Engquist-Osher have no system form: refused, naming the remedy.
+    for numerical in (jp.Godunov(), jp.EngquistOsher()):
+        assert not numerical.solves_systems
+        with pytest.raises(TypeError, match="2-D Burgers system .* only `LocalLaxFriedrichs"):
+            numerical.system(flux, a, b, 0)
+    assert llf.solves_systems
+
+
+@pytest.mark.parametrize("numerical", FLUXES[:2], ids=lambda f: type(f).__name__)
+def test_sonic_point_does_not_promote_the_states(numerical):
+    # A float64 argmin with float32 states: the flux is float32, and the value is the
+    # float64 one to float32 rounding.
+    flux = jp.Convex(lambda p: p * p / 2, argmin=jnp.zeros((), jnp.float64))
+    a, b = jnp.array([-1.0, 0.5, 2.0], jnp.float32), jnp.array([1.0, -0.5, 3.0], jnp.float32)
+    out = numerical(flux, a, b)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, numerical(jp.Quadratic(), a, b), rtol=1e-7)
