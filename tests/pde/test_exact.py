@@ -311,3 +311,33 @@ def test_functions_that_do_not_return_a_scalar_are_refused():
         jp.cole_hopf(lambda y: jnp.stack([y, y]), _X, 1.0, 0.1, half_width=4.0)
     with pytest.raises(ValueError, match="scalar"):
         jp.local_entropy(lambda y: y, _X[:, None].repeat(2, 1), gamma=1.0, beta=1.0, half_width=4.0)
+
+
+def test_trapezoidal_nodes_and_riemann_closed_forms():
+    from jaxstat.pde._exact import _nodes
+
+    # Three nodes on [-2, 2]: s = -2, 0, 2 with weights h/2, h, h/2 (h = 2); in 2-D the tensor
+    # grid (ij order) with products of weights. The weights integrate 1 exactly: (2 W)^d.
+    s, logw = _nodes(2.0, 3, 1, jnp.float64)
+    np.testing.assert_allclose(s[:, 0], [-2.0, 0.0, 2.0], rtol=1e-15)
+    np.testing.assert_allclose(jnp.exp(logw), [1.0, 2.0, 1.0], rtol=1e-15)
+    s, logw = _nodes(2.0, 3, 2, jnp.float64)
+    np.testing.assert_allclose(s[1], [-2.0, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(
+        jnp.exp(logw), np.outer([1, 2, 1], [1, 2, 1]).reshape(-1), rtol=1e-15
+    )
+    _, logw = _nodes(0.7, 41, 2, jnp.float64)
+    np.testing.assert_allclose(jnp.sum(jnp.exp(logw)), 1.4**2, rtol=1e-14)
+    with pytest.raises(ValueError, match="`num_nodes` must be at least 3, got 2"):
+        _nodes(1.0, 2, 1, jnp.float64)
+    # Rankine-Hugoniot: (f(a) - f(b)) / (a - b), f'(a) for equal states (finite derivative).
+    np.testing.assert_allclose(jp.rankine_hugoniot(1.0, 0.0), 0.5, rtol=1e-15)
+    np.testing.assert_allclose(jp.rankine_hugoniot(0.7, 0.7), 0.7, rtol=1e-15)
+    assert np.isfinite(jax.grad(jp.rankine_hugoniot)(0.7, 0.7))
+    # At t = 0 the Riemann solution is its datum: p = left (x < 0), right (x > 0), and
+    # u = max(left x, right x) (rarefaction), min(left x, right x) (shock).
+    x = jnp.array([-1.5, -0.2, 0.3, 2.0])
+    for left, right, pick in ((-1.0, 0.5, jnp.maximum), (1.0, -0.5, jnp.minimum)):
+        u, p = jp.riemann(left, right, x, 0.0)
+        np.testing.assert_allclose(p, jnp.where(x < 0, left, right), rtol=1e-15)
+        np.testing.assert_allclose(u, pick(left * x, right * x), rtol=1e-15)
