@@ -91,7 +91,11 @@ def test_state_dtypes():
     assert js.GradientModel().state_dtype(H, real32) == jnp.float64
     assert js.GradientModel().state_dtype(H, complex64) == jnp.complex128
     assert js.GradientModel(js.ReLUPotential()).state_dtype(H, real32) == jnp.float64
-    with pytest.raises(TypeError, match="GradientModel with this potential needs real states"):
+    with pytest.raises(
+        TypeError,
+        match="^GradientModel with this potential needs real states, but the graph or source is "
+        "complex$",
+    ):
         js.GradientModel(js.ReLUPotential()).state_dtype(H, complex64)
     assert js.DrivenDampedModel().complex_states and not js.GradientModel().complex_states
     assert js.GradientModel(js.ReLUPotential()).real_only and not js.GradientModel().real_only
@@ -105,8 +109,20 @@ def test_linearity_and_parameter_checks():
     assert not jax.jit(lambda k: jnp.asarray(js.DrivenDampedModel(0.7, k).is_linear))(0.0)
     assert js.GradientModel(js.Quadratic()).is_linear
     assert not js.GradientModel(js.Quartic()).is_linear
-    with pytest.raises(ValueError, match="only linear driven-damped"):
+    with pytest.raises(
+        ValueError, match=r"^only linear driven-damped layers \(concrete kappa = 0\)"
+    ):
         js.DrivenDampedModel(0.7, kappa=0.3).linear_part
+    with pytest.raises(
+        ValueError, match=r"^a driven-damped layer with kappa != 0 \(Kerr/saturable\)"
+    ):
+        js.DrivenDampedModel(0.7, kappa=0.3).monotonicity(lambda: 0.0)
+    with pytest.raises(
+        ValueError,
+        match=r"^GradientModel with Quartic is not a resolvent layer: only "
+        r"DrivenDampedModel\(kappa=0\) and GradientModel\(Quadratic\(mu\)\) are linear$",
+    ):
+        js.GradientModel(js.Quartic()).linear_part
     c, z = js.GradientModel(js.Quadratic(1.3)).linear_part
     assert c == 1.0
     np.testing.assert_allclose(z, -1.3)
@@ -133,7 +149,12 @@ def test_abstract_model_defaults():
     assert not m.complex_states and not m.real_only and not m.is_linear
     assert m.check() == []
     assert m.linear_rate(jnp.asarray(2.5)) == 2.5
-    with pytest.raises(ValueError, match="not a resolvent layer"):
+    with pytest.raises(
+        ValueError, match="^Minimal is not a resolvent layer: its residual is not affine in psi$"
+    ):
         m.linear_part
-    with pytest.raises(ValueError, match="no strong-monotonicity modulus"):
+    with pytest.raises(
+        ValueError,
+        match="^Minimal has no strong-monotonicity modulus: it does not implement `monotonicity`$",
+    ):
         m.monotonicity(lambda: 0.0)
