@@ -18,7 +18,7 @@ from ..graphs import Graph
 from ._model import AbstractModel
 from ._solution import Solution
 from ._solve import solve
-from ._stability import AbstractStabilityMethod
+from ._stability import AbstractStabilityMethod, AutoStability
 
 
 class AbstractSource(eqx.Module):
@@ -351,10 +351,14 @@ class StationaryLayer(eqx.Module):
     - `source`: an `AbstractSource` (`NodeSource`, `FeatureSource`).
     - `readout`: an `AbstractReadout` (default `ReIm` for complex models, `Identity` otherwise).
     - `solver`, `adjoint`, `max_steps`: passed to `solve`.
-    - `stability`: the stability certificate of each solve. Default `None`: skipped, because it
-      costs more than the solve, so `layer.solve(x).stability.computed` is `False` (and its
-      `abscissa` NaN). Pass `DenseSpectrum()` (small graphs) or `CayleyArnoldi()` to compute it;
-      an unstable state then raises (or, with `throw=False`, reports `RESULTS.unstable`).
+    - `stability`: the stability certificate of each solve, as in `solve` (default
+      `AutoStability()`, the same as `solve`: Lanczos on a symmetric operator read off the
+      Jacobian's structure, a few dozen matrix-free products; the dense spectrum up to 2,048
+      reals). An unstable state raises (or, with `layer.solve(x, throw=False)`, reports
+      `RESULTS.unstable` and `solution.stability`). The certificate is not differentiated
+      (its inputs are constants), so gradients are those of the state alone; under `jax.vmap`
+      its fallback runs only when some element is undecided. Pass `None` to skip it
+      (`solution.stability.computed` is then `False`).
     """
 
     graph: Graph
@@ -363,7 +367,7 @@ class StationaryLayer(eqx.Module):
     readout: AbstractReadout
     solver: optx.AbstractRootFinder | optx.AbstractLeastSquaresSolver | None = None
     adjoint: optx.AbstractAdjoint | None = None
-    stability: AbstractStabilityMethod | None = None
+    stability: AbstractStabilityMethod | None = AutoStability()
     max_steps: int = eqx.field(static=True, default=256)
 
     @property

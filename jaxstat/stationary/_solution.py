@@ -43,8 +43,8 @@ class Stability(eqx.Module):
     (as a real-linear map): negative on a stable branch, positive on an unstable one.
     `ritz_residual` is the residual `|A v - lambda v| / |v|` of the eigenpair behind it (0 for the
     dense method); `stable` is `abscissa < -tol` (the method's `tol`). `computed` is `False` when
-    no certificate was asked for (`solve(..., stability=None)`, the default of a
-    `StationaryLayer`): then `abscissa` and `ritz_residual` are NaN and `stable` is `False`.
+    no certificate was asked for (`stability=None` in `solve` or a `StationaryLayer`):
+    then `abscissa` and `ritz_residual` are NaN and `stable` is `False`.
     """
 
     abscissa: Float[Array, ""]
