@@ -21,7 +21,7 @@ from .._numerics import any_nonfinite, real_dtype
 from ._blocks import BlockTriangular
 from ._network import pack_states, States, StationaryNetwork, unpack_states
 from ._solution import Gradient, RESULTS
-from ._solve import default_linear_solver, initial_states, solve
+from ._solve import initial_states, solve
 
 
 Loss = Callable[[States, Any], Any]
@@ -84,10 +84,13 @@ def gradient(
 
         J(Psi*)^H lam* = -grad l(Psi*),
 
-    and reads every parameter gradient off one vector-Jacobian product of `F`:
-    `dl/dtheta = Re <lam*, dF/dtheta>` (the weights and connections of every graph, the sources
-    `B_l, b_l`, the models' and readouts' parameters, the input `x`). These equal `jax.grad` of
-    `loss(network.states(x), args)` through the sequential layers.
+    (block upper-triangular; by default solved by block back substitution,
+    `J_ll^H lam_l = -grad_l l - J_{l+1,l}^H lam_{l+1}` for `l = L, ..., 1`, see
+    [`jaxstat.supragraph.BlockTriangular`][]), and reads every parameter gradient off one
+    vector-Jacobian product of `F`: `dl/dtheta = Re <lam*, dF/dtheta>` (the weights and
+    connections of every graph, the sources `B_l, b_l`, the models' and readouts' parameters,
+    the input `x`). These equal `jax.grad` of `loss(network.states(x), args)` through the
+    sequential layers.
 
     **Arguments:**
 
@@ -101,8 +104,9 @@ def gradient(
     - `linear_solver`: for the adjoint solve: a [`jaxstat.supragraph.BlockTriangular`][] (block
       back substitution, `J_ll^H lam_l = -grad_l l - J_{l+1,l}^H lam_{l+1}` for
       `l = L, ..., 1`: still the one adjoint system, solved by its structure), or a `lineax`
-      solver of the whole transposed system. Default: the `BlockTriangular` given as `solver`,
-      else GMRES over all layers (tolerance `1e-12` in float64).
+      solver of the whole transposed system (e.g. `default_linear_solver`: GMRES over all
+      layers, tolerance `1e-12` in float64). Default: the `BlockTriangular` given as `solver`,
+      else `BlockTriangular()`.
     - `throw`: raise on failure of either solve.
 
     **Returns:** a [`jaxstat.supragraph.Gradient`][] (`value`, `states`, `adjoint`, `grads`,
@@ -130,8 +134,8 @@ def gradient(
     ```
     """
     x = jnp.asarray(x)
-    if linear_solver is None and isinstance(solver, BlockTriangular):
-        linear_solver = solver
+    if linear_solver is None:
+        linear_solver = solver if isinstance(solver, BlockTriangular) else BlockTriangular()
     # Two jitted stages (inlined under an outer jit): the forward solve is `solve` itself, so
     # eager callers share its compilation.
     if states is None:
@@ -146,7 +150,6 @@ def gradient(
 def _adjoint_gradient(network, x, loss, args, states, result, linear_solver, throw) -> Gradient:
     states = jax.lax.stop_gradient(states)
     dtype = real_dtype(*jtu.tree_leaves(states))
-    linear_solver = default_linear_solver(dtype) if linear_solver is None else linear_solver
     y = pack_states(states)
 
     dyn_args, static_args = eqx.partition(args, eqx.is_inexact_array)

@@ -87,14 +87,23 @@ def solve(
     """The exact global solve: all layers' states at once, `F(Psi*) = 0` on the supra-graph.
 
     `F_l(Psi) = ` layer `l`'s stationarity residual with `s_l = B_l rho_{l-1}(psi_{l-1}) + b_l`
-    (see [`jaxstat.supragraph.StationaryNetwork`][]). A linear network (`network.is_linear`) is
-    one `lineax` solve with the block lower-triangular Jacobian, `Psi* = Psi_0 - J^{-1} F(Psi_0)`;
-    otherwise one `optimistix` root find over all layers (default Newton with matrix-free GMRES).
+    (see [`jaxstat.supragraph.StationaryNetwork`][]). Three strategies:
+
+    - [`jaxstat.supragraph.BlockTriangular`][] (default for a nonlinear network): `J` is block
+      lower-triangular, so block Gauss-Seidel is exact after one sweep,
+      `psi_l = root of F_l(.; s_l(psi_{l-1}))` for `l = 1, ..., L`, each by the layer's own
+      stationary solve;
+    - a `lineax` solver (default GMRES for a linear network, `network.is_linear`): one solve with
+      the global Jacobian, `Psi* = Psi_0 - J^{-1} F(Psi_0)`;
+    - an `optimistix` root finder: Newton (e.g. `default_root_finder`) over all layers at once,
+      `J(Psi_k) (Psi_{k+1} - Psi_k) = -F(Psi_k)`, with matrix-free GMRES.
+
     On a branch the sequential forward pass also finds, `Psi*` equals `network.states(x)`.
 
     Differentiable: the root find carries optimistix's implicit adjoint (one transposed solve
-    with `J`), the linear solve lineax's. For the adjoint of a loss with its parameter gradients
-    in one call use [`jaxstat.supragraph.gradient`][].
+    with `J`), the linear solve lineax's, `BlockTriangular` each layer's implicit adjoint (the
+    block back substitution of `J^H`). For the adjoint of a loss with its parameter gradients in
+    one call use [`jaxstat.supragraph.gradient`][].
 
     **Arguments:**
 
@@ -106,7 +115,7 @@ def solve(
       each layer's implicit adjoint), a `lineax` linear solver (one linear solve; reports
       `RESULTS.not_affine` if `F` turns out not to be affine), or an `optimistix` root finder /
       least-squares solver over all layers at once. Default: GMRES if `network.is_linear`, else
-      Newton-GMRES.
+      `BlockTriangular()`.
     - `adjoint`: the optimistix adjoint of the root find (default `ImplicitAdjoint` with GMRES);
       unused by the other solvers.
     - `max_steps`: root-finder iterations (`BlockTriangular`: each layer's own `max_steps`).
@@ -135,7 +144,7 @@ def solve(
         # Chosen here, outside `filter_jit`, where the model parameters (arrays) are concrete:
         # inside, `kappa = 0` would be a tracer and a linear network would not be recognised.
         dtype = real_dtype(*jtu.tree_leaves(initial_states(network, x, states0)))
-        solver = default_linear_solver(dtype) if network.is_linear else default_root_finder(dtype)
+        solver = default_linear_solver(dtype) if network.is_linear else BlockTriangular()
     return _solve(network, x, states0, solver, adjoint, max_steps, throw)
 
 

