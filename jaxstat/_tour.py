@@ -444,15 +444,21 @@ def quotient(out: pathlib.Path) -> list[Check]:
         x = jr.normal(jr.key(1), (128, 4))
         f0 = jax.vmap(mlp)(x)
 
-        def norms(key):
-            moved = group.act(params, group.random_element(key, params))
-            fx = jax.vmap(eqx.combine(moved, static))(x)
-            raw = jnp.sqrt(sum(jnp.sum(p**2) for p in jax.tree.leaves(moved)))
-            return raw, group.orbit_min_norm(moved), jnp.max(jnp.abs(fx - f0))
+        @jax.jit
+        def norms(keys):
+            # The model itself first, then 32 random moves along its orbit: one batched program.
+            moves = jax.vmap(lambda k: group.act(params, group.random_element(k, params)))(keys)
+            batch = jax.tree.map(lambda p, m: jnp.concatenate([p[None], m]), params, moves)
 
-        raw, quo, fdiff = jax.vmap(norms)(jr.split(jr.key(2), 32))
-        raw0 = float(jnp.sqrt(sum(jnp.sum(p**2) for p in jax.tree.leaves(params))))
-        quo0 = float(group.orbit_min_norm(params))
+            def one(p):
+                fx = jax.vmap(eqx.combine(p, static))(x)
+                raw = jnp.sqrt(sum(jnp.sum(q**2) for q in jax.tree.leaves(p)))
+                return raw, group.orbit_min_norm(p), jnp.max(jnp.abs(fx - f0))
+
+            return jax.vmap(one)(batch)
+
+        raw, quo, fdiff = norms(jr.split(jr.key(2), 32))
+        raw0, quo0, raw, quo = float(raw[0]), float(quo[0]), raw[1:], quo[1:]
         fdiff, quo_spread = float(jnp.max(fdiff)), float(jnp.max(jnp.abs(quo - quo0)) / quo0)
 
         # 2. Local entropy F(x; gamma) of a double well: gradient by Metropolis-adjusted Langevin
@@ -509,20 +515,22 @@ def quotient(out: pathlib.Path) -> list[Check]:
             optax.sgd(1.0),
         )
         esgd_end = float(jax.jit(lambda: train(esgd))())
-        ys = jnp.linspace(-1.5, 4.5, 601)
-        f_line = jax.vmap(lambda y: two_wells({"x": y[None]}))(ys)
         scopes = (3.0, 0.3)
-        F_lines = [
-            jp.local_entropy(
-                lambda y: two_wells({"x": y}),
-                ys[:, None],
-                gamma=g,
-                beta=3.0,
-                half_width=12.0,
-                num_nodes=4001,
-            )[0]
-            for g in scopes
-        ]
+
+        @jax.jit
+        def lines(ys):
+            def f(y):
+                return two_wells({"x": y})
+
+            def F(g):
+                return jp.local_entropy(
+                    f, ys[:, None], gamma=g, beta=3.0, half_width=12.0, num_nodes=4001
+                )[0]
+
+            return jax.vmap(f)(ys[:, None]), jax.vmap(F)(jnp.asarray(scopes))
+
+        ys = jnp.linspace(-1.5, 4.5, 601)
+        f_line, F_lines = lines(ys)
         ys, f_line, F_lines = np.asarray(ys), np.asarray(f_line), [np.asarray(F) for F in F_lines]
         raw, quo = np.asarray(raw), np.asarray(quo)
     plt = _figure()
