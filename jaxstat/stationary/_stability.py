@@ -184,7 +184,16 @@ def _fallback_for(size: int) -> AbstractStabilityMethod:
     return DenseSpectrum() if size <= DENSE_MAX else CayleyArnoldi()
 
 
-# Size (in reals) up to which the fallback of `AutoStability` is the dense spectrum.
+# Size (in reals) up to which the fallback of `AutoStability` is the dense spectrum (and up to
+# which, by default, the dense spectrum is taken directly: exact, and cheap at that size).
+# History: the structured path on small complex states once failed to compile inside a jitted
+# solve ("Failed to translate module to LLVM IR", LLVM: "Incorrect number of arguments passed to
+# called function", XLA CPU fusion emitter, under the tests' --xla_backend_optimization_level=0),
+# in tests/stationary/test_solve.py::test_jit_and_vmap_over_sources with `dense_max=0`, and only
+# after that test's earlier vmapped and looped solves (the same jitted solve compiled alone, and
+# so did that Lanczos alone). It came with the former Lanczos (sorts and argmin/argmax of the
+# Ritz values in a `lax.cond` inside the `while_loop`); with `jaxstat._lanczos` (no sort, no
+# arg-reduction) that test passes with `dense_max=0`. Which XLA pass fails was not isolated.
 DENSE_MAX = 2048
 
 
