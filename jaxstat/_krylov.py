@@ -2,16 +2,20 @@
 
 Why not `lineax.GMRES`: its stopping rule, not its arithmetic. lineax (0.1.1) stops when both
 `max_i |r_i| / (atol + rtol |b_i|) <= 1` and `max_i |dx_i| / (atol + rtol |x_i|) <= 1`
-(elementwise max-norm tests on the residual against `b` and on the last update against `x`),
-tests them only between restart cycles (no early exit inside a cycle), and begins with a pass on
-a dummy zero residual. The update test compares successive cycles, so it runs at least two full
-restart cycles whatever the tolerance, and usually ends with a residual far below the one
-requested (about 100x below a relative 2-norm tolerance of 1e-5 in `benchmarks/bench_krylov.py`);
-per Arnoldi step it is also about 2x slower there (see "GMRES: jaxstat vs lineax" in
-`benchmarks/README.md`). An inexact Newton step or an implicit adjoint asks for a residual
-relative to the right-hand side in the 2-norm and no more: the extra cycles are pure cost there.
-Among lineax's other Krylov solvers, `lineax.BiCGStab` returns NaN when it converges exactly (the
-identity operator) and `lineax.CG` falsely reports breakdown in float32 beyond ~3e5 unknowns.
+(elementwise tests in the max-norm: the residual relative to each entry of `b`, the last update
+relative to each entry of `x`), checks them only between restart cycles (no early exit inside a
+cycle), and begins with a pass on a dummy zero residual. Small entries of `b` or `x` make the
+elementwise tests far stricter than a 2-norm tolerance, and the update test compares successive
+cycles, so at least two full cycles run whatever the tolerance. In `benchmarks/bench_krylov.py`
+(n = 1e4 nodes x 16 features, restart 20, rtol 1e-5) lineax uses 925 operator products where
+this GMRES uses 32 (the complex system; 484 against 24 for the real one) and ends about 100x
+below the requested 2-norm residual; loosened until it stops at our residual, it still needs two
+full cycles (43 to 64 products). The cost per Arnoldi step is comparable (see "GMRES: jaxstat vs
+lineax" in `benchmarks/README.md`). An inexact Newton step or an implicit adjoint asks for a
+residual relative to the right-hand side in the 2-norm and no more: the extra steps are pure
+cost there. Among lineax's other Krylov solvers, `lineax.BiCGStab` returns NaN when it converges
+exactly (the identity operator) and `lineax.CG` falsely reports breakdown in float32 beyond ~3e5
+unknowns.
 
 This GMRES is the textbook algorithm (Saad, *Iterative Methods for Sparse Linear Systems*,
 Alg. 6.9): Arnoldi with classical Gram-Schmidt applied twice, complex Givens rotations for the
