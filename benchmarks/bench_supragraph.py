@@ -6,14 +6,16 @@ feature sources `s_l = W_l rho(psi_{l-1}) + b_l`; (a) driven-damped Kerr layers 
 `gamma = 1`, `kappa = 0.3`, `ReIm` readouts), (b) Gross-Pitaevskii gradient layers (real,
 `mu = 1`, `beta = 0.5`). Loss `1/2 |rho(psi_L) - target|^2`.
 
-- Global: `jaxstat.supragraph.gradient`: one Newton-GMRES root find over all layers
+- Global: `jaxstat.supragraph.gradient` with `solver=default_root_finder`,
+  `linear_solver=default_linear_solver`: one Newton-GMRES root find over all layers
   (`F(Psi) = 0`), then one transposed GMRES solve with the block lower-triangular Jacobian
   (`J^H lam = -grad l`) and one vector-Jacobian product for every parameter gradient.
-- Global, block-triangular (`solver=sg.BlockTriangular()`): the same global system and its one
-  adjoint system solved by their structure: block forward substitution (one block Gauss-Seidel
-  sweep, each layer's stationary Newton-GMRES solve in turn) and block back substitution
-  (`J_ll^H lam_l = -grad_l l - J_{l+1,l}^H lam_{l+1}`, diagonal GMRES solves to `1e-11`, the
-  off-diagonal products by VJP), then the same one vector-Jacobian product for the gradients.
+- Global, block-triangular (`solver=sg.BlockTriangular()`, the default): the same global
+  system and its one adjoint system solved by their structure: block forward substitution (one
+  block Gauss-Seidel sweep, each layer's stationary Newton-GMRES solve in turn) and block back
+  substitution (`J_ll^H lam_l = -grad_l l - J_{l+1,l}^H lam_{l+1}`, diagonal GMRES solves to
+  `1e-11`, the off-diagonal products by VJP), then the same one vector-Jacobian product for the
+  gradients.
 - Peer, sequential: `jax.grad` of the loss of `network(x)`: one stationary solve per layer
   (Newton-GMRES), backpropagated through each layer's implicit adjoint (one transposed solve per
   layer). Same tolerances (`max |F| <= 1e-10`, inner GMRES `1e-11`/`1e-12`).
@@ -38,6 +40,12 @@ import jaxstat.supragraph as sg
 
 
 jax.config.update("jax_enable_x64", True)
+
+# The global Newton-GMRES forward and one GMRES adjoint solve over all layers (not the default
+# since `BlockTriangular`).
+GLOBAL = dict(
+    solver=sg.default_root_finder(jnp.float64), linear_solver=sg.default_linear_solver(jnp.float64)
+)
 
 
 def _network(kind: str, n: int, seed: int = 0):
@@ -92,7 +100,7 @@ def run(quick: bool = False) -> Table:
 
             @eqx.filter_jit
             def global_grad(net, x, target, loss=loss):
-                g = sg.gradient(net, x, loss, target)
+                g = sg.gradient(net, x, loss, target, **GLOBAL)
                 return g.value, g.grads, g.states
 
             @eqx.filter_jit
@@ -111,9 +119,11 @@ def run(quick: bool = False) -> Table:
 
             @eqx.filter_jit
             def global_adjoint(net, x, target, loss=loss):
-                return sg.gradient(net, x, loss, target).adjoint
+                return sg.gradient(net, x, loss, target, **GLOBAL).adjoint
 
-            glob_fwd = eqx.filter_jit(lambda net, x: sg.solve(net, x).value)
+            glob_fwd = eqx.filter_jit(
+                lambda net, x: sg.solve(net, x, solver=GLOBAL["solver"]).value
+            )
             block_fwd = eqx.filter_jit(
                 lambda net, x: sg.solve(net, x, solver=sg.BlockTriangular()).value
             )

@@ -9,9 +9,11 @@ state solving its residual `F_l(psi_l; s_l) = 0`, is one global system on the st
 
 Its sparsity pattern is the supra-graph: the intra-layer edges of each graph and inter-layer edges
 from the nonzeros of each `B_l`. The Jacobian `J = dF/dPsi` is block lower-triangular, so the global
-solve equals the layer-by-layer pass. Reverse mode is the adjoint of the global system: one
-transposed solve `J(Psi*)^H lam* = -grad loss(Psi*)`, then parameter gradients
-`Re <lam*, dF/dtheta>`, equal to backpropagation through the layers.
+solve equals the layer-by-layer pass; the default strategy, `BlockTriangular`, solves `F = 0` by
+block forward substitution (one block Gauss-Seidel sweep) and the adjoint system by block back
+substitution (`J_ll^H lam_l = -grad_l l - J_{l+1,l}^H lam_{l+1}`). Reverse mode is the adjoint
+of the global system: one transposed solve `J(Psi*)^H lam* = -grad loss(Psi*)`, then parameter
+gradients `Re <lam*, dF/dtheta>`, equal to backpropagation through the layers.
 
 The penalized relaxation of a loss `l` finds stationary points `Psi_mu` of
 `Phi_mu(Psi) = l(Psi) + mu/2 |F(Psi)|^2`; with `lam_mu = mu F(Psi_mu)`,
