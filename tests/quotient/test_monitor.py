@@ -255,3 +255,41 @@ def test_bad_input():
     f = eqx.filter_jit(lambda m: monitor(monitor.init(model), m, m, None, loss, jr.key(0))[0])
     with pytest.raises(eqx.EquinoxRuntimeError, match="not finite"):
         f(bad)
+
+
+def test_invariant_spectra_with_dead_units():
+    """ReLU units killed as weight decay leaves them (an all-zero outgoing column; an all-zero
+    incoming row and bias): the spectra stay finite and constant on the orbit, and the MLP's
+    summaries are the norms of its canonical form, `sum = |b_out|^2 + sum_live 2 |w_in_i| |w_out_i|
+    + sum_dead |nonzero side|^2 / (geometric mean of its magnitudes)^2`, computed here in numpy."""
+    model = net(jr.key(4))
+    w1, b1, w2 = model.mlp.layers[0].weight, model.mlp.layers[0].bias, model.mlp.layers[1].weight
+    w2, w1, b1 = w2.at[:, 1].set(0.0), w1.at[3].set(0.0), b1.at[3].set(0.0)
+    model = eqx.tree_at(
+        lambda m: (m.mlp.layers[0].weight, m.mlp.layers[0].bias, m.mlp.layers[1].weight),
+        model,
+        (w1, b1, w2),
+    )
+    group = jq.symmetry(model)
+    out, _ = call(jq.InvariantSpectra(group, top=2), model)
+    assert all(np.all(np.isfinite(v)) for v in out.values())
+    moved = group.act(model, group.random_element(jr.key(5), model))
+    out2, _ = call(jq.InvariantSpectra(group, top=2), moved)
+    for name in out:
+        np.testing.assert_allclose(
+            np.sort(np.ravel(out2[name])), np.sort(np.ravel(out[name])), rtol=1e-5, atol=1e-6
+        )
+    w_in = np.concatenate([np.asarray(w1), np.asarray(b1)[:, None]], axis=1)
+    w_out = np.asarray(w2).T
+    expect = float(np.sum(np.asarray(model.mlp.layers[1].bias) ** 2))
+    for i in range(w_in.shape[0]):
+        a, b = np.sum(w_in[i] ** 2), np.sum(w_out[i] ** 2)
+        if a > 0 and b > 0:
+            expect += 2 * np.sqrt(a * b)
+        else:
+            side = w_in[i] if a > 0 else w_out[i]
+            side = side[side != 0]
+            expect += np.sum(side**2) / np.exp(2 * np.mean(np.log(np.abs(side))))
+    mlp = [v for name, v in out.items() if name.startswith("1.")]
+    assert mlp, sorted(out)
+    np.testing.assert_allclose(sum(float(v) ** 2 for v in mlp), expect, rtol=1e-5)

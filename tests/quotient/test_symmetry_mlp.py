@@ -184,26 +184,82 @@ def test_charges_drift_at_second_order_under_gradient_descent(getkey):
     assert 0.9 < slope < 1.1, (slope, drifts)
 
 
-def test_dead_unit_has_no_balanced_representative(getkey):
-    mlp = _mlp(jax.nn.relu, getkey(), depth=1)
-    mlp = eqx.tree_at(lambda m: m.layers[1].weight, mlp, mlp.layers[1].weight.at[:, 2].set(0.0))
+def _kill(mlp, layer, dead_out, dead_in):
+    """Unit `dead_out` of hidden layer `layer` made output-dead (its outgoing column zero) and unit
+    `dead_in` input-dead (its incoming row and bias zero), as weight decay leaves them."""
+    w_next = mlp.layers[layer + 1].weight
+    mlp = eqx.tree_at(lambda m: m.layers[layer + 1].weight, mlp, w_next.at[:, dead_out].set(0.0))
+    return eqx.tree_at(
+        lambda m: (m.layers[layer].weight, m.layers[layer].bias),
+        mlp,
+        (
+            mlp.layers[layer].weight.at[dead_in].set(0.0),
+            mlp.layers[layer].bias.at[dead_in].set(0.0),
+        ),
+    )
+
+
+def test_dead_unit_orbit_infimum_not_attained(getkey):
+    mlp = _kill(_mlp(jax.nn.relu, getkey(), depth=1), 0, dead_out=2, dead_in=4)
     group = q.symmetry(mlp)
-    with pytest.raises(Exception, match="no balanced"):
-        canonicalize(group, mlp)
-    # the orbit's infimum is still defined (not attained): the dead unit contributes
-    # 2 |w_in| |w_out| = 0, the limit of |g . theta|^2 as its scale s_2 -> infinity
+    # the orbit's infimum is defined (not attained): a dead unit contributes
+    # 2 |w_in| |w_out| = 0, the limit of |g . theta|^2 as its scale goes to 0 or infinity
     value = float(eqx.filter_jit(group.orbit_min_norm)(mlp))
     w1, b1, w2 = mlp.layers[0].weight, mlp.layers[0].bias, mlp.layers[1].weight
     w_in = jnp.sqrt(jnp.sum(w1**2, axis=1) + b1**2)
     w_out = jnp.sqrt(jnp.sum(w2**2, axis=0))
     exact = 2 * jnp.sum(w_in * w_out) + jnp.sum(mlp.layers[1].bias ** 2)
     np.testing.assert_allclose(value, exact, rtol=1e-12)
-    balanced = jnp.where(w_out > 0, jnp.sqrt(w_out / jnp.where(w_in > 0, w_in, 1)), 1.0)
+    live = (w_in > 0) & (w_out > 0)
+    balanced = jnp.where(live, jnp.sqrt(w_out / jnp.where(live, w_in, 1)), 1.0)
     for s in (1e2, 1e4):
-        # s_i: balancing scales for the live units, 1/s for the dead one (w_in -> w_in / s)
-        scale = balanced.at[2].set(1 / s)
+        # balancing scales for the live units; w_in -> w_in / s on unit 2, w_out -> w_out / s on 4
+        scale = balanced.at[2].set(1 / s).at[4].set(s)
         moved = group.act(mlp, ((jnp.arange(w_in.size), scale),))
-        np.testing.assert_allclose(float(q.sqnorm(moved)), value, atol=2 * float(w_in[2] / s) ** 2)
+        slack = (w_in[2] / s) ** 2 + (w_out[4] / s) ** 2
+        np.testing.assert_allclose(float(q.sqnorm(moved)), value, atol=2 * float(slack))
+
+
+@pytest.mark.parametrize(
+    "depth",
+    [1, pytest.param(2, marks=pytest.mark.slow)],  # 2: BFGS + Newton, then LSMR
+)
+def test_canonical_form_with_dead_units(depth, getkey):
+    """Dead units (outgoing or incoming weights all zero) have no balanced representative: the
+    canonical form balances the live units, scales each dead unit so that its nonzero weights have
+    geometric-mean magnitude 1, and sorts the dead units last. It is idempotent, constant on the
+    orbit (random permutations and positive scalings of all units, dead ones included) and
+    computes the same function."""
+    # live weights ~ 10: larger than the dead units' normalised ones, so sorting by the key alone
+    # would not put the dead units last
+    mlp = _mlp(jax.nn.relu, getkey(), depth=depth)
+    mlp = jax.tree.map(lambda x: 10 * x if eqx.is_inexact_array(x) else x, mlp)
+    mlp = _kill(mlp, 0, dead_out=1, dead_in=3)
+    group = q.symmetry(mlp)
+    canon = canonicalize(group, mlp)
+    assert tree_allclose(_inexact(canonicalize(group, canon)), _inexact(canon), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(jax.vmap(canon)(X), jax.vmap(mlp)(X), rtol=1e-12, atol=1e-10)
+    for _ in range(3):
+        moved = group.act(mlp, group.random_element(getkey(), mlp))
+        assert tree_allclose(
+            _inexact(canonicalize(group, moved)), _inexact(canon), rtol=0, atol=1e-10
+        )
+    # the dead units are the last two of the first hidden layer: an all-zero incoming row (with
+    # its outgoing column normalised) and an all-zero outgoing column (with its incoming row)
+    w_in = jnp.concatenate([canon.layers[0].weight, canon.layers[0].bias[:, None]], axis=1)
+    w_out = canon.layers[1].weight.T
+    kinds = set()
+    for i in (-2, -1):
+        in_dead, out_dead = bool(jnp.all(w_in[i] == 0)), bool(jnp.all(w_out[i] == 0))
+        kinds.add((in_dead, out_dead))
+        nonzero = w_out[i] if in_dead else w_in[i]
+        np.testing.assert_allclose(jnp.mean(jnp.log(jnp.abs(nonzero))), 0.0, atol=1e-10)
+    assert kinds == {(True, False), (False, True)}
+    # the live units are balanced: their charges vanish
+    live = jnp.arange(w_in.shape[0]) < w_in.shape[0] - 2
+    if depth == 1:
+        charge = group.charges(canon)[0]
+        np.testing.assert_allclose(jnp.where(live, charge, 0.0), 0.0, atol=1e-12)
 
 
 def test_bad_specifications():

@@ -25,8 +25,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import lineax as lx
 import numpy as np
 import optimistix as optx
+from jax import lax
 from scipy.optimize import linear_sum_assignment
 
 from ..._krylov import GMRES
@@ -152,18 +154,27 @@ class Site(eqx.Module):
             )
         return x.shape[self.axis] // self.block
 
+    def map_slices(self, params, fn):
+        """Replace the array by `fn` of its `(n_units, block * rest)` view."""
+
+        def replace(x):
+            y = jnp.moveaxis(x, self.axis, 0)
+            shape = y.shape
+            y = fn(y.reshape(shape[0] // self.block, -1))
+            return jnp.moveaxis(y.reshape(shape), 0, self.axis)
+
+        return eqx.tree_at(self.where, params, replace_fn=replace)
+
     def transform(self, params, perm, scale):
         """Replace unit `i` by `s_i^power` times old unit `perm[i]`."""
 
-        def fn(x):
-            y = jnp.moveaxis(x, self.axis, 0)
-            shape = y.shape
-            y = y.reshape(shape[0] // self.block, -1)[perm]
+        def fn(y):
+            y = y[perm]
             if self.power != 0:
                 y = y * (scale**self.power)[:, None].astype(y.dtype)
-            return jnp.moveaxis(y.reshape(shape), 0, self.axis)
+            return y
 
-        return eqx.tree_at(self.where, params, replace_fn=fn)
+        return self.map_slices(params, fn)
 
 
 class Units(eqx.Module):
@@ -208,6 +219,22 @@ class Units(eqx.Module):
         out = [jnp.sum(jnp.abs(s.get(params)) ** 2, axis=1) for s in self.sites if s.power == power]
         return sum(out) if out else None
 
+    def zero_units(self, params, units):
+        """`params` with the slices of power `+1` and `-1` of the units where `units` is true set
+        to zero."""
+        for site in self.sites:
+            if site.power != 0:
+                params = site.map_slices(params, lambda y: jnp.where(units[:, None], 0, y))
+        return params
+
+    def mark_units(self, marks, units):
+        """`marks` (a boolean pytree shaped like the parameters) with the entries of the slices of
+        power `+1` and `-1` of the units where `units` is true set."""
+        for site in self.sites:
+            if site.power != 0:
+                marks = site.map_slices(marks, lambda y: y | units[:, None])
+        return marks
+
 
 def _dtype(params):
     leaves = jax.tree_util.tree_leaves(eqx.filter(params, eqx.is_inexact_array))
@@ -231,7 +258,16 @@ class NeuronSymmetry(AbstractSymmetry):
       condition is `|w_in_i| = |w_out_i|` for every unit); (2) sign flips making the largest
       incoming entry of each unit positive, layer by layer in the given (input to output) order;
       (3) each layer's units sorted by `sum_sites |slice_i|^2`, a key no other layer's permutation
-      changes.
+      changes (ties by `sum_sites sum slice_i`).
+    - Dead units (positive scalings): a unit whose slices of power +1 are all zero (a ReLU unit
+      whose input is always zero) or whose slices of power -1 are (its output is never read), as
+      weight decay leaves them, or that only reads dead units, has no balanced point: its orbit's
+      infimum sends its nonzero side to zero. The canonical form then balances the live units on
+      the entries they share with live units only, gives each dead unit the scale `s_i = exp(xi_i)`
+      with `xi` minimising `sum_e (log |e(xi)|)^2` over the dead units' nonzero entries `e` (the
+      magnitudes of a dead unit's nonzero weights have geometric mean 1; a linear least-squares
+      problem in `xi`), keeps zero weights zero, and sorts the dead units after the live ones.
+      This is constant on orbits, idempotent, and leaves the function unchanged.
     - Invariants: the canonical form (complete); orbit-minimal norm: `|balanced theta|^2`.
     - Alignment: weight matching (git-re-basin): coordinate descent over the layers' permutations,
       each step the linear assignment `max_pi sum_i <r_i, p_{pi(i)}>` over all sites of the layer
@@ -286,46 +322,86 @@ class NeuronSymmetry(AbstractSymmetry):
 
     # canonical form ------------------------------------------------------------------------
 
-    def _balance(self, params):
-        if not any(u.scaling.continuous for u in self.units):
-            return params
+    def _dead(self, params):
+        """Per layer, which units are dead (`None` for layers without positive scalings).
+
+        A unit is dead when all its slices of power +1 or all its slices of power -1 are zero: a
+        ReLU unit whose input is always zero, or whose output is never read (weight decay makes
+        them). Entries a unit shares with dead units count as zero, to a fixed point: a unit that
+        only reads dead units is dead too. Positive scalings keep zeros, so the dead units of
+        `g . theta` are those of `theta`, permuted."""
         for u in self.units:
-            if u.scaling.continuous:
-                for power in (1, -1):
-                    norms = u.sqnorms(params, power)
-                    if norms is None:
-                        raise ValueError(
-                            "a layer of positively rescaled units needs sites of power +1 and -1"
-                        )
-                    params = eqx.error_if(
-                        params,
-                        jnp.any(norms == 0),
-                        "a unit with all-zero incoming or outgoing weights has no balanced "
-                        "rescaling (the orbit's minimal norm is not attained); remove dead units "
-                        "or use a symmetry without positive scalings",
-                    )
+            if u.scaling.continuous and (
+                u.sqnorms(params, 1) is None or u.sqnorms(params, -1) is None
+            ):
+                raise ValueError(
+                    "a layer of positively rescaled units needs sites of power +1 and -1"
+                )
+
+        def dead_in(masked, previous):
+            return tuple(
+                (u.sqnorms(masked, 1) == 0) | (u.sqnorms(masked, -1) == 0) | d
+                if u.scaling.continuous
+                else None
+                for u, d in zip(self.units, previous)
+            )
+
+        def cond(carry):
+            return carry[1]
+
+        def body(carry):
+            dead, _ = carry
+            new = dead_in(self._zero_dead(params, dead), dead)
+            changed = jnp.any(
+                jnp.stack([jnp.any(a != b) for a, b in zip(new, dead) if b is not None])
+            )
+            return new, changed
+
+        none = tuple(
+            jnp.zeros((n,), bool) if u.scaling.continuous else None
+            for u, n in zip(self.units, self._sizes(params))
+        )
+        dead, _ = lax.while_loop(cond, body, (dead_in(params, none), jnp.array(True)))
+        return dead
+
+    def _zero_dead(self, params, dead):
+        """`params` with the slices of power +1 and -1 of the dead units set to zero."""
+        for u, d in zip(self.units, dead):
+            if d is not None:
+                params = u.zero_units(params, d)
+        return params
+
+    def _balancing(self, params, dead):
+        """The scalings `s` minimising `|s . theta_live|^2`, `theta_live` the parameters with the
+        slices of dead units zeroed; `s_i = 1` for dead units. The live units' minimiser is the
+        balanced point `|w_in_i| = |w_out_i|` of the entries not shared with dead units."""
+        dtype = _dtype(params)
+        params = self._zero_dead(params, dead)
         continuous = [u.scaling.continuous for u in self.units]
         if sum(continuous) == 1:
             # One layer of scaled units: the units decouple, a_i s_i^2 + b_i / s_i^2 is minimal at
             # s_i = (b_i / a_i)^(1/4), with a_i, b_i the squared norms of the slices of power
             # +1 and -1.
             scales = []
-            for u, n in zip(self.units, self._sizes(params)):
+            for u, n, d in zip(self.units, self._sizes(params), dead):
                 if u.scaling.continuous:
-                    ratio = u.sqnorms(params, -1) / u.sqnorms(params, 1)
-                    scales.append((jnp.arange(n), ratio**0.25))
+                    a = jnp.where(d, 1, u.sqnorms(params, 1))
+                    b = jnp.where(d, 1, u.sqnorms(params, -1))
+                    scales.append((jnp.arange(n), (b / a) ** 0.25))
                 else:
-                    scales.append((jnp.arange(n), jnp.ones((n,), _dtype(params))))
-            return self.act(params, tuple(scales))
+                    scales.append((jnp.arange(n), jnp.ones((n,), dtype)))
+            return tuple(scales)
         xi0 = self.algebra_zero(params)
 
         def fn(xi, _):
-            return sqnorm(self.act(params, self.chart(params, xi)))
+            # Dead units' slices are zero: a quadratic term pins their (free) coordinates at 0.
+            pin = sum(jnp.sum(jnp.where(d, x, 0) ** 2) for x, d in zip(xi, dead) if d is not None)
+            return sqnorm(self.act(params, self.chart(params, xi))) + pin
 
-        default = 1e-12 if _dtype(params) == jnp.float64 else 1e-5
+        default = 1e-12 if dtype == jnp.float64 else 1e-5
         # Inexact Newton: each linear solve reduces the residual by `inner` (reachable in the
         # dtype), so the outer iteration still converges in a few steps.
-        inner = 1e-8 if _dtype(params) == jnp.float64 else 1e-4
+        inner = 1e-8 if dtype == jnp.float64 else 1e-4
         rtol = default if self.rtol is None else self.rtol
         atol = default if self.atol is None else self.atol
         bfgs = optx.minimise(
@@ -345,14 +421,90 @@ class NeuronSymmetry(AbstractSymmetry):
         failed = (bfgs.result != optx.RESULTS.successful) | (
             newton.result != optx.RESULTS.successful
         )
-        params = eqx.error_if(
-            params,
+        xi = eqx.error_if(
+            newton.value,
             failed,
             "balancing the positive rescalings (minimising the parameter norm over them) did not "
             "converge within `max_steps`; raise `max_steps` or loosen `rtol`/`atol` of the "
             "NeuronSymmetry",
         )
-        return self.act(params, self.chart(params, newton.value))
+        return self.chart(params, _restrict(xi, dead, live=True))
+
+    def _dead_scaling(self, params, dead):
+        r"""The scalings of the dead units: `xi = log s` minimising
+        `sum_e (log|e| + sum_i p_{e,i} xi_i)^2` over the nonzero entries `e` of the dead units'
+        slices of power +1 and -1 (`p_{e,i}` the power of `e` in unit `i`'s slice): their
+        magnitudes have geometric mean 1 along every direction of the dead units' scalings. The
+        map `xi -> log|s . e|` is affine, so this is a linear least-squares problem (LSMR over
+        Jacobian-vector products of the action); its minimisers differ only along scalings that
+        move no nonzero entry, so the scaled parameters are unique. Live units keep `s_i = 1`.
+        With one layer of scaled units every entry belongs to one unit and the minimiser is
+        closed-form: `xi_i = -(sum_e p_e log|e|) / #e` over unit `i`'s nonzero entries."""
+        dtype = _dtype(params)
+        if sum(u.scaling.continuous for u in self.units) == 1:
+            g = []
+            for u, n, d in zip(self.units, self._sizes(params), dead):
+                xi = jnp.zeros((n,), dtype)
+                if d is not None:
+                    slices = [(s.power, s.get(params)) for s in u.sites if s.power != 0]
+                    logs = sum(
+                        p * jnp.sum(jnp.log(jnp.abs(jnp.where(y != 0, y, 1))), axis=1)
+                        for p, y in slices
+                    )
+                    count = sum(jnp.sum(y != 0, axis=1) for _, y in slices)
+                    xi = jnp.where(d & (count > 0), -logs / jnp.maximum(count, 1), 0).real
+                g.append((jnp.arange(n), jnp.exp(xi).astype(dtype)))
+            return tuple(g)
+        marks = jax.tree_util.tree_map(
+            lambda x: jnp.zeros(x.shape, bool) if eqx.is_inexact_array(x) else x, params
+        )
+        for u, d in zip(self.units, dead):
+            if d is not None:
+                marks = u.mark_units(marks, d)
+        arrays = eqx.filter(params, eqx.is_inexact_array)
+        entries = jax.tree_util.tree_map(
+            lambda m, x: (m & (x != 0)) if eqx.is_inexact_array(x) else None, marks, params
+        )
+        real = jnp.finfo(dtype).dtype
+
+        def log_abs(m, x):
+            return jnp.where(m, jnp.log(jnp.abs(jnp.where(m, x, 1))), 0).astype(real)
+
+        rhs = jax.tree_util.tree_map(lambda m, x: -log_abs(m, x), entries, arrays)
+        zero = self.algebra_zero(params)
+
+        def dlog(xi):
+            _, de = jax.jvp(
+                lambda y: eqx.filter(self.act(params, self.chart(params, y)), eqx.is_inexact_array),
+                (zero,),
+                (_restrict(xi, dead, live=False),),
+            )
+            # d log|e| = Re(de / e)
+            return jax.tree_util.tree_map(
+                lambda m, x, dx: jnp.where(m, jnp.real(dx / jnp.where(m, x, 1)), 0).astype(real),
+                entries,
+                arrays,
+                de,
+            )
+
+        tol = 1e-12 if dtype == jnp.float64 else 1e-6
+        op = lx.FunctionLinearOperator(dlog, jax.eval_shape(lambda: zero))
+        sol = lx.linear_solve(op, rhs, lx.LSMR(rtol=tol, atol=tol), throw=False)
+        xi = eqx.error_if(
+            sol.value,
+            sol.result != lx.RESULTS.successful,
+            "fixing the scalings of the dead units (a least-squares problem in log |weights|) did "
+            "not converge",
+        )
+        return self.chart(params, _restrict(xi, dead, live=False))
+
+    def _balance(self, params):
+        """The canonical scalings: live units balanced, dead units normalised (see the class)."""
+        if not any(u.scaling.continuous for u in self.units):
+            return params
+        dead = self._dead(params)
+        params = self.act(params, self._balancing(params, dead))
+        return self.act(params, self._dead_scaling(params, dead))
 
     def _signs(self, params):
         for u, n in zip(self.units, self._sizes(params)):
@@ -371,10 +523,21 @@ class NeuronSymmetry(AbstractSymmetry):
         ]
 
     def canonicalize(self, params):
+        dead = (
+            self._dead(params)
+            if any(u.scaling.continuous for u in self.units)
+            else (None,) * len(self.units)
+        )
         params = self._signs(self._balance(params))
         dtype = _dtype(params)
-        g = tuple((jnp.argsort(k), jnp.ones(k.shape, dtype)) for k in self._sort_keys(params))
-        return self.act(params, g)
+        g = []
+        for u, key, d in zip(self.units, self._sort_keys(params), dead):
+            # live units first, then by `sum_sites |slice_i|^2`; ties (systematic among dead
+            # units: normalised, often with a single nonzero entry) by `sum_sites sum slice_i`
+            tie = sum(jnp.sum(jnp.real(s.get(params)), axis=1) for s in u.sites)
+            last = jnp.zeros(key.shape, bool) if d is None else d
+            g.append((jnp.lexsort((tie, key, last)), jnp.ones(key.shape, dtype)))
+        return self.act(params, tuple(g))
 
     def invariants(self, params):
         return eqx.filter(self.canonicalize(params), eqx.is_inexact_array)
@@ -385,10 +548,13 @@ class NeuronSymmetry(AbstractSymmetry):
         `i`'s slices of power +1 and -1), so the infimum is
         `|theta|^2 - sum_i (a_i + b_i - 2 sqrt(a_i b_i))`, also for a dead unit (`a_i b_i = 0`:
         not attained, the infimum is still defined; weight decay makes such units). Otherwise
-        the norm of the balanced point (`canonicalize`'s first stage)."""
+        the norm of the balanced point (`canonicalize`'s first stage) with the slices of the dead
+        units removed (their entries tend to zero along the orbit)."""
         continuous = [u for u in self.units if u.scaling.continuous]
         if len(continuous) != 1:
-            return sqnorm(self._balance(params))
+            dead = self._dead(params)
+            live = self._zero_dead(params, dead)
+            return sqnorm(self.act(live, self._balancing(params, dead)))
         (u,) = continuous
         a, b = u.sqnorms(params, 1), u.sqnorms(params, -1)
         if a is None or b is None:
@@ -443,6 +609,12 @@ class NeuronSymmetry(AbstractSymmetry):
         reference = _canonicalize(self, reference)
         params = _canonicalize(self, params)
         return reference, _act(self, params, self.weight_matching(reference, params))
+
+
+def _restrict(xi, dead, *, live):
+    """`xi` with the coordinates of the dead units (`live=True`) or of the live units
+    (`live=False`) set to zero; layers without positive scalings unchanged."""
+    return tuple(x if d is None else jnp.where(d if live else ~d, 0, x) for x, d in zip(xi, dead))
 
 
 # Host-side alignment calls these compiled (one compilation per group and parameter structure).
