@@ -7,9 +7,8 @@ memorises the training pairs in about a hundred steps and generalises thousands 
 so a forecast has room. Five seeds (initialisation and split), vmapped; every 50 steps (one
 `lax.scan` chunk, jitted) the `Monitor` records raw and orbit-minimal norms, the Noether charges
 and their drift and the orbit/horizontal split of the AdamW update; the `Recorder` writes the
-series to disk as it goes. Left out here: the invariants' spectra (the MLP's canonical form has
-no balanced representative once weight decay has killed a ReLU unit, and `canonicalize` raises
-there) and the sharpness (under `vmap` over seeds `Every`'s `lax.cond` becomes a select and
+series to disk as it goes. Left out here: the invariants' spectra (`bench_monitor.py` records
+them) and the sharpness (under `vmap` over seeds `Every`'s `lax.cond` becomes a select and
 Lanczos would run at every call); the notebook shows both at a small size.
 
 The transition `T` is the first step with test accuracy >= 0.9, memorisation the first with
@@ -40,42 +39,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import main, Table  # noqa: E402
-from bench_monitor import grokking, lead_and_error, transition  # noqa: E402
+from _grokking_setup import forecasts, grokking, lead_and_error, transition  # noqa: E402
 
 import jaxstat.quotient as jq  # noqa: E402
 
 
 CONFIG = dict(p=31, d_model=32, heads=4, width=128, frac=0.4, lr=1e-2, steps=11000)
 QUICK = dict(p=23, d_model=32, heads=4, width=64, frac=0.5, lr=1e-2, steps=2000)
-
-
-def forecasts(series, window, max_horizon=1e5):
-    """Per seed: the transition `T` and `{method: forecast per monitor point}` (issued online)."""
-    step = series["step"][0].astype(float)
-    n = series["step"].shape[0]
-    Ts = np.array([transition(step, series["test_acc"][s]) for s in range(n)])
-    raw = series["monitor/raw/total"]
-    observables = {
-        "shock fit, log test loss": np.log(series["test_loss"]),
-        "shock fit, log quotient norm": np.log(series["monitor/quotient/quotient"]),
-        "shock fit, log raw norm (baseline b)": np.log(raw),
-    }
-    out = []
-    for s in range(n):
-        fit = {
-            name: np.asarray(
-                jq.forecast_series(step, q[s], window=window, max_horizon=max_horizon).time
-            )
-            for name, q in observables.items()
-        }
-        others = [i for i in range(n) if i != s and np.isfinite(Ts[i])]
-        if others:
-            level = np.mean([raw[i][np.searchsorted(step, Ts[i])] for i in others])
-            fit["raw-norm threshold (baseline a)"] = np.asarray(
-                jq.threshold_crossing(step, raw[s], threshold=level, window=window)
-            )
-        out.append(fit)
-    return Ts, out
 
 
 def late_scores(step, f, T):
