@@ -313,3 +313,31 @@ def test_random_nodes_theorems():
     assert jm.classify(low).verdict is jm.Verdict.ALL_DEGENERATE
     d = run(low)
     assert len(d["points"]) >= 1 and d["degenerate"].all() and (d["nullity"] >= 1).all()
+
+
+def test_fused_variational_equals_autodiff_of_flow(getkey):
+    """The one solve of the flow with its first and second variational equations (one nested JVP
+    per pair `i <= j`) against forward-mode autodiff of the discrete time-T map, in float64:
+    `Y(T) = D phi_T(y0)` (jacfwd) and `Z(T) = D^2 phi_T(y0)` (jacfwd of jacfwd: the Hessian of
+    each component),
+    with `Y(0) = I` on a 4-dimensional phase space (ten pairs, a non-autonomous field)."""
+    mlp = eqx.nn.MLP(5, 4, 8, 1, activation=jnp.tanh, key=getkey())
+
+    def field(t, y, args):
+        return 2.0 * mlp(jnp.concatenate([y, jnp.sin(3.0 * t)[None]]))
+
+    node = jm.NeuralODE(field, jnp.eye(4)[:, :2], None, jnp.ones(4), t1=0.7)
+    y0 = jr.normal(getkey(), (4,))
+
+    @jax.jit
+    def everything(y0):
+        def flow(y):
+            return node._flow(y, dfx.ForwardMode())
+
+        fused = node._variational(y0, jnp.eye(4, dtype=y0.dtype), True)
+        return fused, flow(y0), jax.jacfwd(flow)(y0), jax.jacfwd(jax.jacfwd(flow))(y0)
+
+    (y, dy, ddy), flow, jac, hess = everything(y0)
+    np.testing.assert_allclose(y, flow, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(dy, jac, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ddy, hess, rtol=1e-11, atol=1e-13)
