@@ -35,24 +35,28 @@ from ._solution import Certificate, CriticalPoints, RESULTS
 
 
 class _Derivatives(eqx.Module):
-    """`f`, `grad f` and `x -> (f, grad f, hess f)` of a scalar map or a plain function."""
+    """`f`, `grad f`, `x -> (f, grad f)` and `x -> (f, grad f, hess f)` of a scalar map or a plain
+    function."""
 
     value: Callable
     gradient: Callable
+    value_and_gradient: Callable
     value_gradient_hessian: Callable
 
 
 def _derivatives(fn) -> _Derivatives:
     smap = as_scalar_map(fn)
     if smap is not None:
-        return _Derivatives(smap, smap.gradient, smap.value_gradient_hessian)
+        return _Derivatives(
+            smap, smap.gradient, smap.value_and_gradient, smap.value_gradient_hessian
+        )
     if not callable(fn):
         raise TypeError(f"expected a callable scalar map, got {type(fn).__name__}")
 
     def vgh(x):
         return fn(x), jax.grad(fn)(x), jax.hessian(fn)(x)
 
-    return _Derivatives(fn, jax.grad(fn), vgh)
+    return _Derivatives(fn, jax.grad(fn), jax.value_and_grad(fn), vgh)
 
 
 def _eps(dtype) -> float:
@@ -382,15 +386,15 @@ def _polish(vgh, y, steps):
     """
 
     def step(carry, _):
-        y, g = carry
-        _, g_now, h = vgh(y)
-        y_new = y - _min_norm_step(g_now, (h + h.T) / 2)
-        g_new = vgh(y_new)[1]
+        y, g, h = carry
+        y_new = y - _min_norm_step(g, (h + h.T) / 2)
+        _, g_new, h_new = vgh(y_new)  # kept for the next step if accepted
         better = jnp.all(jnp.isfinite(y_new)) & (jnp.linalg.norm(g_new) < jnp.linalg.norm(g))
-        return (jnp.where(better, y_new, y), jnp.where(better, g_new, g)), None
+        keep = lambda new, old: jnp.where(better, new, old)  # noqa: E731
+        return (keep(y_new, y), keep(g_new, g), keep(h_new, h)), None
 
-    g0 = vgh(y)[1]
-    (y, _), _ = lax.scan(step, (y, g0), length=steps)
+    _, g0, h0 = vgh(y)
+    (y, _, _), _ = lax.scan(step, (y, g0, h0), length=steps)
     return y
 
 
@@ -444,7 +448,7 @@ def _accept(
     finite = jnp.all(jnp.isfinite(ys), axis=1)
     ys = jnp.where(finite[:, None], ys, starts)
     # One batched evaluation gives the residuals and the scale of the gradient field.
-    values, grads = jax.vmap(lambda y: (d.value(y), d.gradient(y)))(jnp.concatenate([starts, ys]))
+    values, grads = jax.vmap(d.value_and_gradient)(jnp.concatenate([starts, ys]))
     norms = jnp.linalg.norm(grads, axis=1)
     finite_at_start = jnp.isfinite(values[:k]) & jnp.all(jnp.isfinite(grads[:k]), axis=1)
     map_finite = jnp.all(finite_at_start | ~active)

@@ -56,6 +56,12 @@ class AbstractScalarMap(eqx.Module):
         """`hess f(x)` (symmetric)."""
         return jax.jacfwd(self.gradient)(x)
 
+    def value_and_gradient(
+        self, x: Float[Array, " n"]
+    ) -> tuple[Float[Array, ""], Float[Array, " n"]]:
+        """`(f(x), grad f(x))` together (a subclass may share work between them)."""
+        return self(x), self.gradient(x)
+
     def value_gradient_hessian(
         self, x: Float[Array, " n"]
     ) -> tuple[Float[Array, ""], Float[Array, " n"], Float[Array, "n n"]]:

@@ -228,6 +228,15 @@ class NeuralODE(AbstractScalarMap):
         value = self.readout @ y + self.readout_bias
         return value, dy.T @ self.readout, jnp.einsum("k,kij->ij", self.readout, ddy)
 
+    def value_and_gradient(
+        self, x: Float[Array, " n"]
+    ) -> tuple[Float[Array, ""], Float[Array, " n"]]:
+        """`(f(x), grad f(x))` from one solve of the flow with its first variational equation:
+        `f = a . y(T) + c`, `grad f = Y(T)^T a` with `Y(0) = W`."""
+        _check_input(x, self.in_size)
+        y, dy, _ = self._variational(self.weight @ x + self.bias, self.weight, False)
+        return self.readout @ y + self.readout_bias, dy.T @ self.readout
+
     def __call__(self, x: Float[Array, " n"]) -> Float[Array, ""]:
         _check_input(x, self.in_size)
         return self._call(x, self.adjoint)

@@ -55,7 +55,13 @@ def shear_node(steps=32, w=W):
 @eqx.filter_jit
 def _evaluate(node, x):
     y0 = node.weight @ x + node.bias
-    return node(x), node.gradient(x), node.flow(y0), node.value_gradient_hessian(x)
+    return (
+        node(x),
+        node.gradient(x),
+        node.flow(y0),
+        node.value_gradient_hessian(x),
+        node.value_and_gradient(x),
+    )
 
 
 def test_exact_flow_derivatives_and_order():
@@ -66,7 +72,7 @@ def test_exact_flow_derivatives_and_order():
     here)."""
     x = jnp.array([0.7, -0.4])
     exact = exact_f_grad_hess(np.asarray(x))
-    value, grad, flow, (value2, grad2, hess) = _evaluate(shear_node(32), x)
+    value, grad, flow, (value2, grad2, hess), (value3, grad3) = _evaluate(shear_node(32), x)
     # Tsit5 with 32 steps: local error ~ (h L)^5 ~ 1e-9 on this O(1) field.
     np.testing.assert_allclose(value, exact[0], atol=1e-8)
     np.testing.assert_allclose(grad, exact[1], atol=1e-8)
@@ -77,6 +83,11 @@ def test_exact_flow_derivatives_and_order():
     # gradient to rounding.
     np.testing.assert_allclose(value2, value, rtol=1e-14)
     np.testing.assert_allclose(grad2, grad, rtol=1e-13)
+    # So does the solve with the first variational equation only (`value_and_gradient`).
+    np.testing.assert_allclose(value3, exact[0], atol=1e-8)
+    np.testing.assert_allclose(grad3, exact[1], atol=1e-8)
+    np.testing.assert_allclose(value3, value, rtol=1e-14)
+    np.testing.assert_allclose(grad3, grad, rtol=1e-13)
 
     steps = np.array([4, 8, 16])
     errors = []
@@ -256,7 +267,7 @@ def test_rank_deficient_known_degenerate_line():
     perp = np.array([-u[1], u[0]])
     for t in (-1.0, 0.5):  # two points of the critical line
         x = jnp.asarray(s_star * u / (u @ u) + t * perp)
-        _, grad, _, (_, _, hess) = _evaluate(node, x)
+        _, grad, _, (_, _, hess), _ = _evaluate(node, x)
         # Tsit5, 32 steps: derivatives of the discrete map within ~1e-9 of the exact ones.
         np.testing.assert_allclose(grad, 0.0, atol=1e-8)
         lam = np.linalg.eigvalsh(np.asarray(hess))
