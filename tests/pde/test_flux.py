@@ -195,7 +195,12 @@ def test_local_lax_friedrichs_system_closed_form(getkey):
     # Godunov and Engquist-Osher have no system form: refused, naming the remedy.
     for numerical in (jp.Godunov(), jp.EngquistOsher()):
         assert not numerical.solves_systems
-        with pytest.raises(TypeError, match="2-D Burgers system .* only `LocalLaxFriedrichs"):
+        name = type(numerical).__name__
+        with pytest.raises(
+            TypeError,
+            match=rf"^the 2-D Burgers system .* only `LocalLaxFriedrichs\(\)` applies "
+            rf"\(got {name}\(\)\)",
+        ):
             numerical.system(flux, a, b, 0)
     assert llf.solves_systems
 
@@ -209,3 +214,16 @@ def test_sonic_point_does_not_promote_the_states(numerical):
     out = numerical(flux, a, b)
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(out, numerical(jp.Quadratic(), a, b), rtol=1e-7)
+
+
+@pytest.mark.parametrize("numerical", FLUXES, ids=lambda f: type(f).__name__)
+def test_consistency_with_a_shifted_sonic_point(numerical, getkey):
+    # f(p) = (p - 1/2)^2 + 1: the sonic point m = 1/2 and f(m) = 1 are not 0 (the fluxes above
+    # have f(0) = 0, blind to a wrong `- f(m)`). Consistency F(a, a) = f(a), and the Legendre
+    # conjugates of the closed form, f^*(q) = q^2 / 4 + q / 2 - 1, and of Quadratic, q^2 / 2.
+    flux = jp.Convex(lambda p: (p - 0.5) ** 2 + 1, argmin=0.5)
+    a = 2 * jr.normal(getkey(), (50,))
+    np.testing.assert_allclose(numerical(flux, a, a), flux(a), rtol=1e-14)
+    q = jnp.array([-2.0, 0.5, 3.0])
+    np.testing.assert_allclose(flux.conjugate(q), q**2 / 4 + q / 2 - 1, rtol=1e-12)
+    np.testing.assert_allclose(jp.Quadratic().conjugate(q), [2.0, 0.125, 4.5], rtol=1e-15)
