@@ -227,3 +227,13 @@ def test_consistency_with_a_shifted_sonic_point(numerical, getkey):
     q = jnp.array([-2.0, 0.5, 3.0])
     np.testing.assert_allclose(flux.conjugate(q), q**2 / 4 + q / 2 - 1, rtol=1e-12)
     np.testing.assert_allclose(jp.Quadratic().conjugate(q), [2.0, 0.125, 4.5], rtol=1e-15)
+
+
+def test_generic_inverse_derivative_in_float32():
+    # Newton's tolerance and start follow the states' dtype: float32 in, float32 out, to float32
+    # accuracy (sinh^-1 of the characteristic speeds of cosh).
+    flux = jp.Convex(lambda p: jnp.cosh(p) - 1, argmin=jnp.zeros((), jnp.float64))
+    s = jnp.array([-3.0, -0.2, 0.0, 1.5], jnp.float32)
+    p = flux.inverse_derivative(s)
+    assert p.dtype == jnp.float32
+    np.testing.assert_allclose(p, np.arcsinh(np.asarray(s, np.float64)), rtol=1e-6, atol=1e-7)
