@@ -237,3 +237,9 @@ def test_generic_inverse_derivative_in_float32():
     p = flux.inverse_derivative(s)
     assert p.dtype == jnp.float32
     np.testing.assert_allclose(p, np.arcsinh(np.asarray(s, np.float64)), rtol=1e-6, atol=1e-7)
+
+    # No p has f'(p) = 2 for f = sqrt(1 + p^2) (|f'| < 1): Newton's iteration is bounded and
+    # raises instead of running forever or returning a wrong value.
+    bounded = jp.Convex(lambda p: jnp.sqrt(1 + p**2), argmin=0.0)
+    with pytest.raises(Exception):
+        jax.block_until_ready(bounded.inverse_derivative(jnp.array(2.0)))
