@@ -169,7 +169,7 @@ def run(quick: bool = False) -> Table:
         )
         table.add(f"{name}: test cross-entropy", float(np.mean(losses)), f"+- {np.std(losses):.4f}")
         table.add(
-            f"{name}: wall time of {steps // per_step} updates (s, under load)",
+            f"{name}: wall time of {steps // per_step} updates (s)",
             float(np.median(times)),
             f"{steps} loss gradients",
         )
@@ -208,8 +208,8 @@ def run(quick: bool = False) -> Table:
             f"{v[-1]:.3g}; {np.max(d):.3g}",
         )
     table.notes.append(
-        "Times are of a jitted lax.scan on a shared 2-core CPU under load (other jobs running): "
-        "indicative only; accuracies do not depend on the load."
+        "Times are of a jitted lax.scan on the 2-core CPU with nothing else running (the load "
+        "average at the start is in the header); accuracies do not depend on the load."
     )
     return table
 

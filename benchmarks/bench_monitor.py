@@ -128,9 +128,7 @@ def run(quick: bool = False) -> Table:
     kw = {k: cfg[k] for k in ("p", "d_model", "heads", "width", "frac", "lr")}
     times = _chunk_times(every, quick, **kw)
     t_chunk = times.pop("training chunk")
-    table.add(
-        f"training: {every} steps (s, under load)", t_chunk, f"{1e3 * t_chunk / every:.2f} ms/step"
-    )
+    table.add(f"training: {every} steps (s)", t_chunk, f"{1e3 * t_chunk / every:.2f} ms/step")
     cheap = 0.0
     for name, t in times.items():
         share = t / t_chunk
@@ -202,11 +200,6 @@ def run(quick: bool = False) -> Table:
         f"seed's transition), {len(seeds)} seeds vmapped ({wall:.0f} s with the monitor). "
         "Smaller than Nanda et al. (p = 113, d_model 128, MLP 512, lr 1e-3, 30%): at that size one "
         "step took about 0.6 s on this loaded 2-core CPU, too slow for 5 seeds x 10k steps."
-    )
-    table.notes.append(
-        "Timings were taken on a shared 2-core machine under heavy load (load average well above "
-        "the core count): the overhead fractions are indicative only. Accuracy, transition and "
-        "forecast figures do not depend on the load."
     )
     table.notes.append(
         "The shock fits use a window of the last 20 monitor points (1000 steps) of log q; the "
