@@ -90,7 +90,7 @@ class DenseSpectrum(AbstractStabilityMethod):
     - `tol`: the state is reported stable when `alpha < -tol`.
     """
 
-    tol: float = 0.0
+    tol: float = eqx.field(static=True, default=0.0)
 
     def __call__(self, vector_field, y):
         x, f, _ = real_system(vector_field, y)
@@ -114,11 +114,11 @@ class CayleyArnoldi(AbstractStabilityMethod):
     - `seed`: of the random starting vector.
     """
 
-    krylov_dim: int = 30
-    h: float = 1.0
-    tol: float = 0.0
+    krylov_dim: int = eqx.field(static=True, default=30)
+    h: float = eqx.field(static=True, default=1.0)
+    tol: float = eqx.field(static=True, default=0.0)
     linear_solver: lx.AbstractLinearSolver | None = None
-    seed: int = 0
+    seed: int = eqx.field(static=True, default=0)
 
     def __call__(self, vector_field, y):
         flat, f, _ = real_system(vector_field, y)
@@ -256,12 +256,12 @@ class AutoStability(AbstractStabilityMethod):
     - `seed`: of the random probe and start vector.
     """
 
-    max_steps: int = 48
-    rtol: float | None = None
-    tol: float = 0.0
+    max_steps: int = eqx.field(static=True, default=48)
+    rtol: float | None = eqx.field(static=True, default=None)
+    tol: float = eqx.field(static=True, default=0.0)
     fallback: AbstractStabilityMethod | None = None
-    dense_max: int = DENSE_MAX
-    seed: int = 0
+    dense_max: int = eqx.field(static=True, default=DENSE_MAX)
+    seed: int = eqx.field(static=True, default=0)
 
     def __call__(self, vector_field, y):
         x, f, J = real_system(vector_field, y)

@@ -111,3 +111,16 @@ def test_fallback_runs_under_vmap_only_when_an_element_is_undecided():
     assert calls  # ran (batched), but only the undecided element takes its value
     np.testing.assert_array_equal(out.abscissa, [-1.0, 7.0, -1.0])
     np.testing.assert_array_equal(out.stable, [True, False, True])
+
+
+def test_default_layer_under_plain_jax_jit(getkey):
+    """A layer is a pytree argument of `jax.jit` (not only `eqx.filter_jit`): every leaf is then
+    traced, so the certificate's structural integers must be static fields. Forward and gradient
+    equal the eager ones, and the certificate is still computed."""
+    layer = _double_well_layer(getkey())
+    x = jr.normal(getkey(), (16, 3))
+    sol = jax.jit(lambda l: l.solve(x, throw=False))(layer)
+    eager = layer.solve(x, throw=False)
+    np.testing.assert_allclose(sol.value, eager.value, rtol=1e-5, atol=1e-7)
+    assert bool(sol.stability.computed)
+    np.testing.assert_allclose(sol.stability.abscissa, eager.stability.abscissa, rtol=1e-5)
