@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.flatten_util as jfu
 import jax.lax as lax
@@ -59,11 +60,13 @@ class GMRES(lx.AbstractLinearSolver):
       the residual by less than 0.1%.
     """
 
-    rtol: float
-    atol: float
-    restart: int = 30
-    max_steps: int = 2000
-    stagnation_cycles: int = 3
+    # Configuration, static: a solver stored on a layer stays a constant under plain `jax.jit`
+    # (and is never differentiated).
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    restart: int = eqx.field(static=True, default=30)
+    max_steps: int = eqx.field(static=True, default=2000)
+    stagnation_cycles: int = eqx.field(static=True, default=3)
 
     def __check_init__(self):
         if self.rtol < 0 or self.atol < 0 or self.rtol + self.atol == 0:
