@@ -42,10 +42,12 @@ SLOW = {
     "jaxstat/morse/_critical.py:find_critical_points",
     "jaxstat/morse/_critical.py:find_all_critical_points",
     "jaxstat/morse/_node.py:NeuralODE",
+    "jaxstat/quotient/_derive.py:symmetry",
     "jaxstat/strata/_fit.py:Validation",
     "jaxstat/strata/_fit.py:fit",
     "jaxstat/strata/_transform.py:partition",
     "jaxstat/supragraph/_adjoint.py:gradient",
+    "jaxstat/supragraph/_network.py:StationaryNetwork",
     "jaxstat/supragraph/_penalty.py:penalized_solve",
 }
 EXAMPLES = [

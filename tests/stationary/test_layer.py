@@ -160,9 +160,9 @@ def test_feature_layer_float32(getkey):
     the float32 stopping rule makes that `<~ 1e-4` relative. Gradient: the float32 adjoint GMRES
     stops at relative residual 1e-4 and the state carries ~1e-5, so 1e-3 relative in norm."""
     g = jg.random_graph(getkey(), 2000, 8000, dtype=jnp.float32)
-    layer = js.feature_layer(
-        g, js.GradientModel(js.Quartic(1.0, 1.0)), 8, 4, key=getkey(), dtype=jnp.float32
-    )
+    # The certificate's float32 accuracy has its own test (test_stability.py); skipped here.
+    model = js.GradientModel(js.Quartic(1.0, 1.0))
+    layer = js.feature_layer(g, model, 8, 4, key=getkey(), dtype=jnp.float32, stability=None)
     x = jr.normal(getkey(), (2000, 8), jnp.float32)
     sol = layer.solve(x)
     assert sol.value.dtype == jnp.float32
