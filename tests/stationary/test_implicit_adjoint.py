@@ -52,6 +52,28 @@ def test_linear_layer_gradient_is_the_resolvent_closed_form():
     np.testing.assert_allclose(gw, -np.sum(dlam * dpsi, axis=1), rtol=1e-8, atol=1e-10)
 
 
+# The reference adjoint (optimistix's) and ours, with the same tight inner GMRES.
+REFERENCE = optx.ImplicitAdjoint(linear_solver=GMRES(rtol=1e-12, atol=0.0))
+OURS = ImplicitAdjoint(linear_solver=GMRES(rtol=1e-12, atol=0.0))
+
+
+def _case(kind):
+    """A loss `sum |psi*(s)|^3` of a gradient (symmetric Jacobian) or driven-damped (complex,
+    non-symmetric) solve, as a function of the source and the adjoint; the source; a direction."""
+    graph, source = _problem()
+    if kind == "gradient":
+        model = js.GradientModel(js.Quartic(1.0, 0.5))
+    else:
+        model = js.DrivenDampedModel(gamma=0.5, kappa=0.3)
+        source = source * (1 + 0.5j)
+
+    def loss(s, adjoint):
+        psi = js.solve(model, graph, s, adjoint=adjoint, stability=None).value
+        return jnp.sum(jnp.abs(psi) ** 3)
+
+    return loss, source, jr.normal(jr.key(3), source.shape).astype(source.dtype)
+
+
 @pytest.mark.parametrize(
     "kind", [pytest.param("gradient", marks=pytest.mark.slow), "driven-damped"]
 )
@@ -59,43 +81,20 @@ def test_forward_and_reverse_agree_with_optimistix(kind):
     """Against optimistix's implicit adjoint; the driven-damped Jacobian is not symmetric, so a
     transposed solve done with the untransposed Jacobian fails here (the symmetric gradient case
     runs with -m slow)."""
-    graph, source = _problem()
-    if kind == "gradient":
-        model = js.GradientModel(js.Quartic(1.0, 0.5))
-    else:
-        model = js.DrivenDampedModel(gamma=0.5, kappa=0.3)
-        source = source * (1 + 0.5j)
-    reference = optx.ImplicitAdjoint(linear_solver=GMRES(rtol=1e-12, atol=0.0))
-    ours = ImplicitAdjoint(linear_solver=GMRES(rtol=1e-12, atol=0.0))
-
-    def loss(s, adjoint):
-        psi = js.solve(model, graph, s, adjoint=adjoint, stability=None).value
-        return jnp.sum(jnp.abs(psi) ** 3)
-
-    g_ref = jax.grad(loss)(source, reference)
-    g = jax.grad(loss)(source, ours)
+    loss, source, v = _case(kind)
+    g_ref = jax.grad(loss)(source, REFERENCE)
+    g = jax.grad(loss)(source, OURS)
     np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-12)
-    v = jr.normal(jr.key(3), source.shape).astype(source.dtype)
-    _, t = jax.jvp(lambda s: loss(s, ours), (source,), (v,))
+    _, t = jax.jvp(lambda s: loss(s, OURS), (source,), (v,))
     np.testing.assert_allclose(t, jnp.real(jnp.vdot(g_ref, v)), rtol=1e-9)
 
 
 @pytest.mark.slow
 def test_second_order_agrees_with_optimistix():
     """A Hessian-vector product (forward over reverse) through both adjoints, driven-damped."""
-    graph, source = _problem()
-    model = js.DrivenDampedModel(gamma=0.5, kappa=0.3)
-    source = source * (1 + 0.5j)
-    reference = optx.ImplicitAdjoint(linear_solver=GMRES(rtol=1e-12, atol=0.0))
-    ours = ImplicitAdjoint(linear_solver=GMRES(rtol=1e-12, atol=0.0))
-
-    def loss(s, adjoint):
-        psi = js.solve(model, graph, s, adjoint=adjoint, stability=None).value
-        return jnp.sum(jnp.abs(psi) ** 3)
-
-    v = jr.normal(jr.key(3), source.shape).astype(source.dtype)
+    loss, source, v = _case("driven-damped")
     hvp = lambda adj: jax.jvp(lambda s: jax.grad(loss)(s, adj), (source,), (v,))[1]  # noqa: E731
-    np.testing.assert_allclose(hvp(ours), hvp(reference), rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(hvp(OURS), hvp(REFERENCE), rtol=1e-7, atol=1e-10)
 
 
 def test_failed_adjoint_solve_raises_under_jit():
