@@ -76,11 +76,14 @@ def test_adjoint_solves_the_transposed_system(name):
     assert all(jnp.iscomplexobj(a) == jnp.iscomplexobj(p) for a, p in zip(g.adjoint, g.states))
 
 
-def test_gradient_against_finite_differences():
+@pytest.mark.parametrize("strategy", ["global", pytest.param("block", marks=pytest.mark.slow)])
+def test_gradient_against_finite_differences(strategy):
     """Independent of any autodiff: a central difference of `theta -> l(Psi*(theta))`, the
-    states from the global solve (`jax.grad` through `solve` itself: test_solve, slow)."""
+    states from the global solve (`jax.grad` through `solve` itself: test_solve, slow); the
+    gradient by the global GMRES adjoint or by block back substitution (`BlockTriangular`)."""
     net, x, target, loss = case("kerr")
-    g = sg.gradient(net, x, loss, target, **GLOBAL)
+    options = GLOBAL if strategy == "global" else dict(solver=sg.BlockTriangular())
+    g = sg.gradient(net, x, loss, target, **options)
     params, static = eqx.partition((net, x), eqx.is_inexact_array)
 
     def value(params):

@@ -11,7 +11,6 @@ import pytest
 import jaxstat.stationary as js
 import jaxstat.supragraph as sg
 
-from ..helpers import finite_difference_jvp
 from .networks import case, dense_jacobian, flat, normal, reference, rel_err
 
 
@@ -64,25 +63,6 @@ def test_substitutions_solve_the_dense_triangular_systems(name):
     assert r1 == sg.RESULTS.successful and r2 == sg.RESULTS.successful
     np.testing.assert_allclose(flat(d), jnp.linalg.solve(J, b), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(flat(lam), jnp.linalg.solve(J.T, b), rtol=1e-8, atol=1e-10)
-
-
-@pytest.mark.slow
-def test_block_gradient_against_finite_differences():
-    """Independent of autodiff: a central difference of `theta -> l(Psi*(theta))` along a random
-    direction of all parameters and the input, states by the sequential layers."""
-    net, x, target, loss = case("kerr")
-    g = sg.gradient(net, x, loss, target, solver=BLOCK)
-    params, static = eqx.partition((net, x), eqx.is_inexact_array)
-
-    def value(params):
-        net, x = eqx.combine(params, static)
-        return 0.5 * jnp.sum(loss(net.states(x), target) ** 2)
-
-    tangents = jax.tree.map(lambda p: normal(3, p.shape), params)
-    fd = finite_difference_jvp(value, (params,), (tangents,))
-    ad = jnp.vdot(flat((g.grads, g.input_grad)), flat(tangents))
-    # eps^(2/3) ~ 4e-11 stencil error times the curvature scale; solver tolerance 1e-10.
-    np.testing.assert_allclose(ad, fd, rtol=1e-6)
 
 
 @pytest.mark.slow
