@@ -1,5 +1,7 @@
 """Numerical fluxes, limiters and reconstructions: consistency, monotonicity, order."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -243,3 +245,89 @@ def test_generic_inverse_derivative_in_float32():
     bounded = jp.Convex(lambda p: jnp.sqrt(1 + p**2), argmin=0.0)
     with pytest.raises(Exception):
         jax.block_until_ready(bounded.inverse_derivative(jnp.array(2.0)))
+
+
+def _cell_fit(values, first):
+    """The polynomial (numpy, increasing powers) whose averages over the unit cells
+    `[i - 1/2, i + 1/2]`, `i = first .. first + len(values) - 1`, are `values` (exact)."""
+    n = len(values)
+    cells = np.arange(first, first + n)
+    # Average of x^k over [i - 1/2, i + 1/2] = ((i + 1/2)^{k+1} - (i - 1/2)^{k+1}) / (k + 1).
+    k = np.arange(n)
+    averages = ((cells[:, None] + 0.5) ** (k + 1) - (cells[:, None] - 0.5) ** (k + 1)) / (k + 1)
+    return np.polynomial.Polynomial(np.linalg.solve(averages, values))
+
+
+def _weno5_peer(stencil, eps, z):
+    """WENO5 (Jiang-Shu) or WENO5-Z at the face `x = 1/2` of cell 0 from the cell averages of
+    cells -2 .. 2, from the definitions: `q_r`, `beta_r` from the quadratic fitting cells
+    `r - 2 .. r`, `beta_r = int_cell (p_r')^2 + (p_r'')^2` (unit cells)."""
+    qs, betas = [], []
+    for r in range(3):
+        p = _cell_fit(stencil[r : r + 3], r - 2)
+        qs.append(p(0.5))
+        i1 = (p.deriv() ** 2).integ()
+        i2 = (p.deriv(2) ** 2).integ()
+        betas.append(i1(0.5) - i1(-0.5) + i2(0.5) - i2(-0.5))
+    qs, betas, d = np.array(qs), np.array(betas), np.array([0.1, 0.6, 0.3])
+    if z:
+        alphas = d * (1 + (abs(betas[0] - betas[2]) / (betas + eps)) ** 2)
+    else:
+        alphas = d / (eps + betas) ** 2
+    return qs, betas, alphas @ qs / alphas.sum()
+
+
+def test_weno5_candidates_indicators_and_weights_closed_forms(getkey):
+    # The three candidates and Jiang-Shu indicators against their definitions (quadratics fitted
+    # to the cell averages, integrals of squared derivatives); the linear weights (1, 6, 3) / 10
+    # against the quartic fitted to all five cells (fifth order: exact for degree <= 4); the
+    # nonlinear WENO5 and WENO5-Z weights, both faces, on random data with a batch axis.
+    from jaxstat.pde._reconstruction import _weno5_parts
+
+    stencil = np.asarray(jr.normal(getkey(), (5,)))
+    qs, betas, ds = _weno5_parts(*jnp.asarray(stencil))
+    peer_q, peer_beta, _ = _weno5_peer(stencil, 1e-6, False)
+    np.testing.assert_allclose(qs, peer_q, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(betas, peer_beta, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(ds @ np.asarray(qs), _cell_fit(stencil, -2)(0.5), rtol=1e-13)
+    np.testing.assert_allclose(np.sum(ds), 1.0, rtol=1e-15)
+    v = np.asarray(jr.normal(getkey(), (2, 11)))
+    for reconstruction, z in ((jp.WENO5(), False), (jp.WENO5Z(), True)):
+        assert (reconstruction.ghost, reconstruction.order) == (3, 5)
+        left, right = map(np.asarray, reconstruction(jnp.asarray(v)))
+        assert left.shape == right.shape == (2, 11 - 2 * 3 + 1)
+        for row in range(2):
+            for face, j in enumerate(range(2, 11 - 3)):  # the face j + 1/2
+                expect_left = _weno5_peer(v[row, j - 2 : j + 3], reconstruction.eps, z)[2]
+                expect_right = _weno5_peer(v[row, j + 3 : j - 2 : -1], reconstruction.eps, z)[2]
+                np.testing.assert_allclose(left[row, face], expect_left, rtol=1e-12)
+                np.testing.assert_allclose(right[row, face], expect_right, rtol=1e-12)
+
+
+@pytest.mark.parametrize("limiter", [jp.MinMod(), jp.VanLeer()], ids=lambda x: type(x).__name__)
+def test_muscl_and_first_order_closed_forms(limiter, getkey):
+    # MUSCL: sigma_j = phi(v_j - v_{j-1}, v_{j+1} - v_j), v^-_{j+1/2} = v_j + sigma_j / 2,
+    # v^+_{j+1/2} = v_{j+1} - sigma_{j+1} / 2 at the faces j = 1 .. m - 3, written out; first
+    # order: v^- = v_j, v^+ = v_{j+1}. A batch axis in front; exact on linear data.
+    v = np.cumsum(np.asarray(jr.normal(getkey(), (2, 12))) + 0.5, axis=-1)
+    sigma = np.asarray(
+        limiter(jnp.asarray(v[:, 1:-1] - v[:, :-2]), jnp.asarray(v[:, 2:] - v[:, 1:-1]))
+    )
+    left, right = jp.MUSCL(limiter)(jnp.asarray(v))
+    assert jp.MUSCL.ghost == 2 and jp.MUSCL.order == 2
+    np.testing.assert_allclose(left, v[:, 1:-2] + sigma[:, :-1] / 2, rtol=1e-14)
+    np.testing.assert_allclose(right, v[:, 2:-1] - sigma[:, 1:] / 2, rtol=1e-14)
+    line = 0.3 + 1.7 * jnp.arange(9.0)
+    left, right = jp.MUSCL(limiter)(line)
+    np.testing.assert_allclose(left, 0.3 + 1.7 * (jnp.arange(1.0, 7.0) + 0.5), rtol=1e-14)
+    np.testing.assert_allclose(right, left, rtol=1e-14)
+    left, right = jp.FirstOrder()(jnp.asarray(v))
+    assert (jp.FirstOrder.ghost, jp.FirstOrder.order) == (1, 1)
+    np.testing.assert_array_equal(left, v[:, :-1])
+    np.testing.assert_array_equal(right, v[:, 1:])
+    # The refusal in the library's words (called directly: in the test suite jaxtyping's hook
+    # refuses the argument of `MUSCL("minmod")` before the check runs).
+    with pytest.raises(
+        TypeError, match=r"^`limiter` must be an `AbstractLimiter`, got 'minmod'\.$"
+    ):
+        jp.MUSCL.__check_init__(types.SimpleNamespace(limiter="minmod"))
