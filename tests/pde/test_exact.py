@@ -341,3 +341,62 @@ def test_trapezoidal_nodes_and_riemann_closed_forms():
         u, p = jp.riemann(left, right, x, 0.0)
         np.testing.assert_allclose(p, jnp.where(x < 0, left, right), rtol=1e-15)
         np.testing.assert_allclose(u, pick(left * x, right * x), rtol=1e-15)
+
+
+def test_quadrature_helpers_float32_shapes_and_refusals():
+    # The helpers behind cole_hopf / local_entropy / hopf_lax, called directly (one cheap test):
+    # nodes and weights in float32, points and scalars mapped over a batch of shape (2, 3) with
+    # a batch size that does not divide it, and the refusals in the library's words.
+    from jaxstat.pde._exact import _check_batch, _check_points, _map_points, _nodes, _point_function
+
+    # Trapezoidal rule on [-1.5, 1.5]^2 with 5 nodes per axis: h = 0.75, weights h (1/2, 1, 1, 1,
+    # 1/2) per axis, tensor grid in ij order, all float32.
+    s, logw = _nodes(1.5, 5, 2, jnp.float32)
+    assert s.dtype == logw.dtype == jnp.float32 and s.shape == (25, 2)
+    np.testing.assert_allclose(s[1], [-1.5, -0.75], rtol=1e-7)
+    np.testing.assert_allclose(s[5], [-0.75, -1.5], rtol=1e-7)
+    w1 = 0.75 * np.array([0.5, 1, 1, 1, 0.5])
+    np.testing.assert_allclose(jnp.exp(logw), np.outer(w1, w1).reshape(-1), rtol=1e-6)
+    # Points: a vector is n points on the line, a scalar one point, (n, d) is kept.
+    for shape, expect, scalar in (((4,), (4, 1), True), ((), (1,), True), ((4, 2), (4, 2), False)):
+        x, scalar_points = _check_points(jnp.zeros(shape))
+        assert x.shape == expect and scalar_points == scalar
+    with pytest.raises(TypeError, match=r"^`x` must be real floating point, got int32\.$"):
+        _check_points(jnp.arange(3, dtype=jnp.int32))
+    # A function of a (2,) point, one of a scalar in 1-D (called on y[0]), and refusals.
+    y = jnp.array([0.7, -0.2])
+    assert _point_function(lambda p: p @ p, "u0", 2, jnp.float64)(y) == y @ y
+    scalar_only = lambda p: jnp.broadcast_to(p, ())  # fails on a (1,) vector
+    np.testing.assert_allclose(_point_function(scalar_only, "u0", 1, jnp.float64)(y[:1]), 0.7)
+    with pytest.raises(ValueError, match=r"^`u0` must map a point of shape \(2,\) to a scalar\.$"):
+        _point_function(lambda p: 2 * p, "u0", 2, jnp.float64)
+    with pytest.raises(
+        ValueError,
+        match=r"^`loss` must map a point of shape \(1,\) to a scalar \(in 1-D a function of a "
+        r"scalar is accepted too\)\.$",
+    ):
+        _point_function(lambda p: jnp.stack([p, p]), "loss", 1, jnp.float64)
+    # In d >= 2 the function's own error propagates (no scalar form to try).
+    with pytest.raises(ValueError) as info:
+        _point_function(scalar_only, "u0", 2, jnp.float64)
+    assert "must map" not in str(info.value)
+    # Mapping over a (2, 3) batch of 2-D points with a scalar broadcast from (3,) and a float64
+    # scalar cast to the points' float32.
+    x = jnp.arange(12.0, dtype=jnp.float32).reshape(2, 3, 2)
+    c = jnp.array([1.0, 2.0, 3.0])
+    fn = lambda xi, ci, ki: (jnp.sum(xi) * ci * ki, xi * ci)
+    total, scaled = _map_points(fn, x, (c, jnp.asarray(0.5, jnp.float64)), 4)
+    assert total.shape == (2, 3) and scaled.shape == (2, 3, 2)
+    assert total.dtype == scaled.dtype == jnp.float32
+    np.testing.assert_allclose(total, np.sum(np.asarray(x), -1) * np.asarray(c) * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(scaled, np.asarray(x) * np.asarray(c)[:, None], rtol=1e-6)
+    # Per-point parameters: real, broadcastable against the batch shape; returned as given.
+    np.testing.assert_array_equal(_check_batch("t", jnp.ones(3), (2, 3)), jnp.ones(3))
+    with pytest.raises(TypeError, match=r"^`t` must be real, got complex128\.$"):
+        _check_batch("t", jnp.ones(3, jnp.complex128), (3,))
+    with pytest.raises(
+        ValueError,
+        match=r"^`nu` of shape \(4,\) does not broadcast against the points' batch shape "
+        r"\(3,\)\.$",
+    ):
+        _check_batch("nu", jnp.ones(4), (3,))
