@@ -400,3 +400,28 @@ def test_quadrature_helpers_float32_shapes_and_refusals():
         r"\(3,\)\.$",
     ):
         _check_batch("nu", jnp.ones(4), (3,))
+
+
+def test_quadrature_checks_at_their_thresholds():
+    # A concave loss f = -c y^2 / 2 widens the Gibbs peak to sigma^2 = 1 / (beta (gamma - c)):
+    # the node-weight check then passes and the kernel check h^2 beta gamma <= 1 decides alone.
+    # F = a gamma x^2 / (2 (a + gamma)) - 1 / (2 beta) log(2 pi / (beta (a + gamma))), a = -c,
+    # grad F = a gamma x / (a + gamma). Node spacing h = 2 W / (m - 1) = 1; one compiled program.
+    x = jnp.linspace(-1.0, 1.0, 5)
+    loss = lambda y: -0.25 * y**2  # c = 1/2
+
+    def entropy(gamma, beta):
+        return jp.local_entropy(loss, x, gamma=gamma, beta=beta, half_width=12.0, num_nodes=25)
+
+    # h^2 beta gamma = 1 exactly: accepted; the edge of the window is exp(-25) ~ 1e-11 of the
+    # peak (below sqrt(eps) = 1.5e-8: accepted); the closed form to the truncated tail.
+    F, dF = entropy(1.0, 1.0)
+    np.testing.assert_allclose(F, -(x**2) / 2 - 0.5 * jnp.log(4 * jnp.pi), atol=1e-9)
+    np.testing.assert_allclose(dF, -x, atol=1e-9)
+    # h^2 beta gamma = 1.44 > 1 with the peak's largest node weight 0.37 < (2 pi)^-1/2: refused.
+    with pytest.raises(Exception, match="`num_nodes` is too small"):
+        jax.block_until_ready(entropy(1.2, 1.2))
+    # gamma - c = 0.05: the edge at exp(-3.6) (x = 0) to exp(-0.025) (x = 1) of the peak: refused
+    # (the window cuts the integrand).
+    with pytest.raises(Exception, match="`half_width` is too small"):
+        jax.block_until_ready(entropy(0.55, 1.0))
