@@ -40,6 +40,7 @@ profile-likelihood interval and no forecast when a straight line explains the wi
 
 from ._align import (
     align as align,
+    canonicalize as canonicalize,
     interpolate as interpolate,
     loss_barrier as loss_barrier,
     quotient_distance as quotient_distance,

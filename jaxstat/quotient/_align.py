@@ -15,13 +15,24 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from ._symmetry._base import AbstractSymmetry, sqnorm
+from ._symmetry._base import AbstractSymmetry, compiled_canonicalize, sqnorm
 
 
 def align(reference, params, group: AbstractSymmetry):
     """Representatives `(reference', params')` of the orbits of `reference` and `params` under
     `group`, `params'` matched to `reference'` (see the module docstring)."""
     return group.align(reference, params)
+
+
+def canonicalize(params, group: AbstractSymmetry):
+    r"""The canonical representative `c(theta)` of the orbit `G . theta`: `c(g . theta) =
+    c(theta)` for every `g` in `group`, and `c(theta)` computes the same function as `theta`.
+
+    Compiled once per group and parameter structure, and shared with `align` (which puts both
+    models in this form before matching permutations). Inside a jitted function call
+    `group.canonicalize(params)` directly.
+    """
+    return compiled_canonicalize(group, params)
 
 
 def quotient_distance(a, b, group: AbstractSymmetry) -> jax.Array:

@@ -103,6 +103,12 @@ def test_alignment_recovers_planted_permutation_and_scaling(activation, depth, g
     reference, aligned = q.align(mlp, planted, group)
     assert tree_allclose(_inexact(aligned), _inexact(reference), rtol=0, atol=1e-10)
     assert float(q.quotient_distance(mlp, planted, group)) < 1e-10
+    # the canonical form: constant on the orbit, the reference `align` returns, same function
+    canonical = q.canonicalize(planted, group)
+    assert tree_allclose(_inexact(canonical), _inexact(q.canonicalize(mlp, group)), atol=1e-10)
+    assert tree_allclose(_inexact(canonical), _inexact(reference), rtol=0, atol=1e-10)
+    x = jr.normal(getkey(), (5, 3), jnp.float64)
+    np.testing.assert_allclose(jax.vmap(canonical)(x), jax.vmap(mlp)(x), rtol=1e-12, atol=1e-12)
     # the recovered permutation undoes the planted one: weight matching on the raw models
     if depth == 1:
         undo = group.weight_matching(mlp, group.act(mlp, ((g[0][0], jnp.ones(6)),)))

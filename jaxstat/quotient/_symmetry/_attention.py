@@ -27,7 +27,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ._base import AbstractSymmetry, sqnorm
+from ._base import AbstractSymmetry, compiled_act, compiled_canonicalize, sqnorm
 
 
 def _augment(linear, heads):
@@ -193,16 +193,11 @@ class AttentionSymmetry(AbstractSymmetry):
         return sqnorm(params) - moved + 2 * (jnp.sum(s_qk) + jnp.sum(s_vo))
 
     def align(self, reference, params):
-        reference = _canonicalize(self, reference)
-        params = _canonicalize(self, params)
+        reference = compiled_canonicalize(self, reference)
+        params = compiled_canonicalize(self, params)
         ra, rb = self._head_invariants(reference)
         pa, pb = self._head_invariants(params)
         cost = np.asarray(jnp.einsum("hij,gij->hg", ra, pa) + jnp.einsum("hij,gij->hg", rb, pb))
         _, perm = linear_sum_assignment(cost, maximize=True)
         g = self.identity(params)
-        return reference, _act(self, params, (g[0], g[1], jnp.asarray(perm)))
-
-
-# Host-side alignment calls these compiled (one compilation per group and parameter structure).
-_act = eqx.filter_jit(lambda group, params, g: group.act(params, g))
-_canonicalize = eqx.filter_jit(lambda group, params: group.canonicalize(params))
+        return reference, compiled_act(self, params, (g[0], g[1], jnp.asarray(perm)))

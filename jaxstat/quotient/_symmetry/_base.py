@@ -32,6 +32,12 @@ def sqnorm(tree) -> jax.Array:
     return sum(jnp.sum(jnp.abs(x) ** 2) for x in leaves)
 
 
+# Host code (alignment, notebooks) calls these compiled: one compilation per group and parameter
+# structure, shared by every caller outside a jitted function.
+compiled_act = eqx.filter_jit(lambda group, params, g: group.act(params, g))
+compiled_canonicalize = eqx.filter_jit(lambda group, params: group.canonicalize(params))
+
+
 def _inexact(tree):
     return eqx.filter(tree, eqx.is_inexact_array)
 

@@ -32,7 +32,7 @@ from jax import lax
 from scipy.optimize import linear_sum_assignment
 
 from ..._krylov import GMRES
-from ._base import AbstractSymmetry, sqnorm
+from ._base import AbstractSymmetry, compiled_act, compiled_canonicalize, sqnorm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -586,7 +586,7 @@ class NeuronSymmetry(AbstractSymmetry):
             for layer in rng.permutation(len(sizes)):
                 others = list(perms)
                 others[layer] = np.arange(sizes[layer])
-                moved = _act(self, params, element(others))
+                moved = compiled_act(self, params, element(others))
                 cost = np.zeros((sizes[layer], sizes[layer]))
                 for site in self.units[layer].sites:
                     a = np.asarray(site.get(reference))
@@ -606,17 +606,12 @@ class NeuronSymmetry(AbstractSymmetry):
         # Both canonical: continuous parts balanced and signs fixed, units sorted by a key no
         # permutation changes. For `params = g . reference` this already aligns them exactly;
         # otherwise the sorted order is the starting point of the weight matching.
-        reference = _canonicalize(self, reference)
-        params = _canonicalize(self, params)
-        return reference, _act(self, params, self.weight_matching(reference, params))
+        reference = compiled_canonicalize(self, reference)
+        params = compiled_canonicalize(self, params)
+        return reference, compiled_act(self, params, self.weight_matching(reference, params))
 
 
 def _restrict(xi, dead, *, live):
     """`xi` with the coordinates of the dead units (`live=True`) or of the live units
     (`live=False`) set to zero; layers without positive scalings unchanged."""
     return tuple(x if d is None else jnp.where(d if live else ~d, 0, x) for x, d in zip(xi, dead))
-
-
-# Host-side alignment calls these compiled (one compilation per group and parameter structure).
-_act = eqx.filter_jit(lambda group, params, g: group.act(params, g))
-_canonicalize = eqx.filter_jit(lambda group, params: group.canonicalize(params))
