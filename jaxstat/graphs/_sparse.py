@@ -14,7 +14,8 @@ Rules (`A = A(data)` is linear in `data`, the product is bilinear):
 - Transpose in `x`: `A^T ct`, evaluated as `A(data[tperm]) ct` where `tperm` maps each stored entry
   `(i, j)` to the stored entry `(j, i)` (the pattern is symmetric).
 - Transpose in `data`: `ct_data[k] = sum_f ct[row_k, f] x[col_k, f]` (sampled dense-dense
-  product), on the CPU accumulated one feature column at a time from scalar gathers.
+  product), on the CPU accumulated in feature order from scalar gathers of feature columns, a few
+  columns per pass over the entries.
 - vmap over `x`: the batch is folded into the feature columns (one kernel call); vmap over `data`
   falls back to the portable implementation.
 """
@@ -121,25 +122,48 @@ def _transpose(ct, data, x, indices, indptr, rows, tperm):
 ad.primitive_transposes[csr_matmul_p] = _transpose
 
 
+# Feature columns per step of the CPU sampled dense-dense product: each step is one XLA loop fusion
+# that reads the entries' row and column indices and the accumulator once for this many columns.
+_CPU_COLUMN_BLOCK = 4
+
+
 def _sampled_product(ct, x, rows, indices):
     """`out_k = sum_f ct[rows_k, f] x[indices_k, f]`, the sampled dense-dense product.
 
-    On the CPU, one feature column at a time (a `lax.scan` over `f`): each step gathers two
-    scalars per stored entry and accumulates, `out <- out + ct[rows, f] * x[indices, f]`. XLA's
-    CPU gather is several times faster for scalars than for rows of `F` values, and the
-    `(nnz, F)` gathered blocks `ct[rows]`, `x[indices]` are never materialised. Elsewhere (GPU),
-    the row gathers and one reduction.
+    On the CPU, from scalar gathers of feature columns, summed in feature order
+    (`out <- out + ct[rows, f] * x[indices, f]`, `f = 0, 1, ...`): XLA's CPU gather is several
+    times faster for scalars than for rows of `F` values, and the `(nnz, F)` gathered blocks
+    `ct[rows]`, `x[indices]` are never materialised. A `lax.scan` over blocks of
+    `_CPU_COLUMN_BLOCK` columns (the transposed features, contiguous per column; any remainder
+    columns in one last step) fuses each block's gathers into one pass over the entries, so the
+    index arrays and the accumulator are streamed once per block rather than once per column.
+    Elsewhere (GPU), the row gathers and one reduction.
     """
     get = {"mode": "promise_in_bounds"}  # CSR indices lie in [0, n) by construction
 
     def by_columns(ct, x):
         def step(acc, columns):
-            c, v = columns
-            out = c.at[rows].get(indices_are_sorted=True, **get) * v.at[indices].get(**get)
-            return acc + out, None
+            cs, vs = columns  # (b, n) each: `b` feature columns
+            for c, v in zip(cs, vs):
+                c_rows = c.at[rows].get(indices_are_sorted=True, **get)
+                acc = acc + c_rows * v.at[indices].get(**get)
+            return acc, None
 
+        n, f = ct.shape
+        # At least two steps when `f >= 2`: XLA inlines a one-step loop, whose gathers then read
+        # the row-major features with a stride (slower) and whose sum may round differently.
+        block = max(1, min(f // 2, _CPU_COLUMN_BLOCK))
+        full = f - f % block
+        ct_t, x_t = ct.T, x.T
         acc = jnp.zeros(rows.shape, jnp.result_type(ct, x))
-        return jax.lax.scan(step, acc, (ct.T, x.T))[0]
+        acc = jax.lax.scan(
+            step,
+            acc,
+            (ct_t[:full].reshape(-1, block, n), x_t[:full].reshape(-1, block, n)),
+        )[0]
+        if full < f:
+            acc = step(acc, (ct_t[full:], x_t[full:]))[0]
+        return acc
 
     def by_rows(ct, x):
         gathered = ct.at[rows].get(indices_are_sorted=True, **get) * x.at[indices].get(**get)
