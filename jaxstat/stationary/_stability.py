@@ -33,18 +33,31 @@ from .._numerics import full_precision_dot as _dot
 from ._solution import Stability
 
 
-def _eigvals_host(m):
-    """Eigenvalues of a small dense real matrix, on the host (works on every backend)."""
+def _eigvals(m):
+    """Eigenvalues of a small dense real matrix `m`: LAPACK (`geev`) inside the compiled program
+    on CPU, numpy on the host elsewhere (works on every backend). All NaN when `m` has a
+    non-finite entry (reported by the caller's result code, not raised here).
+
+    On CPU the program keeps no host callback, so JAX's persistent compilation cache can store
+    it (it skips programs that call back to Python)."""
     dtype = jnp.result_type(m.dtype, jnp.complex64)
-    out = jax.ShapeDtypeStruct(m.shape[:1], dtype)
 
-    def eigvals(a):
-        a = np.asarray(a)
-        if not np.all(np.isfinite(a)):  # reported by the caller's result code, not raised here
-            return np.full(a.shape[:1], np.nan, dtype)
-        return np.linalg.eigvals(a).astype(dtype)
+    def host(a):
+        def eigvals(a):
+            a = np.asarray(a)
+            if not np.all(np.isfinite(a)):
+                return np.full(a.shape[:1], np.nan, dtype)
+            return np.linalg.eigvals(a).astype(dtype)
 
-    return jax.pure_callback(eigvals, out, m, vmap_method="sequential")
+        out = jax.ShapeDtypeStruct(a.shape[:1], dtype)
+        return jax.pure_callback(eigvals, out, a, vmap_method="sequential")
+
+    def lapack(a):
+        finite = jnp.all(jnp.isfinite(a))
+        lam = jnp.linalg.eigvals(jnp.where(finite, a, 0)).astype(dtype)
+        return jnp.where(finite, lam, jnp.nan)
+
+    return jax.lax.platform_dependent(m, cpu=lapack, default=host)
 
 
 def real_system(vector_field: Callable[[PyTree], PyTree], y: PyTree):
@@ -95,7 +108,7 @@ class DenseSpectrum(AbstractStabilityMethod):
     def __call__(self, vector_field, y):
         x, f, _ = real_system(vector_field, y)
         jac = jax.jacfwd(f)(x)
-        lam = _eigvals_host(jac)
+        lam = _eigvals(jac)
         alpha = jnp.max(jnp.real(lam)).astype(x.dtype)
         return Stability(
             abscissa=alpha, ritz_residual=jnp.zeros((), x.dtype), stable=alpha < -self.tol
@@ -156,7 +169,7 @@ class CayleyArnoldi(AbstractStabilityMethod):
             return basis, hess
 
         basis, hess = jax.lax.fori_loop(0, m, step, (basis, hess))
-        mu = _eigvals_host(hess[:m])
+        mu = _eigvals(hess[:m])
         lam = (2 / h) * (mu - 1) / (mu + 1)
         i = jnp.argmax(jnp.real(lam))
         # Ritz residual of the Cayley eigenpair: |h_{m+1,m}| |last component of its eigenvector|.
