@@ -285,7 +285,7 @@ def test_weno5_candidates_indicators_and_weights_closed_forms(getkey):
     from jaxstat.pde._reconstruction import _weno5_parts
 
     stencil = np.asarray(jr.normal(getkey(), (5,)))
-    qs, betas, ds = _weno5_parts(*jnp.asarray(stencil))
+    qs, betas, ds = jax.jit(_weno5_parts)(*jnp.asarray(stencil))
     peer_q, peer_beta, _ = _weno5_peer(stencil, 1e-6, False)
     np.testing.assert_allclose(qs, peer_q, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(betas, peer_beta, rtol=1e-13, atol=1e-14)
@@ -294,7 +294,7 @@ def test_weno5_candidates_indicators_and_weights_closed_forms(getkey):
     v = np.asarray(jr.normal(getkey(), (2, 11)))
     for reconstruction, z in ((jp.WENO5(), False), (jp.WENO5Z(), True)):
         assert (reconstruction.ghost, reconstruction.order) == (3, 5)
-        left, right = map(np.asarray, reconstruction(jnp.asarray(v)))
+        left, right = map(np.asarray, jax.jit(reconstruction)(jnp.asarray(v)))
         assert left.shape == right.shape == (2, 11 - 2 * 3 + 1)
         for row in range(2):
             for face, j in enumerate(range(2, 11 - 3)):  # the face j + 1/2
@@ -311,17 +311,18 @@ def test_muscl_and_first_order_closed_forms(limiter, getkey):
     # order: v^- = v_j, v^+ = v_{j+1}. A batch axis in front; exact on linear data.
     v = np.cumsum(np.asarray(jr.normal(getkey(), (2, 12))) + 0.5, axis=-1)
     sigma = np.asarray(
-        limiter(jnp.asarray(v[:, 1:-1] - v[:, :-2]), jnp.asarray(v[:, 2:] - v[:, 1:-1]))
+        jax.jit(limiter)(jnp.asarray(v[:, 1:-1] - v[:, :-2]), jnp.asarray(v[:, 2:] - v[:, 1:-1]))
     )
-    left, right = jp.MUSCL(limiter)(jnp.asarray(v))
+    muscl = jax.jit(jp.MUSCL(limiter))
+    left, right = muscl(jnp.asarray(v))
     assert jp.MUSCL.ghost == 2 and jp.MUSCL.order == 2
     np.testing.assert_allclose(left, v[:, 1:-2] + sigma[:, :-1] / 2, rtol=1e-14)
     np.testing.assert_allclose(right, v[:, 2:-1] - sigma[:, 1:] / 2, rtol=1e-14)
     line = 0.3 + 1.7 * jnp.arange(9.0)
-    left, right = jp.MUSCL(limiter)(line)
+    left, right = muscl(line)
     np.testing.assert_allclose(left, 0.3 + 1.7 * (jnp.arange(1.0, 7.0) + 0.5), rtol=1e-14)
     np.testing.assert_allclose(right, left, rtol=1e-14)
-    left, right = jp.FirstOrder()(jnp.asarray(v))
+    left, right = jax.jit(jp.FirstOrder())(jnp.asarray(v))
     assert (jp.FirstOrder.ghost, jp.FirstOrder.order) == (1, 1)
     np.testing.assert_array_equal(left, v[:, :-1])
     np.testing.assert_array_equal(right, v[:, 1:])
