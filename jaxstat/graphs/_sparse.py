@@ -127,6 +127,22 @@ ad.primitive_transposes[csr_matmul_p] = _transpose
 _CPU_COLUMN_BLOCK = 4
 
 
+def _take(v, idx, indices_are_sorted=False):
+    """`v[idx]` for a vector `v` and indices known to lie in `[0, len(v))`: one XLA gather, without
+    the wrap-around of negative indices that `jnp` indexing adds (a pass over `idx`)."""
+    dims = jax.lax.GatherDimensionNumbers(
+        offset_dims=(), collapsed_slice_dims=(0,), start_index_map=(0,)
+    )
+    return jax.lax.gather(
+        v,
+        idx[:, None],
+        dims,
+        (1,),
+        indices_are_sorted=indices_are_sorted,
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+
+
 def _sampled_product(ct, x, rows, indices):
     """`out_k = sum_f ct[rows_k, f] x[indices_k, f]`, the sampled dense-dense product.
 
@@ -145,8 +161,7 @@ def _sampled_product(ct, x, rows, indices):
         def step(acc, columns):
             cs, vs = columns  # (b, n) each: `b` feature columns
             for c, v in zip(cs, vs):
-                c_rows = c.at[rows].get(indices_are_sorted=True, **get)
-                acc = acc + c_rows * v.at[indices].get(**get)
+                acc = acc + _take(c, rows, indices_are_sorted=True) * _take(v, indices)
             return acc, None
 
         n, f = ct.shape
