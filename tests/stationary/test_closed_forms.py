@@ -312,3 +312,18 @@ def test_potential_parameters_domain_and_conversion():
     assert jnp.issubdtype(two.dtype, jnp.floating) and float(two) == 2.0
     assert js.Quadratic(mu=2.0).mu.weak_type
     np.testing.assert_allclose(js.ReLUPotential().value(jnp.array([1.0, -2.0])), 2.5)
+
+
+def test_traced_and_array_parameters_keep_the_closed_forms():
+    """Parameters may be traced (the domain checks of concrete values leave tracers to `solve`)
+    or arrays (one value per node, single precision): `f` is still the closed form, and the
+    converter keeps the array and its dtype."""
+    rho = jnp.array([0.0, 0.5, 2.0])
+    dw = jax.jit(lambda beta: js.DoubleWell(beta, 0.8).f(rho))(1.5)
+    np.testing.assert_allclose(dw, 0.375 * (rho - 0.64) ** 2, rtol=1e-14)
+    quartic = jax.jit(lambda beta: js.Quartic(0.5, beta).f(rho))(2.0)
+    np.testing.assert_allclose(quartic, 0.25 * rho + 0.5 * rho**2, rtol=1e-14)
+    mu = jnp.array([0.5, 1.0, 3.0], jnp.float32)
+    pot = js.Quadratic(mu)
+    assert pot.mu.dtype == jnp.float32
+    np.testing.assert_allclose(pot.f(rho), 0.5 * mu * rho, rtol=1e-7)

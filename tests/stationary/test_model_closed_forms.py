@@ -99,6 +99,17 @@ def test_state_dtypes():
         js.GradientModel(js.ReLUPotential()).state_dtype(H, complex64)
     assert js.DrivenDampedModel().complex_states and not js.GradientModel().complex_states
     assert js.GradientModel(js.ReLUPotential()).real_only and not js.GradientModel().real_only
+    # The promotion of both dtypes, nothing wider: a float32 graph and source give float32
+    # gradient states and complex64 driven-damped ones; a complex graph (phases) makes the
+    # gradient states complex for a real source.
+    f32 = jnp.float32
+    H32 = jg.Graph([], [], jnp.ones(0, f32), 2, potential=jnp.ones(2, f32)).assemble()
+    phases = jg.PhaseConnection(jnp.array([0.3], f32))
+    Hc64 = jg.Graph([0], [1], jnp.ones(1, f32), 2, connection=phases).assemble()
+    assert (H32.dtype, Hc64.dtype) == (jnp.float32, jnp.complex64)
+    assert js.GradientModel().state_dtype(H32, real32) == jnp.float32
+    assert js.DrivenDampedModel().state_dtype(H32, real32) == jnp.complex64
+    assert js.GradientModel().state_dtype(Hc64, real32) == jnp.complex64
 
 
 def test_linearity_and_parameter_checks():
@@ -114,7 +125,9 @@ def test_linearity_and_parameter_checks():
     ):
         js.DrivenDampedModel(0.7, kappa=0.3).linear_part
     with pytest.raises(
-        ValueError, match=r"^a driven-damped layer with kappa != 0 \(Kerr/saturable\)"
+        ValueError,
+        match=r"^a driven-damped layer with kappa != 0 \(Kerr/saturable\) is not strongly monotone "
+        r"\(optical bistability\); the Lipschitz bound needs kappa = 0$",
     ):
         js.DrivenDampedModel(0.7, kappa=0.3).monotonicity(lambda: 0.0)
     with pytest.raises(
@@ -130,7 +143,7 @@ def test_linearity_and_parameter_checks():
         bad = jax.jit(lambda gam, make=make: make(gamma=gam).check()[0][0])
         assert bad(0.0) and bad(-1.0) and not bad(1e-3)
         assert make().check()[0][1] == "gamma must be positive"
-        with pytest.raises(ValueError, match="gamma"):
+        with pytest.raises(ValueError, match="^gamma must be positive, got 0.0$"):
             make(gamma=0.0)
 
 
