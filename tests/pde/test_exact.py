@@ -361,6 +361,7 @@ def test_quadrature_helpers_float32_shapes_and_refusals():
     for shape, expect, scalar in (((4,), (4, 1), True), ((), (1,), True), ((4, 2), (4, 2), False)):
         x, scalar_points = _check_points(jnp.zeros(shape))
         assert x.shape == expect and scalar_points == scalar
+    assert _check_points(jnp.zeros(3, jnp.float32))[0].dtype == jnp.float32
     with pytest.raises(TypeError, match=r"^`x` must be real floating point, got int32\.$"):
         _check_points(jnp.arange(3, dtype=jnp.int32))
     # A function of a (2,) point, one of a scalar in 1-D (called on y[0]), and refusals.
@@ -406,8 +407,9 @@ def test_quadrature_checks_at_their_thresholds():
     # A concave loss f = -c y^2 / 2 widens the Gibbs peak to sigma^2 = 1 / (beta (gamma - c)):
     # the node-weight check then passes and the kernel check h^2 beta gamma <= 1 decides alone.
     # F = a gamma x^2 / (2 (a + gamma)) - 1 / (2 beta) log(2 pi / (beta (a + gamma))), a = -c,
-    # grad F = a gamma x / (a + gamma). Node spacing h = 2 W / (m - 1) = 1; one compiled program.
-    x = jnp.linspace(-1.0, 1.0, 5)
+    # grad F = a gamma x / (a + gamma). Node spacing h = 2 W / (m - 1) = 1; one compiled program;
+    # the points in a batch of shape (2, 2) (1-D points of shape (2, 2, 1)).
+    x = jnp.array([[-1.0, -0.5], [0.5, 1.0]])[..., None]
     loss = lambda y: -0.25 * y**2  # c = 1/2
 
     def entropy(gamma, beta):
@@ -416,12 +418,41 @@ def test_quadrature_checks_at_their_thresholds():
     # h^2 beta gamma = 1 exactly: accepted; the edge of the window is exp(-25) ~ 1e-11 of the
     # peak (below sqrt(eps) = 1.5e-8: accepted); the closed form to the truncated tail.
     F, dF = entropy(1.0, 1.0)
-    np.testing.assert_allclose(F, -(x**2) / 2 - 0.5 * jnp.log(4 * jnp.pi), atol=1e-9)
+    assert F.shape == (2, 2) and dF.shape == (2, 2, 1)
+    np.testing.assert_allclose(F, -(x[..., 0] ** 2) / 2 - 0.5 * jnp.log(4 * jnp.pi), atol=1e-9)
     np.testing.assert_allclose(dF, -x, atol=1e-9)
-    # h^2 beta gamma = 1.44 > 1 with the peak's largest node weight 0.37 < (2 pi)^-1/2: refused.
+    # h^2 beta gamma = 1.1025 > 1 (by less than ((m + 1) / (m - 1))^2 = 1.17) with the peak's
+    # largest node weight 0.30 < (2 pi)^-1/2: refused.
     with pytest.raises(Exception, match="`num_nodes` is too small"):
-        jax.block_until_ready(entropy(1.2, 1.2))
+        jax.block_until_ready(entropy(1.05, 1.05))
     # gamma - c = 0.05: the edge at exp(-3.6) (x = 0) to exp(-0.025) (x = 1) of the peak: refused
     # (the window cuts the integrand).
     with pytest.raises(Exception, match="`half_width` is too small"):
         jax.block_until_ready(entropy(0.55, 1.0))
+
+
+def test_quadrature_node_weight_check_in_float32():
+    # A convex loss f = a y^2 / 2, a = 1/2, narrows the Gibbs peak to sigma^2 = 1 / (beta (gamma
+    # + a)) below the kernel's width: the node-weight check decides. At x = 0 the peak sits on a
+    # node of spacing h = 1, whose weight is 1 / sum_k exp(-k^2 / (2 sigma^2)). float32 points:
+    # float32 nodes, weights and window tolerance sqrt(eps_32) = 3.5e-4. F(0) = -1 / (2 beta)
+    # log(2 pi / (beta (gamma + a))), grad F(0) = 0. One compiled program.
+    x = jnp.zeros(1, jnp.float32)
+    loss = lambda y: 0.25 * y**2
+
+    def entropy(gamma, beta):
+        return jp.local_entropy(loss, x, gamma=gamma, beta=beta, half_width=12.0, num_nodes=25)
+
+    # (gamma, beta): beta (gamma + a) = 0.81, largest node weight 0.359 < (2 pi)^-1/2 = 0.399:
+    # accepted. beta (gamma + a) = 0.16: the window's edge at exp(-11.5) = 1e-5 of the peak,
+    # between sqrt(eps_64) and sqrt(eps_32): accepted in float32.
+    for gamma, beta in ((0.31, 1.0), (0.3, 0.2)):
+        F, dF = entropy(gamma, beta)
+        assert F.dtype == dF.dtype == jnp.float32
+        expect = -0.5 / beta * np.log(2 * np.pi / (beta * (gamma + 0.5)))
+        np.testing.assert_allclose(F, [expect], rtol=1e-5)
+        np.testing.assert_allclose(dF, [0.0], atol=1e-6)
+    # beta (gamma + a) = 1.44: node weight 0.479 > (2 pi)^-1/2 with h^2 beta gamma = 0.94 <= 1:
+    # refused by the node-weight check alone.
+    with pytest.raises(Exception, match="`num_nodes` is too small"):
+        jax.block_until_ready(entropy(0.94, 1.0))
