@@ -10,9 +10,10 @@ deduplicated (greedy clustering within `distinct_tol`) and each distinct point i
 spectrum of `hess f`: Morse index, degeneracy test, residual, smallest `|eigenvalue|`.
 
 The search runs in stages, one private function each: `_validate` (static checks and defaults),
-`_newton` and `_fallback` (the solves), `_accept` (residual test), `_cluster` and `_collect`
-(deduplication, certificates), `_non_isolated` (continua of critical points), `_completeness`
-(the Poincare-Hopf check) and `_result` (the result code).
+`_newton` (the solves, scheduled over vmapped lanes by `_lane_solve`) and `_fallback`, `_accept`
+(residual test), `_cluster` and `_collect` (deduplication, certificates), `_non_isolated`
+(continua of critical points), `_completeness` (the Poincare-Hopf check) and `_result` (the result
+code).
 """
 
 from collections.abc import Callable
@@ -361,17 +362,177 @@ def _region(setup: _Setup, active):
     )
 
 
+def _lane_solve(fn, solver, starts, active, max_steps, lanes):
+    """Run the optimistix `solver` on `fn(y) = 0` (a root finder) or `min |fn(y)|^2` (a
+    least-squares solver) from every active start, `lanes` solves at a time, and return the last
+    iterates and whether each solve succeeded.
+
+    Each start follows the iteration of `optimistix.root_find` / `optimistix.least_squares`
+    exactly: `state = init(y_0)`, then `y_{i+1}, state = step(y_i, state)` while
+    `terminate(y_i, state)` is false and `i < max_steps`; a non-finite iterate ends the solve
+    (`RESULTS.nonfinite`), the cap ends it unsuccessfully. What differs is the schedule: the solves
+    are vmapped over `lanes` lanes, and a lane whose solve has ended hands its result back and takes
+    the next start of the queue (the active starts, in order) at the following iteration. The loop
+    runs about `sum_i steps_i / lanes` iterations, where a vmapped batch of `lanes` solves costs
+    as many iterations as its slowest member (Newton's iteration counts from uniform starts are
+    skewed: a mean near 5 with a tail past 15, which a batch of 256 always samples). Inactive starts
+    are never solved: their iterate is the start, unsuccessful.
+    """
+    k, n = starts.shape
+    lanes = k if lanes is None else max(1, min(int(lanes), k))
+    args, options, tags = None, {}, frozenset()
+
+    def with_aux(y, args):
+        return fn(y, args), None
+
+    f_struct = jax.eval_shape(lambda y: fn(y, None), starts[0])
+    # The queue: indices of the active starts in order, then `k` (no start) for the rest.
+    (queue,) = jnp.nonzero(active, size=k, fill_value=k)
+    num_queued = jnp.sum(active)
+
+    def terminate(y, state):
+        done, result = solver.terminate(with_aux, y, args, options, state, tags)
+        finite = jnp.all(jnp.isfinite(y))
+        return done, optx.RESULTS.where(finite, result, optx.RESULTS.nonfinite)
+
+    def init(y0):
+        state = solver.init(with_aux, y0, args, options, f_struct, None, tags)
+        done, result = terminate(y0, state)
+        return state, done, result
+
+    def step(y, state):
+        new_y, new_state, _ = solver.step(with_aux, y, args, options, state, tags)
+        done, result = terminate(y, new_state)  # as optimistix: the old iterate, the new state
+        return new_y, new_state, done, result
+
+    def finish(y, state, done, result, steps):
+        """Whether the solve has ended, its final iterate and whether it succeeded."""
+        going = ~done & (result == optx.RESULTS.successful)
+        ended = ~(going & (steps < max_steps))
+        result = optx.RESULTS.where(going, optx.RESULTS.nonlinear_max_steps_reached, result)
+        y = solver.postprocess(with_aux, y, None, args, options, state, tags, result)[0]
+        return ended, y, result == optx.RESULTS.successful
+
+    idx0 = jnp.where(jnp.arange(lanes) < num_queued, queue[:lanes], k)
+    y0 = starts[jnp.minimum(idx0, k - 1)]
+    state0, done0, result0 = eqx.filter_vmap(init)(y0)
+    dynamic0, static = eqx.partition(state0, eqx.is_array)
+    carry0 = (
+        idx0,
+        y0,
+        jnp.zeros(lanes, int),
+        dynamic0,
+        done0,
+        result0,
+        jnp.minimum(num_queued, lanes),
+        starts,
+        jnp.zeros(k, bool),
+    )
+
+    def cond(carry):
+        return jnp.any(carry[0] < k)
+
+    def body(carry):
+        idx, y, steps, dynamic, done, result, nxt, out_y, out_ok = carry
+        live = idx < k
+        running = live & ~done & (result == optx.RESULTS.successful) & (steps < max_steps)
+        state = eqx.combine(dynamic, static)
+        new_y, new_state, new_done, new_result = eqx.filter_vmap(step)(y, state)
+        new_dynamic = eqx.filter(new_state, eqx.is_array)
+
+        def keep(new, old):
+            mask = jnp.reshape(running, running.shape + (1,) * (jnp.ndim(new) - 1))
+            return jnp.where(mask, new, old)
+
+        y = keep(new_y, y)
+        dynamic = jax.tree_util.tree_map(keep, new_dynamic, dynamic)
+        done = keep(new_done, done)
+        result = jax.tree_util.tree_map(keep, new_result, result)
+        steps = jnp.where(running, steps + 1, steps)
+        # The solves that have ended hand back their result ...
+        state = eqx.combine(dynamic, static)
+        ended, y_final, ok = eqx.filter_vmap(finish)(y, state, done, result, steps)
+        ended = live & ended
+        target = jnp.where(ended, idx, k)  # out of range: dropped
+        out_y = out_y.at[target].set(y_final, mode="drop")
+        out_ok = out_ok.at[target].set(ok, mode="drop")
+        # ... and take the next starts of the queue.
+        position = nxt + jnp.cumsum(ended) - 1
+        fresh = jnp.where(position < num_queued, queue[jnp.minimum(position, k - 1)], k)
+        idx = jnp.where(ended, fresh, idx)
+        y_new = starts[jnp.minimum(idx, k - 1)]
+        state_new, done_new, result_new = eqx.filter_vmap(init)(y_new)
+
+        def refill(new, old):
+            mask = jnp.reshape(ended, ended.shape + (1,) * (jnp.ndim(new) - 1))
+            return jnp.where(mask, new, old)
+
+        y = refill(y_new, y)
+        dynamic = jax.tree_util.tree_map(refill, eqx.filter(state_new, eqx.is_array), dynamic)
+        done = refill(done_new, done)
+        result = jax.tree_util.tree_map(refill, result_new, result)
+        steps = jnp.where(ended, 0, steps)
+        nxt = nxt + jnp.sum(ended)
+        return idx, y, steps, dynamic, done, result, nxt, out_y, out_ok
+
+    out = lax.while_loop(cond, body, carry0)
+    return out[7], out[8]
+
+
+def _stop_gradient(tree):
+    return jax.tree_util.tree_map(lambda x: lax.stop_gradient(x) if eqx.is_array(x) else x, tree)
+
+
+@eqx.filter_custom_jvp
+def _implicit_roots(grad_fn, ys, ok, safe):
+    """`ys`, with the derivative of the implicit function theorem where `ok`: for
+    `grad f(y*; theta) = 0`, `dy* = -(hess f(y*))^{-1} (d grad f / d theta)[dtheta]` (as
+    `optimistix.ImplicitAdjoint`); zero elsewhere, computed at the finite points `safe` so that no
+    NaN reaches a derivative. `grad_fn` is closure-converted: `theta` is every array it closes
+    over."""
+    del grad_fn, ok, safe
+    return ys
+
+
+@_implicit_roots.def_jvp
+def _implicit_roots_jvp(primals, tangents):
+    grad_fn, ys, ok, safe = primals
+    t_grad_fn = tangents[0]
+    # Zero tangents for the arrays without one; the roots do not depend on the starts.
+    t_grad_fn = jax.tree_util.tree_map(
+        lambda p, t: None if p is None else (jnp.zeros_like(p) if t is None else t),
+        eqx.filter(grad_fn, eqx.is_inexact_array),
+        t_grad_fn,
+        is_leaf=lambda v: v is None,
+    )
+    diff, static = eqx.partition(grad_fn, eqx.is_inexact_array)
+
+    def tangent(y, ok, safe):
+        y = jnp.where(ok, y, safe)
+
+        def residual(d):
+            return eqx.combine(d, static)(y)
+
+        _, mixed = jax.jvp(residual, (diff,), (t_grad_fn,))
+        hess = jax.jacfwd(grad_fn)(y)
+        hess = jnp.where(ok, hess, jnp.eye(y.shape[0], dtype=y.dtype))
+        return jnp.where(ok, -jnp.linalg.solve(hess, jnp.where(ok, mixed, 0.0)), 0.0)
+
+    return ys, jax.vmap(tangent)(ys, ok, safe)
+
+
 def _newton(d: _Derivatives, setup: _Setup, starts, active, max_steps, batch_size):
-    """Stage 1: Newton's method on `grad f = 0` from every active start. Returns the last iterates
-    and whether each solve succeeded."""
-    residual = _residual_fn(d.gradient)
-
-    def solve(y0, active):
-        solver = _guard(setup.solver, *_region(setup, active))
-        sol = optx.root_find(residual, solver, y0, max_steps=max_steps, throw=False)
-        return sol.value, active & (sol.result == optx.RESULTS.successful)
-
-    return _batched(lambda ya: solve(*ya), (starts, active), batch_size)
+    """Stage 1: Newton's method on `grad f = 0` from every active start, `batch_size` solves at a
+    time (`_lane_solve`). Returns the last iterates and whether each solve succeeded. The solve
+    itself is not differentiated: the iterates carry the implicit-function-theorem derivative
+    (`_implicit_roots`)."""
+    grad_fn = eqx.filter_closure_convert(d.gradient, starts[0])
+    solver = _guard(setup.solver, setup.guard_lower, setup.guard_upper)
+    frozen = _stop_gradient(grad_fn)
+    ys, ok = _lane_solve(
+        _residual_fn(frozen), solver, lax.stop_gradient(starts), active, max_steps, batch_size
+    )
+    return _implicit_roots(grad_fn, ys, ok, lax.stop_gradient(starts)), ok
 
 
 def _polish(vgh, y, steps):
@@ -437,7 +598,7 @@ class _Accepted(eqx.Module):
 
 
 def _accept(
-    d: _Derivatives, setup: _Setup, starts, active, ys, residual_tol, distinct_tol
+    d: _Derivatives, setup: _Setup, starts, active, ys, residual_tol, distinct_tol, batch_size
 ) -> _Accepted:
     """Stage 3: residuals, default tolerances, and the acceptance test (an active start whose
     point is finite, in the box, `|grad f| <= residual_tol`). Also whether `f` and `grad f` are
@@ -448,7 +609,7 @@ def _accept(
     finite = jnp.all(jnp.isfinite(ys), axis=1)
     ys = jnp.where(finite[:, None], ys, starts)
     # One batched evaluation gives the residuals and the scale of the gradient field.
-    values, grads = jax.vmap(d.value_and_gradient)(jnp.concatenate([starts, ys]))
+    values, grads = _batched(d.value_and_gradient, jnp.concatenate([starts, ys]), batch_size)
     norms = jnp.linalg.norm(grads, axis=1)
     finite_at_start = jnp.isfinite(values[:k]) & jnp.all(jnp.isfinite(grads[:k]), axis=1)
     map_finite = jnp.all(finite_at_start | ~active)
@@ -749,9 +910,11 @@ def find_critical_points(
     - `fallback`: a `Fallback` strategy (least-squares solver, its batch size, polishing), or
         `None` for Newton alone.
     - `max_steps`: iteration cap of each solve.
-    - `batch_size`: starts are solved in vmapped batches of this size, one batch after another
-        (`jax.lax.map`); a vmapped iterative solve costs as many iterations as its slowest member
-        needs, so moderate batches waste less. `None` solves all starts in one batch.
+    - `batch_size`: Newton runs `batch_size` solves at a time in vmapped lanes, a lane taking
+        the next start as soon as its solve ends (so the loop costs about the total number of
+        Newton steps over `batch_size` iterations, not the slowest solve of every batch); the
+        other stages evaluate in vmapped batches of this size, one after another
+        (`jax.lax.map`). `None`: all starts at once.
     - `max_points`: the number of result slots (static).
     - `residual_tol`, `distinct_tol`, `degeneracy_rtol`: as above.
     - `throw`: raise (`eqx.error_if`) when `result` is not successful; else read `result`.
@@ -823,7 +986,7 @@ def _search(
     if fallback is not None:
         failed = active & ~ok
         ys, used_fallback = _fallback(d, setup, fallback, starts, ys, failed, max_steps, batch_size)
-    acc = _accept(d, setup, starts, active, ys, residual_tol, distinct_tol)
+    acc = _accept(d, setup, starts, active, ys, residual_tol, distinct_tol, batch_size)
     col, overflow = _collect(d, acc, setup.degeneracy_rtol, max_points)
     # Diagnostics, not differentiated (the eigenvectors of repeated eigenvalues have no derivative).
     non_isolated = _non_isolated(lax.stop_gradient(col))

@@ -566,3 +566,42 @@ def test_aligned_isolated_degenerate_points_are_not_a_continuum(getkey):
     assert (dist.min(axis=1) < 1e-4).all() and (dist.min(axis=0) < 1e-4).all()
     np.testing.assert_array_equal(d["degenerate"][dist[:, 1] < 1e-4], [False])
     assert d["degenerate"].sum() >= 2
+
+
+@pytest.mark.parametrize("least_squares", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_lane_schedule_matches_vmapped_solves(least_squares):
+    """`_lane_solve` (a lane whose solve ends takes the next start) gives every start the iterates
+    and the success flag of its own `optimistix` solve: against `vmap` of `optx.root_find` /
+    `optx.least_squares` on `grad f = 0`, `f = sin x0 cos x1 + x0^2 / 10` (Newton converges,
+    escapes the guard region, or hits the step cap), with inactive starts and 8 lanes for 96
+    starts."""
+    import optimistix as optx
+
+    from jaxstat.morse._critical import _guard, _lane_solve
+
+    def grad(y, args):
+        return jax.grad(lambda x: jnp.sin(x[0]) * jnp.cos(x[1]) + x[0] ** 2 / 10)(y)
+
+    lo, hi = -4.5 * jnp.ones(2), 4.5 * jnp.ones(2)
+    base = optx.LevenbergMarquardt(1e-10, 1e-10) if least_squares else optx.Newton(1e-10, 1e-10)
+    solver = _guard(base, lo, hi)
+    starts = jm.uniform_starts(jr.key(0), *BOX2, 96)
+    active = jnp.arange(96) % 5 != 2
+    max_steps = 20 if least_squares else 6
+
+    def one(y0, on):
+        region = (jnp.where(on, lo, jnp.inf), jnp.where(on, hi, -jnp.inf))
+        guarded = _guard(base, *region)
+        solve = optx.least_squares if least_squares else optx.root_find
+        sol = solve(grad, guarded, y0, max_steps=max_steps, throw=False)
+        return sol.value, on & (sol.result == optx.RESULTS.successful)
+
+    ys_ref, ok_ref = jax.jit(jax.vmap(one))(starts, active)
+    ys, ok = jax.jit(lambda s, a: _lane_solve(grad, solver, s, a, max_steps, 8))(starts, active)
+    # Newton: every outcome occurs (converged, failed while active, inactive).
+    assert 0 < int(jnp.sum(ok_ref)) and (
+        least_squares or int(jnp.sum(ok_ref)) < int(jnp.sum(active))
+    )
+    np.testing.assert_array_equal(ok, ok_ref)
+    np.testing.assert_allclose(ys, ys_ref, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(ys[~active], starts[~active])
