@@ -67,3 +67,26 @@ def test_full_tour_runs_and_no_check_fails(tmp_path):
         "stationary_kerr_bistability.png",
         "strata_edges.png",
     ], figures  # one figure per part, but supragraph (a table of numbers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("part", ["stationary", "supragraph"])
+def test_tour_part_compiles_two_solve_programs(part, tmp_path, caplog):
+    # Each of these parts needs two solve programs (stationary: the dimer's solve, shared by its
+    # three branches, and the layer's loss-and-gradient, shared by the gradient and the central
+    # difference; supragraph: the global Newton solve and the layer solve, shared by both layers
+    # of the sequential pass); compiling more means a check stopped sharing one.
+    import logging
+
+    import jax
+
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        checks = cli.tour([part], tmp_path)
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    big = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("Finished XLA compilation of")
+        and ("solve" in r.getMessage() or "loss_and_grad" in r.getMessage())
+    ]
+    assert len(big) <= 2, big
