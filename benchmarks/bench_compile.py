@@ -5,9 +5,10 @@ process's in-memory caches empty), after the modules it needs are imported: the 
 traces, compiles and runs; a second call with the same shapes only runs (a tour part's own
 `jax.jit` of a function it defines inside compiles again: the second call of such a part is not
 warm). The compilation of the first call is read off `jax.monitoring`: "programs" counts the XLA
-compilations, "compile (s)" sums their tracing, lowering and XLA compilation times, "host
-callbacks" counts the programs that call back to Python (`eqx.error_if`, `jax.pure_callback`):
-JAX's persistent compilation cache does not store those, so a second process compiles them again.
+compilations, "compile (s)" sums their XLA compilation times (not tracing and lowering: nested
+`jit`s are traced inside their caller, so those events overlap), "host callbacks" counts the
+programs that call back to Python (`eqx.error_if`, `jax.pure_callback`): JAX's persistent
+compilation cache does not store those, so a second process compiles them again.
 
 The last rows time the README's main command, `python -m jaxstat tour`, twice in fresh
 processes sharing a new, empty persistent compilation cache (`~/.cache/jaxstat/jax`, with `HOME`
@@ -113,13 +114,10 @@ PROBE = """
 import jax, jax.monitoring
 from jax._src import compiler as _compiler
 _on, _stats = [False], dict(programs=0, seconds=0.0, callbacks=0)
-_STAGES = ("/jax/core/compile/jaxpr_trace_duration",
-           "/jax/core/compile/jaxpr_to_mlir_module_duration",
-           "/jax/core/compile/backend_compile_duration")
 def _listen(event, duration, **kwargs):
-    if _on[0] and event in _STAGES:
+    if _on[0] and event == "/jax/core/compile/backend_compile_duration":
         _stats["seconds"] += duration
-        _stats["programs"] += event == _STAGES[-1]
+        _stats["programs"] += 1
 jax.monitoring.register_event_duration_secs_listener(_listen)
 _original = getattr(_compiler, "compile_or_get_cached", None)
 def _counting(backend, computation, devices, options, host_callbacks, *args, **kwargs):
