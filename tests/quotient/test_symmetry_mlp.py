@@ -99,6 +99,33 @@ def test_orbit_min_norm_closed_form_one_hidden_layer(getkey):
         np.testing.assert_allclose(orbit_min_norm(moved), exact, rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "quantity", ["orbit_min_norm", pytest.param("canonicalize", marks=pytest.mark.slow)]
+)
+def test_derivatives_of_the_balanced_point_match_finite_differences(quantity, getkey):
+    # Two layers of scaled units: the balancing is iterative (block coordinate sweeps) and its
+    # derivatives come from the implicit function theorem on `grad_xi |exp(xi) . theta|^2 = 0`.
+    # The norm's gradient is Danskin's (the balancing's own derivative drops out at the minimum);
+    # the canonical form's tangent needs the implicit derivative itself.
+    mlp = _mlp(jax.nn.relu, getkey(), depth=2, width=5)
+    group = q.symmetry(mlp)
+    arrays, static = eqx.partition(mlp, eqx.is_inexact_array)
+    v = jax.tree.map(lambda x: jr.normal(getkey(), x.shape, x.dtype), arrays)
+    along = lambda t: jax.tree.map(lambda x, y: x + t * y, arrays, v)  # noqa: E731
+    h = 1e-5
+    if quantity == "orbit_min_norm":
+        norm = jax.jit(lambda a: group.orbit_min_norm(eqx.combine(a, static)))
+        fd = (norm(along(h)) - norm(along(-h))) / (2 * h)
+        np.testing.assert_allclose(_inner(jax.jit(jax.grad(norm))(arrays), v), fd, rtol=1e-7)
+    else:
+        canonical = jax.jit(
+            lambda a: eqx.filter(group.canonicalize(eqx.combine(a, static)), eqx.is_inexact_array)
+        )
+        _, tangent = jax.jit(lambda a, v: jax.jvp(canonical, (a,), (v,)))(arrays, v)
+        fd = jax.tree.map(lambda x, y: (x - y) / (2 * h), canonical(along(h)), canonical(along(-h)))
+        assert tree_allclose(tangent, fd, rtol=1e-6, atol=1e-8)
+
+
 def test_orbit_directions_orthogonal_to_gradient_and_horizontal_projection(getkey):
     mlp = _mlp(jax.nn.relu, getkey())
     group = q.symmetry(mlp)
