@@ -46,6 +46,10 @@ def _release_compiled_programs():
     gc.collect()
 
 
+# The longest single tests (notebooks, the full tour, the multi-device subprocesses, the README
+# blocks), run first so that the two workers end together instead of one waiting on a long tail.
+_LONG_FIRST = ("test_notebooks", "test_cli.py::test_full_tour", "test_sharding", "test_readme")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Run the notebooks (the longest single tests) first, so the workers end together."""
-    items.sort(key=lambda item: "test_notebooks" not in item.nodeid)
+    items.sort(key=lambda item: not any(name in item.nodeid for name in _LONG_FIRST))
