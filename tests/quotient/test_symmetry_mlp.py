@@ -61,7 +61,7 @@ def test_function_unchanged_by_group(activation, scaling, getkey):
     "activation, depth",
     [
         (jax.nn.relu, 1),  # closed-form balancing
-        pytest.param(jax.nn.relu, 2, marks=pytest.mark.slow),  # balancing by BFGS + Newton
+        pytest.param(jax.nn.relu, 2, marks=pytest.mark.slow),  # balancing by sweeps over two layers
         (jnp.tanh, 2),
     ],
 )
@@ -249,7 +249,7 @@ def test_dead_unit_orbit_infimum_not_attained(getkey):
 
 @pytest.mark.parametrize(
     "depth",
-    [1, pytest.param(2, marks=pytest.mark.slow)],  # 2: BFGS + Newton, then LSMR
+    [1, pytest.param(2, marks=pytest.mark.slow)],  # 2: balancing sweeps, then LSMR
 )
 def test_canonical_form_with_dead_units(depth, getkey):
     """Dead units (outgoing or incoming weights all zero) have no balanced representative: the
