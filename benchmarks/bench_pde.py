@@ -11,7 +11,8 @@ Same grid, same final time, same float64 arithmetic, in one run.
   the Hopf-Lax potential: `(u(x_{i+1/2}) - u(x_{i-1/2})) / h`).
 - Viscous Burgers, `nu = 0.01`, `p0 = sin x + 1/2`, `t = 1.5`: jaxstat WENO5 with the fourth-order
   viscous flux, explicit (SSPRK3, steps limited by `h^2 / nu`) and implicit-explicit (IMEXSSP3,
-  Fourier solves for the viscous term, steps limited by the hyperbolic CFL condition), against
+  its stages in the Fourier basis where the viscous term is diagonal, steps limited by the
+  hyperbolic CFL condition where viscosity dominates, else explicit SSPRK3 steps), against
   exponax's Fourier pseudo-spectral ETDRK2 stepper (dt at CFL 0.5), error against Cole-Hopf
   (cell averages for jaxstat, point values at exponax's nodes). The rows "at exponax's L1
   error" interpolate jaxstat's time (log-log over N) at each of exponax's errors.
@@ -29,6 +30,7 @@ column divides jaxstat's wall time by the peer's for the matching scheme (< 1: j
 """
 
 import math
+import sys
 import time
 
 import jax
@@ -373,21 +375,41 @@ def _hj_rows(table, ns):
         )
 
 
+COLUMNS = [
+    "case",
+    "N",
+    "method",
+    "steps",
+    "time [s]",
+    "cell updates / s",
+    "L1 error",
+    "jaxstat time / peer time",
+]
+
+
+def run_viscous(quick: bool = False) -> Table:
+    """The viscous rows alone (`--viscous`): their own table, `pde_viscous`."""
+    table = Table(
+        name="pde_viscous",
+        title="Viscous Burgers nu = 0.01 to t = 1.5: explicit SSPRK3 and IMEX-SSP3 against "
+        "exponax at equal error",
+        description="The viscous rows of benchmarks/bench_pde.py (_viscous_rows) run on their "
+        "own: jaxstat with the explicit SSPRK3 step and with IMEXSSP3 (the viscous term "
+        "implicit when it would limit the step; Fourier-space stages) against exponax (Fourier "
+        "ETDRK2) on sin x + 1/2, L1 error against Cole-Hopf; the last rows give jaxstat time at "
+        "exponax error (interpolated over N on log-log axes).",
+        columns=COLUMNS,
+    )
+    _viscous_rows(table, [256, 512, 1024] if quick else [256, 512, 1024, 2048])
+    return table
+
+
 def run(quick: bool = False) -> Table:
     table = Table(
         name="pde",
         title="Burgers and Hamilton-Jacobi finite volumes",
         description=__doc__.split("\n\n", 1)[1],
-        columns=[
-            "case",
-            "N",
-            "method",
-            "steps",
-            "time [s]",
-            "cell updates / s",
-            "L1 error",
-            "jaxstat time / peer time",
-        ],
+        columns=COLUMNS,
     )
     ns = [512, 1024] if quick else [512, 1024, 2048, 4096, 8192]
     _burgers_rows(table, ns, quick)
@@ -411,4 +433,10 @@ def run(quick: bool = False) -> Table:
 
 
 if __name__ == "__main__":
-    main(run)
+    # --viscous: only the viscous rows (table pde_viscous); --no-save: print the rows, write
+    # nothing to results/ (trial runs on a loaded machine).
+    chosen = run_viscous if "--viscous" in sys.argv[1:] else run
+    if "--no-save" in sys.argv[1:]:
+        chosen("--quick" in sys.argv[1:])
+    else:
+        main(chosen)

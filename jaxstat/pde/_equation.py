@@ -30,7 +30,7 @@ from ._reconstruction import AbstractReconstruction, WENO5
 # primitive at the face), of order 2 or 4: (ghost cells, coefficients of v_{j-g+1} .. v_{j+g}) and
 # the viscous CFL constant `c` (half the largest eigenvalue of the resulting discrete Laplacian,
 # times h^2) so that forward Euler is stable for `nu dt c / h^2 <= 1`.
-_FACE_GRADIENT = {2: (1, (-1.0, 1.0), 2.0), 4: (2, (1 / 12, -15 / 12, 15 / 12, -1 / 12), 32 / 9)}
+_FACE_GRADIENT = {2: (1, (-1.0, 1.0), 2.0), 4: (2, (1 / 12, -15 / 12, 15 / 12, -1 / 12), 8 / 3)}
 # Node Laplacian `(d^2 v / dx^2)_j` of point values, of order 2 or 4: (ghost cells, coefficients
 # of v_{j-g} .. v_{j+g}), viscous CFL constant.
 _LAPLACIAN = {
@@ -141,23 +141,56 @@ class AbstractEquation(eqx.Module):
         nu = jnp.asarray(nu, y.dtype)
         return self.hyperbolic_rate(y) + self.viscous_rate(nu)
 
+    @property
+    def periodic(self) -> bool:
+        """Whether every axis is periodic: then `D` is circulant (block-circulant in `d >= 2`),
+        diagonal in the discrete Fourier basis (`to_fourier`, `diffusion_symbol`)."""
+        return all(self._boundary(k).periodic for k in range(self.grid.ndim))
+
+    def to_fourier(self, y: Array) -> Array:
+        """The real discrete Fourier transform of `y` over the grid axes (the trailing `d`;
+        `jnp.fft.rfftn`), in which `D` is diagonal on periodic grids."""
+        return jnp.fft.rfftn(y, axes=tuple(range(-self.grid.ndim, 0)))
+
+    def from_fourier(self, y_hat: Array, dtype) -> Array:
+        """The inverse of `to_fourier` (`jnp.fft.irfftn` over the grid axes), in `dtype`."""
+        axes = tuple(range(-self.grid.ndim, 0))
+        return jnp.fft.irfftn(y_hat, s=self.grid.shape, axes=axes).astype(dtype)
+
+    def diffusion_symbol(self, dtype) -> Array:
+        r"""The eigenvalues `lambda_k <= 0` of `D` on a periodic grid, in the layout of
+        `to_fourier` (`D y = from_fourier(lambda * to_fourier(y))`): the transform of `D`
+        applied to a unit impulse, i.e. of the discrete stencil (not of the continuous
+        Laplacian), so that a Fourier solve inverts exactly the operator `L` uses. A constant of
+        the grid, evaluated once at trace time."""
+        if not self.periodic:
+            raise ValueError(
+                f"`D` is diagonal in the Fourier basis only on periodic grids, got boundary "
+                f"{self.boundary!r}."
+            )
+        d = self.grid.ndim
+        with jax.ensure_compile_time_eval():
+            delta = jnp.zeros(self.state_shape, dtype).at[(..., *([0] * d))].set(1)
+            column = self.diffusion(delta)
+            column = column if column.ndim == d else column[0]
+            return jnp.fft.rfftn(column, axes=tuple(range(-d, 0))).real
+
     def solve_diffusion(self, rhs: Array, a: ArrayLike) -> Array:
         r"""Solve `(I - a D) z = rhs` for `z`, `a >= 0` (the implicit stage of an IMEX step,
         `a = dt a_ii nu`).
 
         With periodic boundaries on every axis `D` is a circulant (block-circulant in `d >= 2`)
         matrix: the solve is diagonal in Fourier space, `z = F^{-1}(F rhs / (1 - a lambda))`,
-        with the exact eigenvalues `lambda = F(D delta)` of the discrete stencil (not of the
-        continuous Laplacian), so that the solve inverts the operator `L` uses. On a 1-D grid
-        with the second-order stencil and any boundary, `D z = T z + D 0` with `T`
-        tridiagonal (a ghost cell depends on the two edge cells), read off by applying `D` to
-        three comb vectors, and the solve is lineax's tridiagonal (Thomas) solve. Both cost
-        `O(n log n)` or `O(n)`; other cases raise a `ValueError`.
+        with the exact eigenvalues `lambda = F(D delta)` of the discrete stencil
+        (`diffusion_symbol`). On a 1-D grid with the second-order stencil and any boundary,
+        `D z = T z + D 0` with `T` tridiagonal (a ghost cell depends on the two edge cells),
+        read off by applying `D` to three comb vectors, and the solve is lineax's tridiagonal
+        (Thomas) solve. Both cost `O(n log n)` or `O(n)`; other cases raise a `ValueError`.
         """
         a = jnp.asarray(a, rhs.dtype)
-        boundaries = [self._boundary(k) for k in range(self.grid.ndim)]
-        if all(b.periodic for b in boundaries):
-            return self._spectral_solve(rhs, a)
+        if self.periodic:
+            symbol = self.diffusion_symbol(rhs.dtype)
+            return self.from_fourier(self.to_fourier(rhs) / (1 - a * symbol), rhs.dtype)
         if self.grid.ndim == 1 and self._viscous_stencil[self.order_of_viscous_term][0] == 1:
             return self._tridiagonal_solve(rhs, a)
         raise ValueError(
@@ -166,18 +199,6 @@ class AbstractEquation(eqx.Module):
             f"{self.boundary!r}, viscous order {self.order_of_viscous_term}): use an explicit "
             "solver such as `SSPRK3()` here."
         )
-
-    def _spectral_solve(self, rhs, a):
-        d = self.grid.ndim
-        axes = tuple(range(-d, 0))
-        # The symbol depends on the grid only: evaluated once, at trace time.
-        with jax.ensure_compile_time_eval():
-            delta = jnp.zeros(self.state_shape, rhs.dtype).at[(..., *([0] * d))].set(1)
-            column = self.diffusion(delta)
-            column = column if column.ndim == d else column[0]
-            symbol = jnp.fft.rfftn(column, axes=axes).real
-        transformed = jnp.fft.rfftn(rhs, axes=axes) / (1 - a * symbol)
-        return jnp.fft.irfftn(transformed, s=self.grid.shape, axes=axes).astype(rhs.dtype)
 
     def _tridiagonal_solve(self, rhs, a):
         n = self.grid.shape[0]
@@ -227,13 +248,14 @@ class AbstractEquation(eqx.Module):
         a viscous shock of width ~`4 nu`) against Cole-Hopf, max error, with the work in cell
         updates (steps x cells; a step of either order costs the same up to the stencil):
         WENO5 with order 2: 7.6e-3 (64 cells, 7.3e3 updates), 1.9e-3 (128, 4.9e4),
-        4.8e-4 (256, 3.6e5); with order 4: 8.4e-4 (64, 1.1e4), 5.4e-5 (128, 8.0e4),
-        3.7e-6 (256, 6.0e5). At equal work order 4 is about 10x (128 cells) to 100x more
+        4.8e-4 (256, 3.6e5); with order 4: 8.3e-4 (64, 9.0e3), 5.4e-5 (128, 6.2e4),
+        3.7e-6 (256, 4.6e5). At equal work order 4 is about 10x (128 cells) to 100x more
         accurate: the second-order viscous flux, not WENO, limits the accuracy. With a first- or
         second-order reconstruction the hyperbolic error dominates: MUSCL (van Leer) with order
         2: 1.8e-3 (128 cells, 4.9e4 updates), 5.1e-4 (256, 3.6e5); with order 4: 1.3e-3 (128,
-        8.0e4), 2.8e-4 (256, 6.0e5), the same accuracy at equal work (order 4 takes more steps:
-        its viscous CFL constant is 32/9 instead of 2), so the simpler order 2 is kept there.
+        6.2e4), 2.8e-4 (256, 4.6e5), about the same accuracy at equal work (order 4 takes more
+        steps: its viscous CFL constant is 8/3 instead of 2), so the simpler order 2 is kept
+        there.
         """
         if self.viscous_order is not None:
             return self.viscous_order

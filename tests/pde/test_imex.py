@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jaxstat.pde as jp
+from jaxstat.pde._stepping import FiniteVolumeTerm
 
 from .test_burgers import _cole_hopf_averages, _exact_averages, _slope
 from .test_hamilton_jacobi import _cole_hopf_2d, _P2, _U2
@@ -200,3 +201,74 @@ def test_2d_imex_against_cole_hopf():
     burgers = jp.Burgers(grid, viscous_order=2)
     sol = jp.solve(burgers, grid.cell_averages(_P2), ts, 0.1, solver=solver)
     assert jnp.max(jnp.abs(sol.ys[-1] - jnp.moveaxis(p_exact, -1, 0))) < 1e-2
+
+
+def _dense_imex_step(solver, equation, y0, dt, nu):
+    """One implicit IMEX step from the Butcher tableaux, with `D` written out densely (numpy
+    solves with `I - dt a_ii nu D`): the reference for the Fourier and stagewise steps."""
+    matrix, offset = (np.asarray(m, np.float64) for m in _dense_operator(equation, y0))
+    shape = y0.shape
+    diffusion = lambda y: (matrix @ y.reshape(-1) + offset).reshape(shape)
+    field = eqx.filter_jit(lambda eq, y: eq.hyperbolic_field(y))
+    hyperbolic = lambda y: np.asarray(field(equation, jnp.asarray(y)))
+    a, ai = solver.explicit, solver.implicit
+    stages, y0 = len(solver.explicit_weights), np.asarray(y0)
+    fields, laplacians = [], []
+    for i in range(stages):
+        rhs = y0 + dt * sum(a[i][j] * fields[j] + nu * ai[i][j] * laplacians[j] for j in range(i))
+        c = dt * nu * ai[i][i]
+        system = np.eye(y0.size) - c * matrix
+        y = np.linalg.solve(system, (rhs + c * offset.reshape(shape)).reshape(-1)).reshape(shape)
+        fields.append(hyperbolic(y))
+        laplacians.append(diffusion(y))
+    weights = zip(solver.explicit_weights, solver.implicit_weights, fields, laplacians)
+    return y0 + dt * sum(b * f + nu * bi * lap for b, bi, f, lap in weights)
+
+
+_SSP2, _SSP3 = jp.IMEXSSP2(threshold=0.0), jp.IMEXSSP3(threshold=0.0)
+
+
+@pytest.mark.parametrize(
+    "solver,equation",
+    [
+        # Fourier-space steps (periodic): 1-D and 2-D vector Burgers, 2-D Hamilton-Jacobi.
+        (_SSP3, jp.Burgers(GRID_1D, viscous_order=4)),
+        (_SSP2, jp.Burgers(GRID_1D, viscous_order=4)),
+        pytest.param(_SSP3, jp.Burgers(GRID_2D, viscous_order=2), marks=pytest.mark.slow),
+        pytest.param(_SSP3, jp.HamiltonJacobi(GRID_2D, viscous_order=4), marks=pytest.mark.slow),
+        # Stagewise tridiagonal solves (affine Dirichlet boundary).
+        pytest.param(
+            _SSP3,
+            jp.Burgers(GRID_1D, viscous_order=2, boundary=jp.Dirichlet(0.7, -1.3)),
+            marks=pytest.mark.slow,
+        ),
+    ],
+    ids=["ssp3-burgers1d", "ssp2-burgers1d", "ssp3-burgers2d", "ssp3-hj2d", "ssp3-dirichlet"],
+)
+def test_implicit_step_matches_dense_butcher_step(solver, equation, getkey):
+    # One implicit step (threshold 0) beyond the explicit viscous limit against the tableaux
+    # evaluated with dense solves: the Fourier step's algebra in transformed space (and the
+    # stagewise one) equals the textbook IMEX step to rounding.
+    y0 = 0.02 * jax.random.normal(getkey(), equation.state_shape)
+    nu = 0.3
+    dt = min(4.0 / float(equation.viscous_rate(nu)), 0.5 / float(equation.hyperbolic_rate(y0)))
+    assert dt * float(equation.viscous_rate(nu)) > 1.5
+    step = eqx.filter_jit(
+        lambda eq, y: solver.step(FiniteVolumeTerm(eq), 0.0, dt, y, nu, None, False)
+    )
+    expected = _dense_imex_step(solver, equation, y0, dt, nu)
+    np.testing.assert_allclose(step(equation, y0)[0], expected, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize(
+    "equation",
+    [jp.Burgers(GRID_1D, viscous_order=o) for o in (2, 4)] + [jp.HamiltonJacobi(GRID_1D)],
+    ids=["burgers2", "burgers4", "hj4"],
+)
+def test_viscous_rate_is_half_the_spectral_radius(equation):
+    # `viscous_rate(nu) = nu c / h^2` with `c` half the largest eigenvalue of `-D h^2`: forward
+    # Euler on `nu D` is stable exactly for `dt * rate <= 1` (8/3 for both fourth-order
+    # stencils, whose Laplacian is (-1, 16, -30, 16, -1) / 12 h^2; 2 for second order).
+    matrix, _ = _dense_operator(equation, jnp.zeros(equation.state_shape))
+    radius = np.max(np.abs(np.linalg.eigvals(np.asarray(matrix))))
+    np.testing.assert_allclose(float(equation.viscous_rate(1.0)), radius / 2, rtol=1e-12)
