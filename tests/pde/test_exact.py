@@ -456,3 +456,38 @@ def test_quadrature_node_weight_check_in_float32():
     # refused by the node-weight check alone.
     with pytest.raises(Exception, match="`num_nodes` is too small"):
         jax.block_until_ready(entropy(0.94, 1.0))
+
+
+def test_riemann_in_float32():
+    # float32 points (the default dtype): the solution is float32, with Burgers' closed forms, at
+    # t = 2 (x / t, not x t) and t = 0.
+    # Shock (1, -1/2): s = (a + b) / 2 = 1/4, p = a for x < s t, b after, u = min(a x - t a^2 / 2,
+    # b x - t b^2 / 2). Rarefaction (-1, 1/2): p = clip(x / t, a, b), u = p x - t p^2 / 2. At t = 0
+    # the datum.
+    x = jnp.linspace(-1.5, 1.5, 6, dtype=jnp.float32)
+    xs = np.asarray(x, np.float64)
+    for a, b in ((1.0, -0.5), (-1.0, 0.5)):
+        for t in (2.0, 0.0):
+            u, p = jp.riemann(a, b, x, t)
+            assert u.dtype == p.dtype == jnp.float32
+            if a > b:
+                expect_p = np.where(xs < (a + b) / 2 * t, a, b)
+                expect_u = np.minimum(a * xs - t * a**2 / 2, b * xs - t * b**2 / 2)
+            else:
+                expect_p = np.clip(xs / t, a, b) if t > 0 else np.where(xs < 0, a, b)
+                expect_u = expect_p * xs - t * expect_p**2 / 2
+            np.testing.assert_allclose(p, expect_p, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(u, expect_u, rtol=1e-6, atol=1e-7)
+
+
+def test_riemann_fan_with_bounded_speeds():
+    # f(p) = sqrt(1 + p^2): f'(p) = p / sqrt(1 + p^2) lies in (-1, 1), so (f')^-1 exists only
+    # there. The fan between -1 and 1 ends at x / t = f'(+-1) = +-1/sqrt(2); points beyond it are
+    # the states themselves, without asking (f')^-1 of x / t. Inside, p = s / sqrt(1 - s^2).
+    flux = jp.Convex(lambda p: jnp.sqrt(1 + p**2), argmin=0.0)
+    x = jnp.array([-3.0, -0.2, 0.3, 3.0])
+    u, p = jp.riemann(-1.0, 1.0, x, 1.0, flux)
+    s = np.clip(np.asarray(x), -(0.5**0.5), 0.5**0.5)
+    expect = s / np.sqrt(1 - s**2)
+    np.testing.assert_allclose(p, expect, rtol=1e-12)
+    np.testing.assert_allclose(u, expect * np.asarray(x) - np.sqrt(1 + expect**2), rtol=1e-12)
