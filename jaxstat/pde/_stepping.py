@@ -166,10 +166,12 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
     `^Y_i = (^y_0 + dt sum_{j<i} a_ij ^A_j + sum_{j<i} ~a_ij ^V_j) / (1 - ~a_ii dt nu lambda)`,
     `^V_i = dt nu lambda ^Y_i`,
 
-    and only the stages that evaluate `A` go back to physical space, so a step of IMEX-SSP3
-    takes 3 forward and 3 inverse transforms (the last inverse transforms `Y_4` and
-    `sum_j ~b_j ^V_j` together) and no evaluation of `D`, where stage-by-stage solves take 4
-    of each plus 4 evaluations of `D`. Elsewhere (1-D, second-order stencil) each stage is a
+    and only the stages that evaluate `A` go back to physical space; the viscous update
+    `sum_j ~b_j V_j = dt nu D sum_j ~b_j Y_j` is one stencil on those physical stage values
+    (all of them have `~b_j != 0` only where `A` is evaluated, as in both tableaux here;
+    otherwise one more inverse transform). A step of IMEX-SSP3 thus takes 3 forward and 3
+    inverse transforms and one evaluation of `D`, where stage-by-stage solves take 4 of each
+    plus 4 evaluations of `D`. Elsewhere (1-D, second-order stencil) each stage is a
     tridiagonal solve (`AbstractEquation.solve_diffusion`) and `D Y_i` is evaluated.
 
     The choice is automatic, step by step: where viscosity does not dominate the explicit
@@ -181,8 +183,8 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
 
     The default `threshold = 2` is about where an implicit step pays: its step is then at
     least 3x longer, and it costs 2.9x to 3.3x an explicit step (IMEX-SSP3, viscous Burgers,
-    WENO5, N = 256 to 1024, float64, CPU time of one thread; the Fourier transforms, 6 calls
-    a step, cost more than the 3 WENO evaluations).
+    WENO5, N = 256 to 1024, float64, CPU time of one thread; the 6 Fourier transforms of a
+    step cost more than its 3 WENO evaluations).
     """
 
     threshold: eqx.AbstractVar[float]
@@ -275,16 +277,27 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
         scaled = dt * nu * equation.diffusion_symbol(y0.dtype)  # dt nu lambda
         y0_hat = equation.to_fourier(y0)
         hyperbolic = [None] * stages  # A(Y_j)
+        stage_values = [None] * stages  # Y_j in physical space, where transformed back
+        inverses = {}  # 1 / (1 - ~a_ii dt nu lambda) by ~a_ii
+        # When every stage with a viscous weight is evaluated (IMEX-SSP3: ~b_1 = 0), the viscous
+        # update `dt nu D sum_j ~b_j Y_j` is one stencil on physical stage values, cheaper
+        # than a further inverse transform.
+        physical_update = all(
+            self._evaluated(j) for j in range(stages) if self.implicit_weights[j] != 0
+        )
         hyperbolic_hat = [None] * stages  # its transform, where a later stage uses it
         viscous_hat = [None] * stages  # dt nu lambda ^Y_j
         for i in range(stages):
             rhs = self._combination(y0_hat, dt, self.explicit[i][:i], hyperbolic_hat)
             rhs = self._combination(rhs, 1, self.implicit[i][:i], viscous_hat)
-            y_hat = rhs / (1 - self.implicit[i][i] * scaled)
+            diagonal = self.implicit[i][i]
+            if diagonal not in inverses:  # SDIRK: one diagonal, one reciprocal a step
+                inverses[diagonal] = 1 / (1 - diagonal * scaled)
+            y_hat = rhs * inverses[diagonal]
             viscous_hat[i] = scaled * y_hat
             if not self._evaluated(i):
                 continue
-            if i == last:
+            if i == last and not physical_update:
                 # The viscous part of the update is complete: one inverse transform for both.
                 w_hat = self._combination(
                     jnp.zeros_like(y_hat), 1, self.implicit_weights, viscous_hat
@@ -292,9 +305,13 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
                 y, viscous_update = equation.from_fourier(jnp.stack([y_hat, w_hat]), y0.dtype)
             else:
                 y = equation.from_fourier(y_hat, y0.dtype)
+                stage_values[i] = y
             hyperbolic[i] = equation.hyperbolic_field(y)
             if any(row[i] != 0 for row in self.explicit[i + 1 :]):
                 hyperbolic_hat[i] = equation.to_fourier(hyperbolic[i])
+        if physical_update:
+            combined = self._combination(jnp.zeros_like(y0), 1, self.implicit_weights, stage_values)
+            viscous_update = dt * nu * equation.diffusion(combined)
         return self._combination(y0, dt, self.explicit_weights, hyperbolic) + viscous_update
 
 
