@@ -491,3 +491,33 @@ def test_riemann_fan_with_bounded_speeds():
     expect = s / np.sqrt(1 - s**2)
     np.testing.assert_allclose(p, expect, rtol=1e-12)
     np.testing.assert_allclose(u, expect * np.asarray(x) - np.sqrt(1 + expect**2), rtol=1e-12)
+
+
+def test_cole_hopf_float32_batch_rank_two_and_time_zero():
+    # Points of shape (2, 2, 1) in float32, t = 0 at two of them (x = 0.3, -0.6: there p is
+    # u0'(x), not a quadrature): u0 = a y^2 / 2, u = a x^2 / (2 (1 + a t)) + nu log(1 + a t),
+    # p = a x / (1 + a t), float32 out. The refusals name `u0`, `t` and `nu` (in the suite
+    # jaxtyping's hook appends its own lines to the message).
+    a, nu = 0.7, 0.1
+    x = jnp.array([[0.3, -1.1], [0.8, -0.6]], jnp.float32)[..., None]
+    t = jnp.array([[0.0, 0.5], [1.3, 0.0]], jnp.float32)
+    u0 = lambda y: 0.5 * a * y[0] ** 2
+    u, p = jp.cole_hopf(u0, x, t, nu, half_width=6.0, num_nodes=401)
+    assert u.dtype == p.dtype == jnp.float32 and u.shape == (2, 2) and p.shape == (2, 2, 1)
+    xs, ts = np.asarray(x, np.float64), np.asarray(t, np.float64)[..., None]
+    expect_u = a * xs**2 / (2 * (1 + a * ts)) + nu * np.log1p(a * ts)
+    np.testing.assert_allclose(u, expect_u[..., 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p, a * xs / (1 + a * ts), rtol=1e-5, atol=1e-5)
+    with pytest.raises(
+        ValueError,
+        match=r"^`u0` must map a point of shape \(1,\) to a scalar \(in 1-D a function of a "
+        r"scalar is accepted too\)\.(\n|$)",
+    ):
+        jp.cole_hopf(lambda y: jnp.stack([y[0], y[0]]), x, 1.0, nu, half_width=6.0)
+    for name, args in (("t", (jnp.ones(3), nu)), ("nu", (1.0, jnp.ones(3)))):
+        with pytest.raises(
+            ValueError,
+            match=rf"^`{name}` of shape \(3,\) does not broadcast against the points' batch "
+            r"shape \(2, 2\)\.(\n|$)",
+        ):
+            jp.cole_hopf(u0, x, *args, half_width=6.0)
