@@ -470,15 +470,20 @@ def quotient(out: pathlib.Path) -> list[Check]:
         # 1. Symmetry: a ReLU MLP's group (unit permutations x positive rescalings), derived from
         # the model. Random elements move the raw weight norm but not the function, nor the
         # quotient observable min_g |g . theta|.
-        mlp = eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=jr.key(0))
+        # (initialised inside one compiled program: eagerly, every layer's random draw of a
+        # new shape would compile a program of its own)
+        mlp = eqx.filter_jit(lambda k: eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=k))(
+            jr.key(0)
+        )
         params, static = eqx.partition(mlp, eqx.is_inexact_array)
         group = jq.symmetry(mlp)
-        x = jr.normal(jr.key(1), (128, 4))
+        x = jnp.asarray(np.random.default_rng(1).normal(size=(128, 4)))
         f0 = jax.vmap(mlp)(x)
 
         @jax.jit
-        def norms(keys):
+        def norms(key):
             # The model itself first, then 32 random moves along its orbit: one batched program.
+            keys = jr.split(key, 32)
             moves = jax.vmap(lambda k: group.act(params, group.random_element(k, params)))(keys)
             batch = jax.tree.map(lambda p, m: jnp.concatenate([p[None], m]), params, moves)
 
@@ -489,7 +494,7 @@ def quotient(out: pathlib.Path) -> list[Check]:
 
             return jax.vmap(one)(batch)
 
-        raw, quo, fdiff = norms(jr.split(jr.key(2), 32))
+        raw, quo, fdiff = norms(jr.key(2))
         raw0, quo0, raw, quo = float(raw[0]), float(quo[0]), raw[1:], quo[1:]
         fdiff, quo_spread = float(jnp.max(fdiff)), float(jnp.max(jnp.abs(quo - quo0)) / quo0)
 
