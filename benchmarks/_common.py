@@ -29,6 +29,24 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 LOAD_AT_START = round(os.getloadavg()[0], 2)
 
 
+def timeit_interleaved(calls: dict, rounds: int = 61) -> dict:
+    """Median wall time in seconds of each `fn(*args)` in `calls` (name -> `(fn, args)`), timed in
+    interleaved rounds (every call once per round, in an order rotated between rounds) after a
+    warm-up call of each: a slow spell of the machine then slows every call alike, and the ratios
+    of the medians stay put where separate blocks of repeats would each see a different spell."""
+    for fn, args in calls.values():
+        jax.block_until_ready(fn(*args))
+    names = list(calls)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn, args = calls[name]
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def timeit(fn: Callable, *args, repeat: int = 7, warmup: int = 1, number: int = 1) -> float:
     """Median wall time in seconds of `fn(*args)` (results blocked until ready), after `warmup`
     calls that absorb compilation."""
