@@ -521,3 +521,24 @@ def test_cole_hopf_float32_batch_rank_two_and_time_zero():
             r"shape \(2, 2\)\.(\n|$)",
         ):
             jp.cole_hopf(u0, x, *args, half_width=6.0)
+
+
+def test_cole_hopf_time_zero_points_skip_the_quadrature_checks_and_refusals_are_whole():
+    # u0 = y^2 / 2, nu = 0.05, half-width 1: at t = 0.01 the window holds the integrand, at t = 1
+    # its edge keeps e^-10 of the peak and the window check refuses. A point at t = 0 is u0 itself
+    # (no quadrature), so its check, which would run at the placeholder time 1, must be skipped.
+    u0 = lambda y: 0.5 * y[0] ** 2  # noqa: E731
+    x, t, nu = jnp.array([[0.0], [0.3]]), jnp.array([0.01, 0.0]), 0.05
+    u, p = jp.cole_hopf(u0, x, t, nu, half_width=1.0)
+    xs, ts = np.asarray(x[:, 0]), np.asarray(t)
+    np.testing.assert_allclose(u, xs**2 / (2 * (1 + ts)) + nu * np.log1p(ts), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(p[:, 0], xs / (1 + ts), rtol=1e-8, atol=1e-12)
+    with pytest.raises(RuntimeError):
+        jp.cole_hopf(u0, x, jnp.array([0.01, 1.0]), nu, half_width=1.0)
+    # The refusals of nu <= 0 and t < 0, their message lines whole.
+    for args, message in (
+        ((1.0, -0.1), r"`nu` must be positive \(use `hopf_lax` for nu = 0\)\."),
+        ((-1.0, 0.1), r"`t` must be non-negative\."),
+    ):
+        with pytest.raises(RuntimeError, match=rf"(?m)^equinox\.EquinoxRuntimeError: {message}$"):
+            jp.cole_hopf(u0, x, *args, half_width=6.0)
