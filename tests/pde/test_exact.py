@@ -542,3 +542,46 @@ def test_cole_hopf_time_zero_points_skip_the_quadrature_checks_and_refusals_are_
     ):
         with pytest.raises(RuntimeError, match=rf"(?m)^equinox\.EquinoxRuntimeError: {message}$"):
             jp.cole_hopf(u0, x, *args, half_width=6.0)
+
+
+def test_local_entropy_float32_batch_rank_two_and_refusals():
+    # Points of shape (2, 2, 1) in float32 with a scope per point: for f = a y^2 / 2,
+    # F = u(x, 1/gamma) - 1/(2 beta) log(2 pi / (beta gamma)) with u the viscous HJ solution at
+    # nu = 1/(2 beta), u = a x^2 / (2 (1 + a t)) + nu log(1 + a t), and grad F = a x / (1 + a t).
+    a, beta = 0.7, 5.0
+    x = jnp.array([[0.3, -1.1], [0.8, -0.6]], jnp.float32)[..., None]
+    gamma = jnp.array([[2.0, 0.8], [1.5, 4.0]], jnp.float32)
+    loss = lambda y: 0.5 * a * y[0] ** 2  # noqa: E731
+    F, dF = jp.local_entropy(loss, x, gamma=gamma, beta=beta, half_width=6.0, num_nodes=401)
+    assert F.dtype == dF.dtype == jnp.float32 and F.shape == (2, 2) and dF.shape == (2, 2, 1)
+    xs, t = np.asarray(x, np.float64)[..., 0], 1 / np.asarray(gamma, np.float64)
+    nu = 1 / (2 * beta)
+    u = a * xs**2 / (2 * (1 + a * t)) + nu * np.log1p(a * t)
+    expect = u - np.log(2 * np.pi * t / beta) / (2 * beta)
+    np.testing.assert_allclose(F, expect, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dF[..., 0], a * xs / (1 + a * t), rtol=1e-5, atol=1e-5)
+    with pytest.raises(
+        ValueError,
+        match=r"^`loss` must map a point of shape \(1,\) to a scalar \(in 1-D a function of a "
+        r"scalar is accepted too\)\.(\n|$)",
+    ):
+        jp.local_entropy(lambda y: jnp.stack([y[0], y[0]]), x, gamma=1.0, beta=beta, half_width=6.0)
+    wrong_shape = (
+        ("gamma", dict(gamma=jnp.ones(3), beta=beta)),
+        ("beta", dict(gamma=1.0, beta=jnp.ones(3))),
+    )
+    for name, kwargs in wrong_shape:
+        with pytest.raises(
+            ValueError,
+            match=rf"^`{name}` of shape \(3,\) does not broadcast against the points' batch "
+            r"shape \(2, 2\)\.(\n|$)",
+        ):
+            jp.local_entropy(loss, x, **kwargs, half_width=6.0)
+    # gamma = 0 and beta = 0 are refused (the scope and the temperature are positive), with the
+    # message line whole.
+    zero = (("gamma", dict(gamma=0.0, beta=beta)), ("beta", dict(gamma=1.0, beta=0.0)))
+    for name, kwargs in zero:
+        with pytest.raises(
+            RuntimeError, match=rf"(?m)^equinox\.EquinoxRuntimeError: `{name}` must be positive\.$"
+        ):
+            jp.local_entropy(loss, x, **kwargs, half_width=6.0)
