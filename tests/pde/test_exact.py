@@ -1,5 +1,7 @@
 """Exact solutions: Cole-Hopf, local entropy, Hopf-Lax, Riemann problems."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -585,3 +587,64 @@ def test_local_entropy_float32_batch_rank_two_and_refusals():
             RuntimeError, match=rf"(?m)^equinox\.EquinoxRuntimeError: `{name}` must be positive\.$"
         ):
             jp.local_entropy(loss, x, **kwargs, half_width=6.0)
+
+
+def test_hopf_lax_float32_batch_rank_two_time_zero_and_refusals():
+    # u0 = a y^2 / 2, H = p^2 / 2: u = a x^2 / (2 (1 + a t)), p = a x / (1 + a t), on float32
+    # points of shape (2, 2, 1) with t = 0 at two of them (there u = u0, p = u0', no search).
+    a = 0.7
+    x = jnp.array([[0.3, -1.1], [0.8, -0.6]], jnp.float32)[..., None]
+    t = jnp.array([[0.0, 0.5], [1.3, 0.0]], jnp.float32)
+    u0 = lambda y: 0.5 * a * y[0] ** 2  # noqa: E731
+    u, p = jp.hopf_lax(u0, x, t, half_width=6.0, num_nodes=401)
+    assert u.dtype == p.dtype == jnp.float32 and u.shape == (2, 2) and p.shape == (2, 2, 1)
+    xs, ts = np.asarray(x, np.float64)[..., 0], np.asarray(t, np.float64)
+    np.testing.assert_allclose(u, a * xs**2 / (2 * (1 + a * ts)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p[..., 0], a * xs / (1 + a * ts), rtol=1e-5, atol=1e-5)
+    # scalar points give scalar momenta
+    u1, p1 = jp.hopf_lax(lambda y: 0.5 * a * y**2, jnp.array([0.3, -1.1, 0.8]), 0.5, half_width=6.0)
+    assert p1.shape == (3,)
+    np.testing.assert_allclose(p1, a * np.array([0.3, -1.1, 0.8]) / (1 + 0.5 * a), rtol=1e-5)
+    with pytest.raises(
+        ValueError,
+        match=r"^`u0` must map a point of shape \(1,\) to a scalar \(in 1-D a function of a "
+        r"scalar is accepted too\)\.(\n|$)",
+    ):
+        jp.hopf_lax(lambda y: jnp.stack([y[0], y[0]]), x, 1.0, half_width=6.0)
+    with pytest.raises(
+        ValueError,
+        match=r"^`t` of shape \(3,\) does not broadcast against the points' batch shape "
+        r"\(2, 2\)\.(\n|$)",
+    ):
+        jp.hopf_lax(u0, x, jnp.ones(3), half_width=6.0)
+    line = r"(?m)^equinox\.EquinoxRuntimeError: {}$"
+    with pytest.raises(RuntimeError, match=line.format(r"`t` must be non-negative\.")):
+        jp.hopf_lax(u0, x, -1.0, half_width=6.0)
+    # u0 = 5 y: the minimiser y* = x - 5 t. At t = 1 it lies outside a window of half-width 1
+    # (refused, message line whole); at t = 0.01 inside. A t = 0 point is not searched: its
+    # placeholder time 1 would put y* on the window's edge, which must not be refused.
+    slope = lambda y: 5.0 * y[0]  # noqa: E731
+    window = re.escape(
+        "`half_width` is too small: the minimiser of `u_0(y) + t L((x - y) / t)` over the search "
+        "window lies on its edge, so the true minimiser may lie outside it. Use `half_width` "
+        "larger than `t max|H'(grad u_0)|` (for `H = |p|^2 / 2`: `t max|grad u_0|`)."
+    )
+    with pytest.raises(RuntimeError, match=line.format(window)):
+        jp.hopf_lax(slope, jnp.array([[0.0], [0.3]]), 1.0, half_width=1.0)
+    u, p = jp.hopf_lax(slope, jnp.array([[0.0], [0.3]]), jnp.array([0.01, 0.0]), half_width=1.0)
+    np.testing.assert_allclose(u, [-0.5 * 25 * 0.01, 1.5], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(p[:, 0], [5.0, 5.0], rtol=1e-6)
+
+
+def test_hopf_lax_at_a_kink_falls_back_to_the_grid_minimiser():
+    # u0 = |y|, t = 1/2: for |x| <= t the minimiser is the kink y* = 0, where Newton on the
+    # objective's gradient cannot converge; the search returns the grid minimiser instead of
+    # raising (error O(h), h = 6 / 1000). Exact: u = x^2 / (2t), p = x / t there, else
+    # u = |x| - t/2, p = sign x.
+    x, t = np.array([0.1, -0.25, 0.7]), 0.5
+    u, p = jp.hopf_lax(
+        lambda y: jnp.abs(y[0]), jnp.asarray(x)[:, None], t, half_width=3.0, num_nodes=1001
+    )
+    inside = np.abs(x) <= t
+    np.testing.assert_allclose(u, np.where(inside, x**2 / (2 * t), np.abs(x) - t / 2), atol=3e-3)
+    np.testing.assert_allclose(p[:, 0], np.where(inside, x / t, np.sign(x)), atol=1e-2)
