@@ -272,8 +272,11 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
         """The implicit step in the Fourier basis (periodic grids; see the class docstring)."""
         stages = len(self.explicit_weights)
         last = max(j for j in range(stages) if self._evaluated(j))
-        if last != stages - 1:  # the tableaux here evaluate their last stage
-            raise NotImplementedError("the Fourier step needs the last stage evaluated.")
+        if last != stages - 1:  # every IMEX tableau of this module evaluates its last stage
+            raise ValueError(
+                f"{type(self).__name__}: the Fourier-basis step needs a tableau whose last stage "
+                "is evaluated (a nonzero weight of its explicit or implicit part)."
+            )
         scaled = dt * nu * equation.diffusion_symbol(y0.dtype)  # dt nu lambda
         y0_hat = equation.to_fourier(y0)
         hyperbolic = [None] * stages  # A(Y_j)
