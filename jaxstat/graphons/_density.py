@@ -55,6 +55,10 @@ def _contract(
 
 
 @eqx.filter_jit
+def _homomorphism_density(F, W: StepGraphon) -> Float[Array, ""]:
+    return _contract(F.edges, F.num_vertices, W.values, W.sizes)
+
+
 def homomorphism_density(F, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[Array, ""]:
     """Homomorphism density `t(F, W) = int prod_{ij in E(F)} W(x_i, x_j) dx`.
 
@@ -80,9 +84,8 @@ def homomorphism_density(F, W: StepGraphon | Shaped[ArrayLike, "n n"]) -> Float[
     homomorphism_density(Pattern.cycle(3), A)  # about 0.3**3
     ```
     """
-    F = as_pattern(F)
-    W = as_step_graphon(W)
-    return _contract(F.edges, F.num_vertices, W.values, W.sizes)
+    # A matrix is checked here (on the host when concrete), outside the compiled contraction.
+    return _homomorphism_density(as_pattern(F), as_step_graphon(W))
 
 
 @eqx.filter_jit

@@ -43,6 +43,15 @@ class GaussLegendre(AbstractRule):
 
 
 @eqx.filter_jit
+def _discretise(W: AbstractGraphon, n: int, rule: AbstractRule):
+    """The values `W(x_i, x_j)` and block lengths of `discretise`, unchecked: the caller builds
+    the `StepGraphon`, whose checks run on the host when the values are concrete (a program
+    without host callback, which JAX's persistent compilation cache can store)."""
+    dtype = W.values.dtype if isinstance(W, StepGraphon) else jnp.result_type(float)
+    x, mu = rule.nodes_and_weights(n, dtype)
+    return W(x[:, None], x[None, :]), mu
+
+
 def discretise(W: AbstractGraphon, n: int, *, rule: AbstractRule = Midpoint()) -> StepGraphon:
     """The step graphon `A[i, j] = W(x_i, x_j)` on the blocks of a quadrature rule.
 
@@ -67,6 +76,4 @@ def discretise(W: AbstractGraphon, n: int, *, rule: AbstractRule = Midpoint()) -
         raise TypeError(f"expected a graphon, got {type(W).__name__}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    dtype = W.values.dtype if isinstance(W, StepGraphon) else jnp.result_type(float)
-    x, mu = rule.nodes_and_weights(n, dtype)
-    return StepGraphon(W(x[:, None], x[None, :]), mu)
+    return StepGraphon(*_discretise(W, n, rule))

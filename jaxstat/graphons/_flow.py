@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, ArrayLike, Bool, Float, Shaped
 
+from .._checks import is_concrete
 from .._numerics import any_nonfinite
 from ._discretise import AbstractRule, discretise, Midpoint
 from ._graphon import AbstractGraphon, as_step_graphon, StepGraphon
@@ -98,14 +99,38 @@ def projected_gradient(
     return _check_finite_velocity(V, V)
 
 
+_NONFINITE_VELOCITY = (
+    "the derivative kernel is not finite (the scalar entropy's is infinite where W is 0 or 1: "
+    "start entropy flows inside the open box)"
+)
+_BAD_T1 = (
+    "the final time `t1` must be finite and at least `t0` (gradient flows run forward in time)."
+)
+_BAD_DT0 = "the step `dt0` must be positive and finite."
+
+
 def _check_finite_velocity(x, V):
     """`x`, raising if the velocity `V` is not finite."""
-    return eqx.error_if(
-        x,
-        ~jnp.all(jnp.isfinite(V)),
-        "the derivative kernel is not finite (the scalar entropy's is infinite where W is 0 or 1: "
-        "start entropy flows inside the open box)",
-    )
+    return eqx.error_if(x, ~jnp.all(jnp.isfinite(V)), _NONFINITE_VELOCITY)
+
+
+def _bad_t1(t0, t1):
+    return ~(jnp.isfinite(t0) & jnp.isfinite(t1) & (t1 >= t0))
+
+
+def _bad_dt0(dt0):
+    return ~(dt0 > 0) | ~jnp.isfinite(dt0)
+
+
+@eqx.filter_jit
+def _input_flags(objective, W0, t0, t1, dt0):
+    """The conditions `gradient_flow` checks, `(bad, message)` in its order, as flags: computed
+    in a program without host callback and raised on the host (see `gradient_flow`)."""
+    checks = [(_bad_t1(t0, t1), _BAD_T1)]
+    if dt0 is not None:
+        checks.append((_bad_dt0(dt0), _BAD_DT0))
+    checks.append((~jnp.all(jnp.isfinite(_velocity(objective, W0))), _NONFINITE_VELOCITY))
+    return checks
 
 
 def _clip(tree):
@@ -245,7 +270,6 @@ def _vector_field(t, y, args):
     return _velocity(objective, W).astype(y.dtype)
 
 
-@eqx.filter_jit
 def gradient_flow(
     objective: AbstractObjective,
     W0: StepGraphon | Shaped[ArrayLike, "n n"],
@@ -282,10 +306,11 @@ def gradient_flow(
     **Returns:** a `diffrax.Solution` whose `ys` are weight matrices (`ys[k]` at `ts[k]`, block
     lengths those of `W0`), with `result` and `stats`.
 
-    **Raises** (through `eqx.error_if`) if the velocity at `W0` is not finite (an entropy
-    objective started on a face) or the times are invalid. Objectives whose kernel blows up
-    towards a face (the scalar entropy) are integrated up to it: the exact flow stays inside,
-    and trial steps that cross are rejected (see `ProjectedSolver`).
+    **Raises** `ValueError` (through `eqx.error_if` when traced, under `jit`) if the velocity at
+    `W0` is not finite (an entropy objective started on a face) or the times are invalid.
+    Objectives whose kernel blows up towards a face (the scalar entropy) are integrated up to
+    it: the exact flow stays inside, and trial steps that cross are rejected (see
+    `ProjectedSolver`).
 
     **Example:**
 
@@ -302,6 +327,56 @@ def gradient_flow(
     if not isinstance(objective, AbstractObjective):
         raise TypeError(f"expected an objective, got {type(objective).__name__}")
     W0 = as_step_graphon(W0)
+    dtype = W0.values.dtype
+    for name, value in (("t0", t0), ("t1", t1), ("dt0", dt0)):
+        if value is not None and jnp.issubdtype(jnp.result_type(value), jnp.complexfloating):
+            raise TypeError(f"`{name}` must be real, got {jnp.result_type(value)}.")
+    # With concrete inputs the checks run here (a small program of flags, raised on the host):
+    # the flow's program then has no host callback, which JAX's persistent compilation cache
+    # needs to store it. Traced inputs are checked inside the flow's program.
+    checked = False
+    if is_concrete(objective, W0, t0, t1, dt0):
+        as_array = lambda v: None if v is None else jnp.asarray(v, dtype)  # noqa: E731
+        flags = _input_flags(objective, W0, *map(as_array, (t0, t1, dt0)))
+        # (Not concrete when the objective closes over a traced value.)
+        checked = is_concrete(flags)
+        for bad, message in flags if checked else ():
+            if bool(bad):
+                raise ValueError(message)
+    return _gradient_flow(
+        objective,
+        W0,
+        t1,
+        t0=t0,
+        dt0=dt0,
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        saveat=saveat,
+        max_steps=max_steps,
+        adjoint=adjoint,
+        throw=throw,
+        checked=checked,
+    )
+
+
+@eqx.filter_jit
+def _gradient_flow(
+    objective: AbstractObjective,
+    W0: StepGraphon,
+    t1: ArrayLike,
+    *,
+    t0: ArrayLike,
+    dt0: ArrayLike | None,
+    solver: dfx.AbstractSolver | None,
+    stepsize_controller: dfx.AbstractStepSizeController | None,
+    saveat: dfx.SaveAt,
+    max_steps: int | None,
+    adjoint: dfx.AbstractAdjoint,
+    throw: bool,
+    checked: bool,
+) -> dfx.Solution:
+    """`gradient_flow` after its host-side checks; `checked=True` (static) when they ran there
+    (concrete inputs), so that none is repeated in the program."""
     if solver is None:
         solver = ProjectedSolver(dfx.Tsit5())
     elif type(solver) is not ProjectedSolver:
@@ -312,25 +387,18 @@ def gradient_flow(
         else:
             stepsize_controller = dfx.ConstantStepSize()
     dtype = W0.values.dtype
-    for name, value in (("t0", t0), ("t1", t1), ("dt0", dt0)):
-        if value is not None and jnp.issubdtype(jnp.result_type(value), jnp.complexfloating):
-            raise TypeError(f"`{name}` must be real, got {jnp.result_type(value)}.")
     t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
     if dt0 is not None:
         dt0 = jnp.asarray(dt0, dtype)
-    # Gradient flows run forward in time: the projection onto the box makes the backward flow
-    # ill-posed. The start must have a finite velocity (the flow then stays where it is finite).
-    t1 = eqx.error_if(
-        t1,
-        ~(jnp.isfinite(t0) & jnp.isfinite(t1) & (t1 >= t0)),
-        "the final time `t1` must be finite and at least `t0` (gradient flows run forward in "
-        "time).",
-    )
-    if dt0 is not None:
-        dt0 = eqx.error_if(
-            dt0, ~(dt0 > 0) | ~jnp.isfinite(dt0), "the step `dt0` must be positive and finite."
-        )
-    y0 = _check_finite_velocity(W0.values, _velocity(objective, W0))
+    y0 = W0.values
+    if not checked:
+        # Gradient flows run forward in time: the projection onto the box makes the backward
+        # flow ill-posed. The start must have a finite velocity (the flow then stays where it
+        # is finite).
+        t1 = eqx.error_if(t1, _bad_t1(t0, t1), _BAD_T1)
+        if dt0 is not None:
+            dt0 = eqx.error_if(dt0, _bad_dt0(dt0), _BAD_DT0)
+        y0 = _check_finite_velocity(y0, _velocity(objective, W0))
     return dfx.diffeqsolve(
         dfx.ODETerm(_vector_field),
         solver,

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from .._checks import is_concrete
+
 
 def _float_dtype(x) -> jnp.dtype:
     dtype = jnp.result_type(x)
@@ -27,26 +29,53 @@ _VALUE_ERRORS = (
 )
 
 
-@eqx.filter_jit
-def _check_values(values: Array, name: str) -> Array:
-    finite = jnp.all(jnp.isfinite(values))
-    in_box = jnp.all((values >= 0) & (values <= 1))
+def value_flags(values, xp=jnp) -> tuple:
+    """`(bad, index)` for the graphon values `values`: `bad` when they are not finite, outside
+    `[0, 1]` or not symmetric (up to `64 eps`), `index` the first failure (an index into the
+    messages, `_VALUE_ERRORS`). Traceable (`xp=jnp`): a compiled program may return them for its
+    caller to raise with `raise_bad_values`; `xp=np` computes them on the host."""
+    finite = xp.all(xp.isfinite(values))
+    in_box = xp.all((values >= 0) & (values <= 1))
     tol = 64 * jnp.finfo(values.dtype).eps
-    symmetric = jnp.all(jnp.abs(values - values.T) <= tol)
-    index = jnp.where(~finite, 0, jnp.where(~in_box, 1, 2))
-    bad = ~(finite & in_box & symmetric)
-    return eqx.branched_error_if(values, bad, index, [f"{name} {m}" for m in _VALUE_ERRORS])
+    symmetric = xp.all(xp.abs(values - values.T) <= tol)
+    index = xp.where(~finite, 0, xp.where(~in_box, 1, 2))
+    return ~(finite & in_box & symmetric), index
 
 
-@eqx.filter_jit
+def raise_bad_values(x, bad, index, name: str):
+    """`x`, after raising for the flags of `value_flags`: a `ValueError` now when they are
+    concrete, `eqx.branched_error_if` on `x` when traced. The message is `"{name} {what}"`."""
+    messages = [f"{name} {m}" for m in _VALUE_ERRORS]
+    if is_concrete(bad, index):
+        if bool(bad):
+            raise ValueError(messages[int(index)])
+        return x
+    return eqx.branched_error_if(x, bad, index, messages)
+
+
+def _check_values(values: Array, name: str) -> Array:
+    if is_concrete(values):
+        # On the host: no program to compile (and none with a host callback).
+        bad, index = value_flags(np.asarray(values), np)
+        return raise_bad_values(values, bad, index, name)
+    return raise_bad_values(values, *value_flags(values), name)
+
+
 def _check_sizes(sizes: Array) -> Array:
+    message = "block sizes must be positive and sum to 1"
     tol = 64 * sizes.shape[0] * jnp.finfo(sizes.dtype).eps
+    if is_concrete(sizes):
+        host = np.asarray(sizes)
+        if np.any(~(host > 0)) or abs(np.sum(host) - 1) > tol:
+            raise ValueError(message)
+        return sizes
     bad = jnp.any(~(sizes > 0)) | (jnp.abs(jnp.sum(sizes) - 1) > tol)
-    return eqx.error_if(sizes, bad, "block sizes must be positive and sum to 1")
+    return eqx.error_if(sizes, bad, message)
 
 
 def check_graphon_values(values: Array, name: str = "graphon values") -> Array:
-    """`values` (square, symmetric, in `[0, 1]`), with `eqx.error_if` checks on the values."""
+    """`values` (square, symmetric, in `[0, 1]`), checked: a `ValueError` when they are concrete,
+    `eqx.error_if` when traced (inside `jit`)."""
     if values.ndim != 2 or values.shape[0] != values.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {values.shape}")
     return _check_values(values, name)
@@ -75,7 +104,8 @@ class StepGraphon(AbstractGraphon):
     - `sizes`: the block lengths `mu`, positive, summing to 1; default `1/n` each.
 
     Shapes raise `ValueError` at once; values outside `[0, 1]`, asymmetric or non-finite values and
-    bad block lengths raise through `eqx.error_if` (also under `jit`).
+    bad block lengths raise a `ValueError` when they are concrete, and through `eqx.error_if`
+    under `jit`.
 
     **Example:**
 

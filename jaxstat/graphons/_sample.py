@@ -8,7 +8,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._sharding import auto_axes_inside
-from ._graphon import AbstractGraphon, check_graphon_values, StepGraphon
+from ._graphon import AbstractGraphon, raise_bad_values, StepGraphon, value_flags
 
 
 def _dtype(W: AbstractGraphon):
@@ -46,9 +46,24 @@ def sample_latent(key: PRNGKeyArray, n: int, *, sort: bool = False, dtype=None) 
     return jnp.sort(x) if sort else x
 
 
+_NAME = "graphon values W(x_i, x_j)"
+
+
 @eqx.filter_jit
 # Runs on meshes with explicit axes too (see `jaxstat._sharding`).
 @auto_axes_inside
+def _sample_weighted_graph(key, W, n, sort, loops):
+    """`sample_weighted_graph` and the flags `(bad, index)` of its values (`value_flags`),
+    raised by the caller: outside this program when they are concrete, so that the program has
+    no host callback (JAX's persistent compilation cache skips such programs)."""
+    x = sample_latent(key, n, sort=sort, dtype=_dtype(W))
+    A = W(x[:, None], x[None, :])
+    bad, index = value_flags(A)
+    if not loops:
+        A = A * (1 - jnp.eye(n, dtype=A.dtype))
+    return A, bad, index
+
+
 def sample_weighted_graph(
     key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False, loops: bool = False
 ) -> Float[Array, "n n"]:
@@ -74,16 +89,21 @@ def sample_weighted_graph(
     ```
     """
     _check_args(W, n)
-    x = sample_latent(key, n, sort=sort, dtype=_dtype(W))
-    A = check_graphon_values(W(x[:, None], x[None, :]), "graphon values W(x_i, x_j)")
-    if not loops:
-        A = A * (1 - jnp.eye(n, dtype=A.dtype))
-    return A
+    return raise_bad_values(*_sample_weighted_graph(key, W, n, sort, loops), _NAME)
 
 
 @eqx.filter_jit
 # Runs on meshes with explicit axes too (see `jaxstat._sharding`).
 @auto_axes_inside
+def _sample_graph(key, W, n, sort):
+    """`sample_graph` and the flags of the graphon's values (see `_sample_weighted_graph`)."""
+    key_x, key_e = jr.split(key)
+    P, bad, index = _sample_weighted_graph(key_x, W, n, sort, False)
+    u = jr.uniform(key_e, (n, n), dtype=P.dtype)
+    upper = jnp.triu(u < P, k=1)
+    return (upper | upper.T).astype(P.dtype), bad, index
+
+
 def sample_graph(
     key: PRNGKeyArray, W: AbstractGraphon, n: int, *, sort: bool = False
 ) -> Float[Array, "n n"]:
@@ -105,8 +125,4 @@ def sample_graph(
     ```
     """
     _check_args(W, n)
-    key_x, key_e = jr.split(key)
-    P = sample_weighted_graph(key_x, W, n, sort=sort)
-    u = jr.uniform(key_e, (n, n), dtype=P.dtype)
-    upper = jnp.triu(u < P, k=1)
-    return (upper | upper.T).astype(P.dtype)
+    return raise_bad_values(*_sample_graph(key, W, n, sort), _NAME)

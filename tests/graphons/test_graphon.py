@@ -86,12 +86,26 @@ def test_function_graphon_and_discretise():
 
 
 def test_function_graphon_checks():
-    with pytest.raises(eqx.EquinoxRuntimeError, match=r"\[0, 1\]"):
+    # Concrete values are checked on the host (a ValueError), traced ones inside the program.
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
         gn.discretise(gn.FunctionGraphon(lambda x, y: 2 * x * y), 4)
-    with pytest.raises(eqx.EquinoxRuntimeError, match="symmetric"):
+    with pytest.raises(ValueError, match="symmetric"):
         gn.discretise(gn.FunctionGraphon(lambda x, y: x * (1 - y) ** 2), 4)
-    with pytest.raises(eqx.EquinoxRuntimeError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN"):
         gn.discretise(gn.FunctionGraphon(lambda x, y: jnp.log(x - y) + 0.5), 4)
+    with pytest.raises(eqx.EquinoxRuntimeError, match=r"\[0, 1\]"):
+        eqx.filter_jit(lambda c: gn.discretise(gn.FunctionGraphon(lambda x, y: c * x * y), 4))(
+            jnp.array(2.0)
+        )
+    # Sampling checks the values W(x_i, x_j) it draws: on the host, or in the program.
+    bad = gn.FunctionGraphon(lambda x, y: 2 * x * y)
+    name = r"^graphon values W\(x_i, x_j\) must lie in \[0, 1\] \(clip them first\)$"
+    with pytest.raises(ValueError, match=name):
+        gn.sample_graph(jr.key(0), bad, 8)
+    with pytest.raises(ValueError, match=name):
+        gn.sample_weighted_graph(jr.key(0), bad, 8)
+    with pytest.raises(eqx.EquinoxRuntimeError, match=r"must lie in \[0, 1\]"):
+        eqx.filter_jit(lambda k: gn.sample_graph(k, bad, 8))(jr.key(0))
 
 
 def test_sample_weighted_graph(getkey):
