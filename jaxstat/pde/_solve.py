@@ -49,7 +49,8 @@ def solve(
     - `solver`: `SSPRK1()`, `SSPRK2()`, `SSPRK3()` (default) or any explicit diffrax solver;
         or the implicit-explicit `IMEXSSP2()`, `IMEXSSP3()`, which solve for the viscous term
         whenever `nu sum_k c / h_k^2` dominates the explicit step limit, so that the step is
-        set by the hyperbolic CFL condition alone (periodic grids, or 1-D with
+        set by the hyperbolic CFL condition alone, for `IMEXSSP3` at twice the CFL number of
+        `step` by default (`step_scale`; periodic grids, or 1-D with
         `viscous_order=2`): for viscous problems on fine grids, where an explicit step shrinks
         like `h^2 / nu`.
     - `step`: `CFLStep(cfl)` (default `cfl = 0.4`) or `FixedStep(dt)`.

@@ -18,7 +18,8 @@ and the viscous part `nu D y` with a diagonally implicit one (Pareschi & Russo 2
 Each implicit stage solves `(I - dt ~a_ii nu D) Y = rhs` (on periodic grids the whole step runs
 in the Fourier basis, where `D` is diagonal; tridiagonal solves in 1-D otherwise), so on steps
 where viscosity dominates the explicit limit the step is set by the hyperbolic CFL condition
-alone; elsewhere the step is the explicit SSP method on the whole `L`.
+alone (`step_scale` times the CFL rule's step: 2 by default for `IMEXSSP3`); elsewhere the
+step is the explicit SSP method on the whole `L`.
 
 Step sizes: `CFLStep(cfl)` takes `dt = cfl / rate(y)` each step, where
 `rate = sum_k max|f'(p_k)| / h_k + nu sum_k c / h_k^2` (`c = 2` for the second-order viscous term)
@@ -144,11 +145,13 @@ def _implicit(solver, equation: AbstractEquation, y: Array, nu: Array) -> Array:
 
 
 def _stable_rate(solver, equation: AbstractEquation, y: Array, nu: Array) -> Array:
-    """The inverse of the largest stable forward-Euler step for `solver`'s explicit part: the
-    hyperbolic limit alone when an IMEX solver treats viscosity implicitly, else both limits."""
+    """The rate the CFL rule divides by (`dt = cfl / rate`): for explicit steps the inverse of
+    the largest stable forward-Euler step, both limits; on the implicit steps of an IMEX solver
+    the hyperbolic limit alone, divided by the solver's `step_scale`."""
     rate = equation.cfl_rate(y, nu)
     if isinstance(solver, _AbstractIMEXSSP):
-        rate = jnp.where(_implicit(solver, equation, y, nu), equation.hyperbolic_rate(y), rate)
+        implicit_rate = equation.hyperbolic_rate(y) / solver.step_scale
+        rate = jnp.where(_implicit(solver, equation, y, nu), implicit_rate, rate)
     return rate
 
 
@@ -177,21 +180,43 @@ class _AbstractIMEXSSP(dfx.AbstractSolver):
     The choice is automatic, step by step: where viscosity does not dominate the explicit
     limit, `nu sum_k c / h_k^2 <= threshold sum_k max|f'| / h_k`, the step is the explicit
     tableau on the whole `L` (the explicit SSP method: no solve, no transform), so the same
-    solver serves inviscid and viscous problems; the CFL rule uses the hyperbolic limit alone
-    on implicit steps. One `lax.cond` picks the step (under `jax.vmap` with a batched choice
-    both run, as `lax.cond` becomes a select).
+    solver serves inviscid and viscous problems. One `lax.cond` picks the step (under
+    `jax.vmap` with a batched choice both run, as `lax.cond` becomes a select).
 
-    The default `threshold = 2` is about where an implicit step pays: its step is then at
-    least 3x longer, and it costs 2.9x to 3.3x an explicit step (IMEX-SSP3, viscous Burgers,
-    WENO5, N = 256 to 1024, float64, CPU time of one thread; the 6 Fourier transforms of a
-    step cost more than its 3 WENO evaluations).
+    Implicit steps are `step_scale` times the step the CFL rule gives for the hyperbolic part
+    alone: the rate `CFLStep` divides by is `sum_k max|f'| / h_k / step_scale` there. IMEX-SSP3
+    takes `step_scale = 2` by default, so `CFLStep(0.4)` steps at hyperbolic CFL number 0.8,
+    within the SSP coefficient 1 of its explicit tableau: where viscosity sets the step, the
+    error is that of the spatial scheme across the viscous layer, not the time error. Viscous
+    Burgers, `nu = 0.01`, `p0 = sin x + 1/2` to `t = 1.5` (past the shock time), WENO5 with the
+    fourth-order viscous flux, every step implicit, L1 error against Cole-Hopf: 1.304e-5,
+    1.289e-5, 1.269e-5 at hyperbolic CFL 0.05, 0.4, 0.8 (N = 1024); at CFL 0.4 and 0.8
+    3.675e-3, 3.635e-3 (N = 256), 1.172e-3, 1.332e-3 (N = 384), 7.388e-7, 7.695e-7
+    (N = 2048); it grows beyond CFL 1 (1.6e-5 at 1.2, N = 1024; 4.8e-3 at 1.0, N = 256).
+    Where the solution is resolved over many cells the time error shows: `nu = 0.1`, `sin x`,
+    N = 128, max error at `t = 0.75` 3.3e-6 at CFL 0.05, 4.3e-6 at 0.4, 1.0e-5 at 0.8 (take
+    `step_scale=1` there).
+    IMEX-SSP2 keeps `step_scale = 1`: its second-order time error exceeds the spatial error
+    already at CFL 0.4 (the `nu = 0.01` case, N = 1024: 1.38e-5 at 0.05, 5.9e-5 at 0.4, 1.9e-4
+    at 0.8). Explicit steps keep the CFL rule's step.
+
+    IMEX-SSP3's default `threshold = 0.5` is about where its implicit step pays: the step is
+    then at least `step_scale (1 + threshold) = 3` times longer than the explicit one, and it
+    costs 2.4x to 3.3x an explicit step (viscous Burgers, WENO5, N = 256 to 1024, float64, CPU
+    time of one thread; the 6 Fourier transforms of a step cost more than its 3 WENO
+    evaluations). The cell Peclet number `max|f'| h / nu` is then below `2 c` (16/3 with the
+    fourth-order viscous term): the viscous layer spans a few cells. IMEX-SSP2 (`step_scale
+    = 1`) takes `threshold = 2`: its implicit steps are then at least 3x longer.
     """
 
     threshold: eqx.AbstractVar[float]
+    step_scale: eqx.AbstractVar[float]
 
     def __check_init__(self):
         if not self.threshold >= 0:
             raise ValueError(f"`threshold` must be >= 0, got {self.threshold}.")
+        if not 0 < self.step_scale < float("inf"):
+            raise ValueError(f"`step_scale` must be positive and finite, got {self.step_scale}.")
 
     term_structure: ClassVar = FiniteVolumeTerm
     interpolation_cls: ClassVar[Callable[..., dfx.LocalLinearInterpolation]] = (
@@ -331,11 +356,15 @@ class IMEXSSP2(_AbstractIMEXSSP):
 
     - `threshold`: implicit viscosity on steps where `nu sum_k c / h_k^2` exceeds `threshold`
         times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`).
+    - `step_scale`: implicit steps are `step_scale` times the CFL rule's step for the
+        hyperbolic part alone (rate `sum_k max|f'| / h_k / step_scale`; see
+        `_AbstractIMEXSSP`), positive.
 
     **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP2())`.
     """
 
     threshold: float = 2.0
+    step_scale: float = 1.0
 
     explicit: ClassVar = ((0.0, 0.0), (1.0, 0.0))
     explicit_weights: ClassVar = (0.5, 0.5)
@@ -364,11 +393,15 @@ class IMEXSSP3(_AbstractIMEXSSP):
 
     - `threshold`: implicit viscosity on steps where `nu sum_k c / h_k^2` exceeds `threshold`
         times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`).
+    - `step_scale`: implicit steps are `step_scale` times the CFL rule's step for the
+        hyperbolic part alone (rate `sum_k max|f'| / h_k / step_scale`; see
+        `_AbstractIMEXSSP`), positive.
 
     **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP3())`.
     """
 
-    threshold: float = 2.0
+    threshold: float = 0.5
+    step_scale: float = 2.0
 
     explicit: ClassVar = (
         (0.0, 0.0, 0.0, 0.0),
