@@ -114,7 +114,8 @@ def solve(
     **Returns:** a [`jaxstat.stationary.Solution`][].
 
     **Raises:** `ValueError` (or, inside `jit`, an `eqx.error_if` error) when the graph's
-    weights are negative: checked at every call, since an optimiser step can change them after
+    weights are negative or a model parameter is out of range (`model.check()`, e.g.
+    `gamma <= 0`): checked at every call, since an optimiser step can change them after
     construction. Non-finite weights, connection, potential, source or model parameters give
     the result `RESULTS.nonfinite_source` (raised with `throw=True`).
 
@@ -134,9 +135,11 @@ def solve(
     ```
     """
     # Values that can change after construction are checked here, before compiling: concrete
-    # ones give a `ValueError` naming them; traced ones are checked again inside `_solve`.
-    if isinstance(graph, Graph):
-        check_values(graph.check(), None)
+    # ones give a `ValueError` naming them; traced ones are checked inside `_solve`. When every
+    # check ran here, `_solve` compiles without them: a program without `eqx.error_if`'s host
+    # callback, which JAX's persistent compilation cache can store.
+    checks = model.check() + (graph.check() if isinstance(graph, Graph) else [])
+    check_values(checks, None)
     return _solve(
         model,
         graph,
@@ -147,6 +150,7 @@ def solve(
         stability=stability,
         max_steps=max_steps,
         throw=throw,
+        checked=all(is_concrete(bad) for bad, _ in checks),
     )
 
 
@@ -162,8 +166,10 @@ def _solve(
     stability: AbstractStabilityMethod | None = AutoStability(),
     max_steps: int = 256,
     throw: bool = True,
+    checked: bool = False,
 ) -> Solution:
-    """`solve` after its eager checks (see `solve`)."""
+    """`solve` after its eager checks (see `solve`); `checked=True` (static) when those checks
+    saw concrete values, so that none is repeated in the program."""
     H = graph.assemble() if isinstance(graph, Graph) else graph
     source = jnp.asarray(source)
     shape = node_shape(H, source)
@@ -183,12 +189,13 @@ def _solve(
     # The checks guard a scalar added to the source, not the source itself: `eqx.error_if` calls
     # back to Python on one device, and XLA's partitioner replicates whatever it guards (for a
     # graph split over devices, the source and every state computed from it).
-    token = jnp.zeros((), real_dtype)
-    for bad, message in model.check():
-        token = eqx.error_if(token, bad, message)
-    if isinstance(graph, Graph):
-        token = check_values(graph.check(), token)
-    source = source + token.astype(source.dtype)
+    if not checked:
+        token = jnp.zeros((), real_dtype)
+        for bad, message in model.check():
+            token = eqx.error_if(token, bad, message)
+        if isinstance(graph, Graph):
+            token = check_values(graph.check(), token)
+        source = source + token.astype(source.dtype)
     bad_input = any_nonfinite((model, H, source, psi0))
 
     def residual(y, args):

@@ -266,6 +266,13 @@ def test_failure_paths(getkey):
         eqx.filter_jit(lambda gm: js.solve(js.DrivenDampedModel(gamma=gm), g, s).value)(
             jnp.array(-1.0)
         )
+    # Changed after construction: a concrete value is refused before compiling (a ValueError;
+    # the program then has no check, nor its host callback), a traced one inside the program.
+    moved = eqx.tree_at(lambda m: m.gamma, js.DrivenDampedModel(), jnp.array(-1.0))
+    with pytest.raises(ValueError, match="^gamma must be positive$"):
+        js.solve(moved, g, s)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="gamma must be positive"):
+        eqx.filter_jit(lambda m: js.solve(m, g, s, throw=False).value)(moved)
     # Shapes and dtypes at trace time.
     with pytest.raises(ValueError, match="nodes first"):
         js.solve(model, g, s[:-1])
