@@ -10,9 +10,10 @@ Same grid, same final time, same float64 arithmetic, in one run.
   Error: L1 distance of the cell averages from the exact entropy solution's cell averages (from
   the Hopf-Lax potential: `(u(x_{i+1/2}) - u(x_{i-1/2})) / h`).
 - Viscous Burgers, `nu = 0.01`, `p0 = sin x + 1/2`, `t = 1.5`: jaxstat WENO5 with the fourth-order
-  viscous flux, explicit (SSPRK3, steps limited by `h^2 / nu`) and implicit-explicit (IMEXSSP3,
-  its stages in the Fourier basis where the viscous term is diagonal, steps limited by the
-  hyperbolic CFL condition where viscosity dominates, else explicit SSPRK3 steps), against
+  viscous flux, explicit (SSPRK3, steps limited by `h^2 / nu`) and implicit-explicit (IMEXSSP3
+  with its defaults: its stages in the Fourier basis where the viscous term is diagonal; where
+  viscosity is above half the hyperbolic rate, steps at twice the hyperbolic CFL step of
+  `CFLStep(0.4)`, else explicit SSPRK3 steps), against
   exponax's Fourier pseudo-spectral ETDRK2 stepper (dt at CFL 0.5), error against Cole-Hopf
   (cell averages for jaxstat, point values at exponax's nodes). The rows "at exponax's L1
   error" interpolate jaxstat's time (log-log over N) at each of exponax's errors.
@@ -394,8 +395,9 @@ def run_viscous(quick: bool = False) -> Table:
         title="Viscous Burgers nu = 0.01 to t = 1.5: explicit SSPRK3 and IMEX-SSP3 against "
         "exponax at equal error",
         description="The viscous rows of benchmarks/bench_pde.py (_viscous_rows) run on their "
-        "own: jaxstat with the explicit SSPRK3 step and with IMEXSSP3 (the viscous term "
-        "implicit when it would limit the step; Fourier-space stages) against exponax (Fourier "
+        "own: jaxstat with the explicit SSPRK3 step and with IMEXSSP3 (defaults: the viscous "
+        "term implicit where it is above half the hyperbolic rate, those steps at twice the "
+        "hyperbolic CFL step; Fourier-space stages) against exponax (Fourier "
         "ETDRK2) on sin x + 1/2, L1 error against Cole-Hopf; the last rows give jaxstat time at "
         "exponax error (interpolated over N on log-log axes).",
         columns=COLUMNS,

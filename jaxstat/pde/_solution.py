@@ -12,7 +12,8 @@ class RESULTS(eqx.Enumeration):
         "A time step exceeded the CFL stability limit "
         "`dt * (sum_k max|f'| / h_k + nu * c / h_k^2) <= max_cfl`. "
         "Use a smaller `FixedStep(dt)`, or let `CFLStep(cfl)` choose the steps (with "
-        "`IMEXSSP2()` / `IMEXSSP3()` the viscous part drops out where it is solved implicitly)."
+        "`IMEXSSP2()` / `IMEXSSP3()` the viscous part drops out where it is solved implicitly, "
+        "and the hyperbolic part is divided by the solver's `step_scale` there)."
     )
     nonfinite = (
         "The solution became non-finite (inf or nan). Check the initial condition and `nu` for "
@@ -40,7 +41,8 @@ class Solution(eqx.Module):
         condition.
     - `result`: a `RESULTS` item; `RESULTS[sol.result]` is a readable message.
     - `stats`: `num_steps` (time steps taken), `max_cfl` (the largest CFL number of a step,
-        `dt * rate`, with `rate = sum_k max|f'| / h_k + viscous part`), `cell_updates`
+        `dt * rate`, with `rate = sum_k max|f'| / h_k + viscous part`; on the implicit steps
+        of an IMEX solver `sum_k max|f'| / h_k / step_scale`), `cell_updates`
         (steps times cells).
     """
 
