@@ -48,8 +48,10 @@ import jax
 import jax.flatten_util as jfu
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
+from .._checks import is_concrete
 from .._jit import jit
 
 
@@ -195,37 +197,73 @@ def _chain_means(loss_flat, x, gamma, beta, eta, key, num_steps, burn_in, num_ch
     return jax.vmap(chain)(jr.split(key, num_chains))
 
 
-def _check_values(name, value, dtype):
+def _not_scalar(name, shape) -> str:
+    return f"`{name}` must be a scalar, got shape {shape} (vmap over it instead)."
+
+
+def _check_values(name, value, dtype, checked=False):
     value = jnp.asarray(value, dtype)
     if value.ndim != 0:
-        raise ValueError(
-            f"`{name}` must be a scalar, got shape {value.shape} (vmap over it instead)."
-        )
+        raise ValueError(_not_scalar(name, value.shape))
+    if checked:  # on the host already (`_host_checks`)
+        return value
     return eqx.error_if(value, ~(value > 0), f"`{name}` must be positive.")
 
 
-def _prepare(loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler):
+def _host_checks(x, **scalars) -> bool:
+    """The checks of `_check_values` on the host, `ValueError` with the same messages, when `x`
+    and the scalars are concrete. Returns whether they ran: the estimator's program then
+    compiles without them (no `eqx.error_if` host callback, which JAX's persistent compilation
+    cache cannot store)."""
+    leaves = jax.tree_util.tree_leaves(x)
+    if not leaves or not is_concrete(x, tuple(scalars.values())):
+        return False
+    dtype = jnp.result_type(*leaves)  # the dtype `ravel_pytree` gives the point
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return False  # refused with a TypeError when the program is traced
+    for name, value in scalars.items():
+        value = np.asarray(value, dtype)
+        if value.ndim != 0:
+            raise ValueError(_not_scalar(name, value.shape))
+        if not value > 0:
+            raise ValueError(f"`{name}` must be positive.")
+    return True
+
+
+def _prepare(loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler, checked):
     """The checks and set-up shared by the local-entropy estimators: the static arguments, the
     point flattened (`flat`, `unravel`), the loss on flat vectors, and `gamma`, `beta`,
-    `step_size` as positive scalars of the point's dtype."""
+    `step_size` as positive scalars of the point's dtype (checked in the program unless
+    `checked`: on the host already)."""
     _check_static(num_steps, burn_in, num_chains, sampler)
     flat, unravel = _flat_point(x)
-    gamma = _check_values("gamma", gamma, flat.dtype)
-    beta = _check_values("beta", beta, flat.dtype)
-    eta = _check_values("step_size", step_size, flat.dtype)
+    gamma = _check_values("gamma", gamma, flat.dtype, checked)
+    beta = _check_values("beta", beta, flat.dtype, checked)
+    eta = _check_values("step_size", step_size, flat.dtype, checked)
     return flat, unravel, lambda y: loss(unravel(y)), gamma, beta, eta
 
 
-def _diverged(value, what):
-    return eqx.error_if(
-        value,
-        ~jnp.all(jnp.isfinite(value)),
+def _diverged_message(what) -> str:
+    return (
         f"the Langevin chains diverged while estimating {what}: reduce `step_size` (it must be "
-        "below 2 / (curvature of the loss + gamma)).",
+        "below 2 / (curvature of the loss + gamma))."
     )
 
 
-@jit(arrays=("gamma", "beta", "step_size"))
+def _diverged(value, what):
+    return eqx.error_if(value, ~jnp.all(jnp.isfinite(value)), _diverged_message(what))
+
+
+def _raise_diverged(out, diverged, what):
+    """`out`, after raising if `diverged`: on the host when the flag is concrete (the program
+    that computed it has no host callback), with `eqx.error_if` when traced."""
+    if is_concrete(diverged):
+        if bool(diverged):
+            raise eqx.EquinoxRuntimeError(_diverged_message(what))
+        return out
+    return eqx.error_if(out, diverged, _diverged_message(what))
+
+
 def local_entropy_gradient(
     loss,
     x: PyTree[Float[Array, "..."]],
@@ -279,21 +317,44 @@ def local_entropy_gradient(
     est.grad  # about gamma a x / (a + gamma) = 0.5
     ```
     """
+    checked = _host_checks(x, gamma=gamma, beta=beta, step_size=step_size)
+    estimate, diverged = _local_entropy_gradient(
+        loss,
+        x,
+        gamma=gamma,
+        beta=beta,
+        key=key,
+        step_size=step_size,
+        num_steps=num_steps,
+        burn_in=burn_in,
+        num_chains=num_chains,
+        sampler=sampler,
+        checked=checked,
+    )
+    return _raise_diverged(estimate, diverged, "the Gibbs mean")
+
+
+@jit(arrays=("gamma", "beta", "step_size"))
+def _local_entropy_gradient(
+    loss, x, *, gamma, beta, key, step_size, num_steps, burn_in, num_chains, sampler, checked
+):
+    """`local_entropy_gradient` and whether its chains diverged (raised by the caller)."""
     flat, unravel, loss_flat, gamma, beta, eta = _prepare(
-        loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler
+        loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler, checked
     )
     means, _, acceptance = _chain_means(
         loss_flat, flat, gamma, beta, eta, key, num_steps, burn_in, num_chains, sampler
     )
-    mean = _diverged(jnp.mean(means, axis=0), "the Gibbs mean")
+    mean = jnp.mean(means, axis=0)
     stderr = jnp.std(means, axis=0, ddof=1) / math.sqrt(num_chains)
-    return LocalEntropyGradient(
+    estimate = LocalEntropyGradient(
         mean=unravel(mean),
         grad=unravel(gamma * (flat - mean)),
         mean_stderr=unravel(stderr),
         grad_stderr=unravel(gamma * stderr),
         acceptance=jnp.mean(acceptance),
     )
+    return estimate, ~jnp.all(jnp.isfinite(mean))
 
 
 @jit(arrays=("gamma", "beta", "step_size"))
@@ -352,7 +413,7 @@ def local_entropy_value(
     if not 0 < min_scope_ratio < 1:
         raise ValueError(f"`min_scope_ratio` must lie in (0, 1), got {min_scope_ratio!r}.")
     flat, unravel, loss_flat, gamma, beta, eta = _prepare(
-        loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler
+        loss, x, gamma, beta, step_size, num_steps, burn_in, num_chains, sampler, False
     )
     d = flat.size
     t = 1 / gamma

@@ -264,12 +264,28 @@ def test_errors(getkey):
         jq.local_entropy_value(_double_well, x, gamma=1.0, num_scopes=1, **kw)
     with pytest.raises(eqx.EquinoxRuntimeError, match="`gamma` must be positive"):
         eqx.filter_jit(lambda g: jq.local_entropy_gradient(_double_well, x, gamma=g, **kw).grad)(
-            -1.0
+            jnp.array(-1.0)
         )
-    with pytest.raises(eqx.EquinoxRuntimeError, match="`beta` must be positive"):
+    # Concrete values are checked on the host (a ValueError; the program then has no check),
+    # traced ones inside the program.
+    with pytest.raises(ValueError, match="^`beta` must be positive.$"):
         jq.local_entropy_gradient(_double_well, x, gamma=1.0, **{**kw, "beta": 0.0})
+    with pytest.raises(ValueError, match="^`step_size` must be positive.$"):
+        jq.local_entropy_gradient(_double_well, x, gamma=1.0, **{**kw, "step_size": jnp.nan})
+    with pytest.raises(eqx.EquinoxRuntimeError, match="`beta` must be positive"):
+        eqx.filter_jit(
+            lambda b: jq.local_entropy_gradient(_double_well, x, gamma=1.0, **{**kw, "beta": b})
+        )(jnp.array(0.0))
     # A step far above 2 / curvature: the chain blows up, reported instead of returning NaN.
     with pytest.raises(eqx.EquinoxRuntimeError, match="diverged"):
         jq.local_entropy_gradient(
             _double_well, jnp.array([3.0]), gamma=1.0, **{**kw, "step_size": 5.0, "num_steps": 200}
         )
+    with pytest.raises(eqx.EquinoxRuntimeError, match="diverged"):
+        eqx.filter_jit(
+            lambda y: (
+                jq.local_entropy_gradient(
+                    _double_well, y, gamma=1.0, **{**kw, "step_size": 5.0, "num_steps": 200}
+                ).grad
+            )
+        )(jnp.array([3.0]))
