@@ -355,10 +355,11 @@ class IMEXSSP2(_AbstractIMEXSSP):
     **Arguments:**
 
     - `threshold`: implicit viscosity on steps where `nu sum_k c / h_k^2` exceeds `threshold`
-        times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`).
+        times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`; default 2).
     - `step_scale`: implicit steps are `step_scale` times the CFL rule's step for the
         hyperbolic part alone (rate `sum_k max|f'| / h_k / step_scale`; see
-        `_AbstractIMEXSSP`), positive.
+        `_AbstractIMEXSSP`), positive; default 1 (the second-order time error dominates
+        already at CFL 0.4).
 
     **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP2())`.
     """
@@ -392,10 +393,12 @@ class IMEXSSP3(_AbstractIMEXSSP):
     **Arguments:**
 
     - `threshold`: implicit viscosity on steps where `nu sum_k c / h_k^2` exceeds `threshold`
-        times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`).
+        times the hyperbolic rate `sum_k max|f'| / h_k` (`0`: whenever `nu > 0`; default 0.5).
     - `step_scale`: implicit steps are `step_scale` times the CFL rule's step for the
         hyperbolic part alone (rate `sum_k max|f'| / h_k / step_scale`; see
-        `_AbstractIMEXSSP`), positive.
+        `_AbstractIMEXSSP`), positive; default 2 (hyperbolic CFL 0.8 under `CFLStep(0.4)`;
+        `step_scale=1` where the solution is resolved over many cells and its time error
+        matters).
 
     **Example:** `solve(equation, y0, ts, nu=0.01, solver=IMEXSSP3())`.
     """
