@@ -57,6 +57,11 @@ from ._network import (
 )
 from ._node import MLPField as MLPField, NeuralODE as NeuralODE, random_node as random_node
 from ._normal_form import normal_form as normal_form
+from ._screen import (
+    AbstractStartScreen as AbstractStartScreen,
+    AllStarts as AllStarts,
+    NeighbourMinima as NeighbourMinima,
+)
 from ._solution import (
     Certificate as Certificate,
     CriticalPoints as CriticalPoints,

@@ -10,7 +10,9 @@ deduplicated (greedy clustering within `distinct_tol`) and each distinct point i
 spectrum of `hess f`: Morse index, degeneracy test, residual, smallest `|eigenvalue|`.
 
 The search runs in stages, one private function each: `_validate` (static checks and defaults),
-`_newton` (the solves, scheduled over vmapped lanes by `_lane_solve`) and `_fallback`, `_accept`
+the start screen (`AbstractStartScreen.parents`, `_screen.py`: which starts Newton runs from, the
+others taking their representative's result), `_newton` (the solves, scheduled over vmapped lanes
+by `_lane_solve`) and `_fallback`, `_residuals`, `_accept`
 (residual test), `_cluster` and `_collect` (deduplication, certificates), `_non_isolated`
 (continua of critical points), `_completeness` (the Poincare-Hopf check) and `_result` (the result
 code).
@@ -32,6 +34,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from .._checks import is_concrete
 from .._sharding import auto_axes_inside
 from ._network import as_scalar_map
+from ._screen import AbstractStartScreen, AllStarts, roots
 from ._solution import Certificate, CriticalPoints, RESULTS
 
 
@@ -345,6 +348,30 @@ def _batched(fn, xs, batch_size):
     return jax.tree_util.tree_map(lambda x: x[:k], out)
 
 
+def _batched_active(fn, xs, active, batch_size):
+    """`vmap(fn)(xs)` in batches of `batch_size`, as `_batched`, where a batch without an active
+    entry is skipped (`lax.cond`; zeros there): the active entries should come first."""
+    k = active.shape[0]
+    if batch_size is None or batch_size >= k:
+        return jax.vmap(fn)(xs)
+    pad = -k % batch_size
+    xs = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]), xs)
+    active = jnp.concatenate([active, jnp.zeros(pad, bool)])
+    split = lambda x: x.reshape(-1, batch_size, *x.shape[1:])  # noqa: E731
+    xs, active = jax.tree_util.tree_map(split, xs), split(active)
+    struct = jax.eval_shape(jax.vmap(fn), jax.tree_util.tree_map(lambda x: x[0], xs))
+
+    def batch(args):
+        x, a = args
+        skip = lambda x: jax.tree_util.tree_map(  # noqa: E731
+            lambda s: jnp.zeros(s.shape, s.dtype), struct
+        )
+        return lax.cond(jnp.any(a), jax.vmap(fn), skip, x)
+
+    out = lax.map(batch, (xs, active))
+    return jax.tree_util.tree_map(lambda x: x.reshape(-1, *x.shape[2:])[:k], out)
+
+
 def _residual_fn(grad_fn):
     def residual(y, args):
         del args
@@ -582,7 +609,8 @@ def _fallback(
         sol = optx.least_squares(residual, guarded, y0, max_steps=max_steps, throw=False)
         return _polish(d.value_gradient_hessian, sol.value, fallback.polish_steps)
 
-    y_fb = _batched(lambda ya: solve(*ya), (y0, active), batch_size)
+    # The failed starts come first: the batches past them are skipped.
+    y_fb = _batched_active(lambda ya: solve(*ya), (y0, active), active, batch_size)
     target = jnp.where(active, idx, k)  # out of range: dropped
     ys = ys.at[target].set(y_fb, mode="drop")
     used = jnp.zeros(k, bool).at[target].set(True, mode="drop")
@@ -598,23 +626,36 @@ class _Accepted(eqx.Module):
     map_finite: Array
 
 
-def _accept(
-    d: _Derivatives, setup: _Setup, starts, active, ys, residual_tol, distinct_tol, batch_size
-) -> _Accepted:
-    """Stage 3: residuals, default tolerances, and the acceptance test (an active start whose
-    point is finite, in the box, `|grad f| <= residual_tol`). Also whether `f` and `grad f` are
-    finite at every active start."""
-    k = starts.shape[0]
-    dtype = starts.dtype
-    eps = _eps(dtype)
+def _residuals(d: _Derivatives, starts, active, ys, batch_size):
+    """`|grad f|` at the final iterates (a non-finite iterate replaced by its start, its residual
+    then that of the start) and whether the iterate was finite; zero at inactive entries where a
+    whole batch is inactive."""
     finite = jnp.all(jnp.isfinite(ys), axis=1)
     ys = jnp.where(finite[:, None], ys, starts)
-    # One batched evaluation gives the residuals and the scale of the gradient field.
-    values, grads = _batched(d.value_and_gradient, jnp.concatenate([starts, ys]), batch_size)
-    norms = jnp.linalg.norm(grads, axis=1)
-    finite_at_start = jnp.isfinite(values[:k]) & jnp.all(jnp.isfinite(grads[:k]), axis=1)
-    map_finite = jnp.all(finite_at_start | ~active)
-    grad_scale, residual = jnp.max(jnp.where(active, norms[:k], 0.0)), norms[k:]
+    grads = _batched_active(d.gradient, ys, active, batch_size)
+    return ys, jnp.linalg.norm(grads, axis=1), finite
+
+
+def _accept(
+    setup: _Setup,
+    starts,
+    active,
+    start_finite,
+    start_norms,
+    ys,
+    residual,
+    finite,
+    residual_tol,
+    distinct_tol,
+) -> _Accepted:
+    """Stage 3: default tolerances and the acceptance test (an active start whose point is
+    finite, in the box, `|grad f| <= residual_tol`), from `f` and `|grad f|` at the starts and the
+    residuals at the final iterates. Also whether `f` and `grad f` are finite at every active
+    start."""
+    dtype = starts.dtype
+    eps = _eps(dtype)
+    map_finite = jnp.all(start_finite | ~active)
+    grad_scale = jnp.max(jnp.where(active, start_norms, 0.0))
     if residual_tol is None:
         residual_tol = eps ** (2 / 3) * grad_scale
     if distinct_tol is None:
@@ -825,10 +866,11 @@ def _completeness(d: _Derivatives, setup: _Setup, acc: _Accepted, col: _Collecte
     return check, winding
 
 
-def _result(setup: _Setup, acc: _Accepted, overflow, non_isolated) -> RESULTS:
+def _result(setup: _Setup, acc: _Accepted, overflow, screen_overflow, non_isolated) -> RESULTS:
     """Stage 8: the result code, by priority: a non-finite map, an empty box, a continuum of
-    critical points, more points than slots."""
-    result = RESULTS.where(overflow, RESULTS.max_points_exceeded, RESULTS.successful)
+    critical points, more points than slots, more screened starts than slots."""
+    result = RESULTS.where(screen_overflow, RESULTS.screen_overflow, RESULTS.successful)
+    result = RESULTS.where(overflow, RESULTS.max_points_exceeded, result)
     result = RESULTS.where(non_isolated, RESULTS.non_isolated, result)
     if setup.lower is not None:
         empty = ~jnp.all(setup.lower < setup.upper)
@@ -858,6 +900,7 @@ def find_critical_points(
     upper: Float[ArrayLike, " n"] | None = None,
     solver: optx.AbstractRootFinder | None = None,
     fallback: Fallback | None = Fallback(),
+    screen: AbstractStartScreen | None = None,
     max_steps: int = 100,
     batch_size: int | None = 256,
     max_points: int = 64,
@@ -869,12 +912,17 @@ def find_critical_points(
     """The critical points `grad f(x) = 0` reached from a batch of starts, deduplicated, certified,
     with a completeness check.
 
-    Each start runs Newton's method on `grad f = 0` (vmapped `optimistix.root_find`); where it
-    fails, the `fallback` (a least-squares solve of `min |grad f|^2` from the start or from
-    Newton's last point) takes over: it is well defined where `hess f` is singular, so degenerate
-    critical points are found too. Accepted points (finite, in the box, `|grad f| <= residual_tol`)
-    are clustered within `distinct_tol`, each distinct point gets a `Certificate` from the
-    eigenvalues of `hess f`, and `hits` counts the starts that reached it.
+    A start `screen` first chooses the starts Newton runs from (by default the map's
+    `start_screen`: every start for networks and plain functions; for a `NeuralODE`, whose Newton
+    steps are dear, `NeighbourMinima`: only the starts where `|grad f|` is smallest among their
+    neighbours, every other start taking the result of the one its chain of smaller neighbours
+    ends at). Each such start runs Newton's method on `grad f = 0` (vmapped
+    `optimistix.root_find`); where it fails, the `fallback` (a least-squares solve of
+    `min |grad f|^2` from the start or from Newton's last point) takes over: it is well defined
+    where `hess f` is singular, so degenerate critical points are found too. Accepted points
+    (finite, in the box, `|grad f| <= residual_tol`) are clustered within `distinct_tol`, each
+    distinct point gets a `Certificate` from the eigenvalues of `hess f`, and `hits` counts the
+    starts that reached it.
 
     Completeness (`CriticalPoints.check`, never raised): in 2-D with a box, Poincare-Hopf:
     `sum (-1)^index` over the points found must equal the winding number of `grad f` along the
@@ -910,8 +958,12 @@ def find_critical_points(
     - `solver`: an `optimistix` root finder (default `optx.Newton`).
     - `fallback`: a `Fallback` strategy (least-squares solver, its batch size, polishing), or
         `None` for Newton alone.
+    - `screen`: an `AbstractStartScreen`: `AllStarts()` (Newton from every start) or
+        `NeighbourMinima(...)` (its rule, and what it can miss, in its docstring); `None`: the
+        map's `start_screen` (`NeighbourMinima()` for a `NeuralODE`, else `AllStarts()`).
     - `max_steps`: iteration cap of each solve.
-    - `batch_size`: Newton runs `batch_size` solves at a time in vmapped lanes, a lane taking
+    - `batch_size`: Newton runs `batch_size` solves at a time in vmapped lanes (at most the
+        screen's `max_lanes` with a `NeighbourMinima` screen), a lane taking
         the next start as soon as its solve ends (so the loop costs about the total number of
         Newton steps over `batch_size` iterations, not the slowest solve of every batch); the
         other stages evaluate in vmapped batches of this size, one after another
@@ -924,7 +976,8 @@ def find_critical_points(
     finite at a start: NaN weights), `RESULTS.empty_box` (`lower < upper` fails somewhere; a
     concrete empty box raises `ValueError` at once), `RESULTS.non_isolated` (the points found are
     degenerate and spread along their Hessians' null directions: a continuum of critical points,
-    as for a bottleneck network; the slots hold samples of it) or `RESULTS.max_points_exceeded`.
+    as for a bottleneck network; the slots hold samples of it), `RESULTS.max_points_exceeded` or
+    `RESULTS.screen_overflow` (the screen kept more starts than its `max_kept` slots).
 
     ```python
     import jax.numpy as jnp
@@ -947,6 +1000,7 @@ def find_critical_points(
         upper=upper,
         solver=solver,
         fallback=fallback,
+        screen=screen,
         max_steps=max_steps,
         batch_size=batch_size,
         max_points=max_points,
@@ -967,6 +1021,7 @@ def _search(
     upper=None,
     solver=None,
     fallback: Fallback | None = Fallback(),
+    screen: AbstractStartScreen | None = None,
     max_steps: int = 100,
     batch_size: int | None = 256,
     max_points: int = 64,
@@ -982,19 +1037,72 @@ def _search(
     setup = _validate(fn, starts, lower, upper, solver, fallback, max_points, degeneracy_rtol)
     starts = eqx.error_if(starts, ~jnp.all(jnp.isfinite(starts)), RESULTS[RESULTS.nonfinite_start])
 
-    ys, ok = _newton(d, setup, starts, active, max_steps, batch_size)
-    used_fallback = jnp.zeros(starts.shape[0], bool)
+    if screen is None:
+        smap = as_scalar_map(fn)
+        screen = AllStarts() if smap is None else smap.start_screen
+    if not isinstance(screen, AbstractStartScreen):
+        raise TypeError(
+            f"`screen` must be an AbstractStartScreen (`AllStarts()`, `NeighbourMinima()`) or "
+            f"None, got {type(screen).__name__}"
+        )
+    k = starts.shape[0]
+    # `f` and `grad f` at every start: the screen, the finiteness test and the gradient scale.
+    values0, grads0 = _batched(d.value_and_gradient, starts, batch_size)
+    norms0 = jnp.linalg.norm(grads0, axis=1)
+    start_finite = jnp.isfinite(values0) & jnp.all(jnp.isfinite(grads0), axis=1)
+    root = roots(
+        screen.parents(
+            lax.stop_gradient(starts),
+            lax.stop_gradient(norms0),
+            active,
+            setup.lower,
+            setup.upper,
+            batch_size,
+        )
+    )
+    kept = active & (root == jnp.arange(k))
+    # The searched starts, in order, in `m` static slots (`k`: an empty slot).
+    m = screen.slots(k)
+    (slot_start,) = jnp.nonzero(kept, size=m, fill_value=k)
+    num_kept = jnp.sum(kept)
+    screen_overflow = num_kept > m
+    slot_active = slot_start < k
+    slot_starts = starts[jnp.minimum(slot_start, k - 1)]
+    lanes = screen.lanes(batch_size)
+    ys, ok = _newton(d, setup, slot_starts, slot_active, max_steps, lanes)
+    used_fallback = jnp.zeros(m, bool)
     if fallback is not None:
-        failed = active & ~ok
-        ys, used_fallback = _fallback(d, setup, fallback, starts, ys, failed, max_steps, batch_size)
-    acc = _accept(d, setup, starts, active, ys, residual_tol, distinct_tol, batch_size)
+        failed = slot_active & ~ok
+        ys, used_fallback = _fallback(d, setup, fallback, slot_starts, ys, failed, max_steps, lanes)
+    ys, residual, finite = _residuals(d, slot_starts, slot_active, ys, lanes)
+    # Every start takes the result of its representative (itself without a screen); a start
+    # whose representative found no slot (`screen_overflow`) keeps its start, unsuccessful.
+    slot_of = jnp.full(k, m).at[slot_start].set(jnp.arange(m), mode="drop")[root]
+    searched = slot_of < m
+    slot_of = jnp.minimum(slot_of, m - 1)
+    ys = jnp.where(searched[:, None], ys[slot_of], starts)
+    residual = jnp.where(searched, residual[slot_of], jnp.inf)
+    finite = jnp.where(searched, finite[slot_of], True)
+    used_fallback = searched & used_fallback[slot_of]
+    acc = _accept(
+        setup,
+        starts,
+        active,
+        start_finite,
+        norms0,
+        ys,
+        residual,
+        finite,
+        residual_tol,
+        distinct_tol,
+    )
     col, overflow = _collect(d, acc, setup.degeneracy_rtol, max_points)
     # Diagnostics, not differentiated (the eigenvectors of repeated eigenvalues have no derivative).
     non_isolated = _non_isolated(lax.stop_gradient(col))
     check, winding = _completeness(
         d, setup, lax.stop_gradient(acc), lax.stop_gradient(col), batch_size
     )
-    result = _result(setup, acc, overflow, non_isolated)
+    result = _result(setup, acc, overflow, screen_overflow, non_isolated)
 
     out = CriticalPoints(
         points=col.points,
@@ -1004,6 +1112,7 @@ def _search(
         mask=col.mask,
         count=jnp.sum(col.mask),
         num_starts=jnp.sum(active),
+        num_searched=jnp.minimum(num_kept, m),
         num_converged=jnp.sum(col.start_ok),
         num_fallback=jnp.sum(col.start_ok & used_fallback),
         residual_tol=acc.residual_tol,

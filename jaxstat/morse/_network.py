@@ -30,6 +30,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._activation import AbstractActivation, as_activation, Tanh
+from ._screen import AbstractStartScreen, AllStarts
 
 
 class AbstractScalarMap(eqx.Module):
@@ -67,6 +68,13 @@ class AbstractScalarMap(eqx.Module):
     ) -> tuple[Float[Array, ""], Float[Array, " n"], Float[Array, "n n"]]:
         """`(f(x), grad f(x), hess f(x))` together."""
         return self(x), self.gradient(x), self.hessian(x)
+
+    @property
+    def start_screen(self) -> AbstractStartScreen:
+        """The start screen `find_critical_points` uses by default (`screen=None`): `AllStarts()`,
+        Newton from every start, where a Newton step costs about as much as the gradient that a
+        screen needs at every start (a subclass whose Newton steps are dearer may screen)."""
+        return AllStarts()
 
 
 def _check_input(x, n: int) -> None:

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._activation import as_activation
 from ._network import _check_input, _matrix, _vector, AbstractScalarMap
+from ._screen import AbstractStartScreen, NeighbourMinima
 
 
 class MLPField(eqx.Module):
@@ -49,6 +50,10 @@ class NeuralODE(AbstractScalarMap):
     steps: the model is then an exactly smooth function of `x` (an adaptive controller makes the
     number of steps, hence the map, jump at the `rtol` level, which Newton's method can see); pass
     any diffrax solver and step-size controller to change this.
+
+    `find_critical_points` screens its starts on a neural ODE by default (`start_screen`:
+    `NeighbourMinima()`, Newton only from the starts where `|grad f|` is smallest among their
+    neighbours); pass `screen=AllStarts()` for Newton from every start.
 
     **Arguments:**
 
@@ -136,6 +141,14 @@ class NeuralODE(AbstractScalarMap):
     @property
     def in_size(self) -> int:
         return self.weight.shape[1]
+
+    @property
+    def start_screen(self) -> AbstractStartScreen:
+        """`NeighbourMinima()`: a Newton step solves the flow with both variational equations
+        (`m + m n + m n^2` states), the screen one solve with the first (`m + m n`) per start, so
+        `find_critical_points` runs Newton only from the starts where `|grad f|` is smallest
+        among their neighbours (pass `screen=AllStarts()` for every start)."""
+        return NeighbourMinima()
 
     @property
     def phase_size(self) -> int:

@@ -44,6 +44,11 @@ class RESULTS(eqx.Enumeration):
         "of that size may still be unseen. Use more starts (`find_all_critical_points` adds "
         "them until every point is reached at least twice)."
     )
+    screen_overflow = (
+        "More starts passed the start screen than it has slots (`max_kept`); the searches from "
+        "the rest were skipped, so critical points may be missing. Increase the screen's "
+        "`max_kept`, raise its `neighbours`, or pass `screen=AllStarts()`."
+    )
 
 
 class Certificate(eqx.Module):
@@ -84,10 +89,13 @@ class CriticalPoints(eqx.Module):
     - `certificate`: a `Certificate` per slot (residual, Hessian eigenvalues, Morse index,
         degeneracy test, nullity).
     - `hits` `(P,)`: the basin counts: how many starts converged to each point (a measure of
-        its basin; a point reached once hints at unseen points of similar basins).
+        its basin; a point reached once hints at unseen points of similar basins). With a start
+        screen a start counts for the point its representative converged to.
     - `mask` `(P,)`, `count`: which slots are used, how many.
-    - `num_starts`, `num_converged`: starts searched from, starts that converged to an accepted
-        point.
+    - `num_starts`, `num_converged`: the (active) starts, and the starts that converged to an
+        accepted point (with a start screen: whose representative did).
+    - `num_searched`: the starts Newton's method ran from (`num_starts` without a screen; the
+        starts the screen kept with one, see `NeighbourMinima`).
     - `num_fallback`: accepted starts that needed the least-squares fallback (Newton failed, e.g.
         on a singular Hessian).
     - `residual_tol`, `distinct_tol`, `degeneracy_rtol`: the tolerances used.
@@ -107,6 +115,7 @@ class CriticalPoints(eqx.Module):
     mask: Bool[Array, "*batch p"]
     count: Int[Array, "*batch"]
     num_starts: Int[Array, "*batch"]
+    num_searched: Int[Array, "*batch"]
     num_converged: Int[Array, "*batch"]
     num_fallback: Int[Array, "*batch"]
     residual_tol: Float[Array, "*batch"]
