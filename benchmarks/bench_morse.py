@@ -241,8 +241,8 @@ def run(quick: bool = False) -> Table:
             f"{name}: peer grid {n_grid} x {n_grid} ({n_seeds} seeds); jaxstat index counts "
             f"{np.bincount(d['index'], minlength=3).tolist()}, "
             f"{int(np.sum(d['degenerate']))} degenerate; hits {d['hits'].tolist()}; "
-            f"check {cps.check!s}, winding number {float(cps.winding_number):.3f}, index sum "
-            f"{int(cps.index_sum)}."
+            f"completeness check {'passed' if cps.complete else 'failed'}, winding number "
+            f"{float(cps.winding_number):.3f}, index sum {int(cps.index_sum)}."
         )
     table.notes.append(
         "`compile`: tracing and XLA compilation of the whole search (ahead of time). Newton and "
