@@ -7,6 +7,7 @@ Each part is a function `part(out) -> list[Check]` that saves its figure in the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 
 
@@ -25,6 +26,16 @@ def _check(part: str, what: str, value: str, reference: str, ok) -> Check:
     return Check(part, what, value, reference, bool(ok))
 
 
+@functools.cache
+def _jit(fn):
+    """`eqx.filter_jit(fn)`, one for the process: a part's functions live at module level, so
+    that running a part again reuses their compiled programs (a function defined inside the part
+    would be a new function, traced and compiled again, at each run)."""
+    import equinox as eqx
+
+    return eqx.filter_jit(fn)
+
+
 def _figure():
     import matplotlib
 
@@ -34,14 +45,41 @@ def _figure():
     return plt
 
 
+def _successful(results, result, what: str) -> None:
+    """Raise the library's own message for a solve run with `throw=False` that failed.
+
+    The tour's solves pass `throw=False` and read `result` here, outside their compiled
+    programs: a program that raises (`eqx.error_if`) calls back to Python, and JAX's persistent
+    compilation cache never stores such a program, so every tour would compile it again."""
+    if result != results.successful:
+        raise RuntimeError(f"{what}: {results[result]}")
+
+
 def _rel(a, b) -> float:
     return abs(float(a) - float(b)) / max(abs(float(b)), 1e-30)
 
 
-def stationary(out: pathlib.Path) -> list[Check]:
+def _layer_loss_and_grad(layer, x, w):
+    """`mean(layer(x)^2)` with the graph's weights `w`, its gradient in `w`, and the solve's
+    result code (`throw=False`: read by the caller, outside the program).
+
+    (This program keeps host callbacks, so JAX's persistent cache does not store it: the weights
+    are traced, so the solve checks them inside the program, and the implicit adjoint guards its
+    linear solve, `jaxstat._implicit`, a failure a gradient has no result code to report.)"""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
+
+    def loss(w):
+        moved = eqx.tree_at(lambda m: m.graph.weights, layer, w)
+        sol = moved.solve(x, throw=False)
+        return jnp.mean(moved.readout(sol.value) ** 2), sol.result
+
+    (value, result), grad = jax.value_and_grad(loss, has_aux=True)(w)
+    return value, grad, result
+
+
+def stationary(out: pathlib.Path) -> list[Check]:
     import jax.random as jr
     import numpy as np
 
@@ -120,20 +158,17 @@ def stationary(out: pathlib.Path) -> list[Check]:
     # One compiled program, the loss and its gradient (forward solve, implicit adjoint), called
     # at w for the gradient and at w +- h v for the central difference: the weights are an
     # argument, so the three calls share it.
-    @eqx.filter_jit
-    def loss_and_grad(layer, x, w):
-        def loss(w):
-            return jnp.mean(eqx.tree_at(lambda m: m.graph.weights, layer, w)(x) ** 2)
-
-        return jax.value_and_grad(loss)(w)
-
+    loss_and_grad = _jit(_layer_loss_and_grad)
     w = np.asarray(layer.graph.weights)
     # A relative direction: w +- h v stays >= 0.
     v = w * np.random.default_rng(3).standard_normal(w.shape).astype(w.dtype)
     h = 1e-2
-    _, grad = loss_and_grad(layer, x, w)
-    loss_plus, _ = loss_and_grad(layer, x, w + h * v)
-    loss_minus, _ = loss_and_grad(layer, x, w - h * v)
+    values = []
+    for weights in (w, w + h * v, w - h * v):
+        value, grad_at, result = loss_and_grad(layer, x, weights)
+        _successful(js.RESULTS, result, "the layer's solve")
+        values.append((value, grad_at))
+    (_, grad), (loss_plus, _), (loss_minus, _) = values
     directional = float(np.dot(np.asarray(grad, np.float64), v))
     fd = (float(loss_plus) - float(loss_minus)) / (2 * h)
     checks.append(
@@ -171,9 +206,13 @@ def supragraph(out: pathlib.Path) -> list[Check]:
     # JAX's persistent compilation cache can store for the next tour.
     sol = sg.solve(net, x, solver=sg.default_root_finder(np.float32), throw=False)
     converged = bool(sol.result == sg.RESULTS.successful)
+    # The sequential pass, each layer's solve read the same way.
+    sequential = []
+    for i, layer_sol in enumerate(net.layer_solutions(x, throw=False)):
+        _successful(js.RESULTS, layer_sol.result, f"layer {i + 1} of the sequential pass")
+        sequential.append(layer_sol.value)
     gap = max(
-        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-        for a, b in zip(sol.value, net.states(x))
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(sol.value, sequential)
     )
     S = sg.supragraph(net)
     nnz, dense = S.jacobian_pattern().nnz, S.dense_size()
@@ -272,7 +311,8 @@ def pde(out: pathlib.Path) -> list[Check]:
     grid = jp.UniformGrid(0.0, 2 * jnp.pi, 256)
     ts = jnp.array([0.0, 0.8, 1.6])
     p0 = grid.cell_averages(lambda x: jnp.sin(x) + 0.5)
-    sol = jp.solve(jp.Burgers(grid), p0, ts, 0.0)
+    sol = jp.solve(jp.Burgers(grid), p0, ts, 0.0, throw=False)
+    _successful(jp.RESULTS, sol.result, "pde.solve (Burgers)")
     shocks = jp.detect_shocks(sol.ys[-1], grid)
     t_star = float(jp.shock_formation(jnp.sin, 0.0, 2 * jnp.pi).time)
     where = float(shocks.position[shocks.valid][0])
@@ -348,8 +388,15 @@ def morse(out: pathlib.Path) -> list[Check]:
         verdict = jm.classify(net)
         lo, hi = -3 * jnp.ones(2), 3 * jnp.ones(2)
         cps = jm.find_all_critical_points(
-            net, jr.key(1), lo, hi, refinement=jm.DoublingStarts(1024, 4096), fallback=None
+            net,
+            jr.key(1),
+            lo,
+            hi,
+            refinement=jm.DoublingStarts(1024, 4096),
+            fallback=None,
+            throw=False,
         )
+        _successful(jm.RESULTS, cps.result, "morse.find_all_critical_points")
         d = cps.as_numpy()
         g = np.linspace(-3, 3, 200)
         X, Y = np.meshgrid(g, g)
@@ -398,7 +445,14 @@ def morse(out: pathlib.Path) -> list[Check]:
     ]
 
 
+def _graphon_w(x, y):
+    """W(x, y) = 0.15 + 0.7 x y (at module level: a graphon's function is a static argument of
+    its compiled programs, so a new function each run would compile them again)."""
+    return 0.15 + 0.7 * x * y
+
+
 def graphons(out: pathlib.Path) -> list[Check]:
+    import diffrax as dfx
     import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
@@ -407,7 +461,7 @@ def graphons(out: pathlib.Path) -> list[Check]:
 
     # The 4-cycle density of a W-random graph against t(C4, W) = trace(T_W^4), T_W the integral
     # operator of W, by an independent midpoint rule in numpy.
-    W = gn.FunctionGraphon(lambda x, y: 0.15 + 0.7 * x * y)
+    W = gn.FunctionGraphon(_graphon_w)
     A = gn.sample_graph(jr.key(0), W, 300, sort=True)
     sampled = float(gn.homomorphism_density(gn.Pattern.cycle(4), A))
     u = (np.arange(400) + 0.5) / 400
@@ -415,7 +469,8 @@ def graphons(out: pathlib.Path) -> list[Check]:
     exact = float(np.trace(np.linalg.matrix_power(K, 4)))
     # The projected gradient flow of F = -t(K3) + t(K2)/2 (time scaled by n^2): F decreases.
     F = -gn.HomomorphismDensity(gn.Pattern.cycle(3)) + 0.5 * gn.HomomorphismDensity([(0, 1)])
-    Wn, sol = gn.graphon_flow(F, W, 0.5, n=64)
+    Wn, sol = gn.graphon_flow(F, W, 0.5, n=64, throw=False)
+    _successful(dfx.RESULTS, sol.result, "graphons.graphon_flow")
     f0 = float(F(Wn))
     f1 = float(F(gn.StepGraphon(sol.ys[-1])))
     at_one = float(jnp.mean(sol.ys[-1] == 1.0))
@@ -455,13 +510,130 @@ def graphons(out: pathlib.Path) -> list[Check]:
     ]
 
 
+# The quotient part's functions, at module level (see `_jit`).
+
+
+def _relu_mlp(key):
+    import equinox as eqx
+    import jax
+
+    return eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=key)
+
+
+@functools.cache
+def _relu_mlp_and_group():
+    """The part's ReLU MLP (in float64: call it under `jax.enable_x64`) and its symmetry group,
+    once per process: the group's sites hold selector functions, so a group built again would be
+    a new static argument of `_orbit_norms`, compiled again."""
+    import jax.random as jr
+
+    import jaxstat.quotient as jq
+
+    # (initialised inside one compiled program: eagerly, every layer's random draw of a new
+    # shape would compile a program of its own)
+    mlp = _jit(_relu_mlp)(jr.key(0))
+    return mlp, jq.symmetry(mlp)
+
+
+def _orbit_norms(key, params, static, group, x, f0):
+    """The model itself first, then 32 random moves along its orbit (one batched program): the
+    raw norm, the quotient norm and max |f(g . theta)(x) - f0| of each."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    keys = jr.split(key, 32)
+    moves = jax.vmap(lambda k: group.act(params, group.random_element(k, params)))(keys)
+    batch = jax.tree.map(lambda p, m: jnp.concatenate([p[None], m]), params, moves)
+
+    def one(p):
+        fx = jax.vmap(eqx.combine(p, static))(x)
+        raw = jnp.sqrt(sum(jnp.sum(q**2) for q in jax.tree.leaves(p)))
+        return raw, group.orbit_min_norm(p), jnp.max(jnp.abs(fx - f0))
+
+    return jax.vmap(one)(batch)
+
+
+def _double_well(y):
+    import jax.numpy as jnp
+
+    return jnp.sum((y**2 - 1) ** 2)
+
+
+def _two_wells(p):
+    """A sharp, deeper minimum at 0 and a wide one at 2.5."""
+    import jax.numpy as jnp
+
+    y = p["x"]
+    return jnp.sum(-1.2 * jnp.exp(-(y**2) / (2 * 0.1**2)) - jnp.exp(-((y - 2.5) ** 2) / 2))
+
+
+def _train(opt, steps=300):
+    """Where `opt` takes x = 0.3 on `_two_wells` in `steps` steps."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    p = {"x": jnp.array([0.3])}
+
+    def step(carry, _):
+        p, state = carry
+        updates, state = opt.update(jax.grad(_two_wells)(p), state, p, value_fn=_two_wells)
+        return (optax.apply_updates(p, updates), state), None
+
+    (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
+    return p["x"][0]
+
+
+def _sgd_end():
+    import optax
+
+    return _train(optax.chain(optax.identity(), optax.sgd(0.005)))
+
+
+def _entropy_sgd_end():
+    import jax.random as jr
+    import optax
+
+    import jaxstat.quotient as jq
+
+    esgd = jq.entropy_sgd(
+        langevin_steps=100,
+        gamma=0.3,
+        scoping=1e-3,
+        inner_learning_rate=0.01,
+        thermal_noise=0.8,
+        averaging=0.05,
+        key=jr.key(4),
+    )
+    return _train(optax.chain(esgd, optax.sgd(1.0)))
+
+
+def _local_entropy_lines(ys, scopes):
+    """`_two_wells` and its local entropy at each scope in `scopes`, along the points `ys`."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxstat.pde as jp
+
+    def f(y):
+        return _two_wells({"x": y})
+
+    def F(g):
+        return jp.local_entropy(f, ys[:, None], gamma=g, beta=3.0, half_width=12.0, num_nodes=4001)[
+            0
+        ]
+
+    return jax.vmap(f)(ys[:, None]), jax.vmap(F)(jnp.asarray(scopes))
+
+
 def quotient(out: pathlib.Path) -> list[Check]:
     import equinox as eqx
     import jax
     import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
-    import optax
 
     import jaxstat.pde as jp
     import jaxstat.quotient as jq
@@ -470,45 +642,22 @@ def quotient(out: pathlib.Path) -> list[Check]:
         # 1. Symmetry: a ReLU MLP's group (unit permutations x positive rescalings), derived from
         # the model. Random elements move the raw weight norm but not the function, nor the
         # quotient observable min_g |g . theta|.
-        # (initialised inside one compiled program: eagerly, every layer's random draw of a
-        # new shape would compile a program of its own)
-        mlp = eqx.filter_jit(lambda k: eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=k))(
-            jr.key(0)
-        )
+        mlp, group = _relu_mlp_and_group()
         params, static = eqx.partition(mlp, eqx.is_inexact_array)
-        group = jq.symmetry(mlp)
         x = jnp.asarray(np.random.default_rng(1).normal(size=(128, 4)))
         f0 = jax.vmap(mlp)(x)
-
-        @jax.jit
-        def norms(key):
-            # The model itself first, then 32 random moves along its orbit: one batched program.
-            keys = jr.split(key, 32)
-            moves = jax.vmap(lambda k: group.act(params, group.random_element(k, params)))(keys)
-            batch = jax.tree.map(lambda p, m: jnp.concatenate([p[None], m]), params, moves)
-
-            def one(p):
-                fx = jax.vmap(eqx.combine(p, static))(x)
-                raw = jnp.sqrt(sum(jnp.sum(q**2) for q in jax.tree.leaves(p)))
-                return raw, group.orbit_min_norm(p), jnp.max(jnp.abs(fx - f0))
-
-            return jax.vmap(one)(batch)
-
-        raw, quo, fdiff = norms(jr.key(2))
+        raw, quo, fdiff = _jit(_orbit_norms)(jr.key(2), params, static, group, x, f0)
         raw0, quo0, raw, quo = float(raw[0]), float(quo[0]), raw[1:], quo[1:]
         fdiff, quo_spread = float(jnp.max(fdiff)), float(jnp.max(jnp.abs(quo - quo0)) / quo0)
 
         # 2. Local entropy F(x; gamma) of a double well: gradient by Metropolis-adjusted Langevin
         # chains against heat-kernel quadrature (the viscous HJ solution at t = 1 / gamma).
-        def double_well(y):
-            return jnp.sum((y**2 - 1) ** 2)
-
         gamma, beta, x0 = 1.5, 4.0, jnp.array([0.3])
         _, dF = jp.local_entropy(
-            double_well, x0[None], gamma=gamma, beta=beta, half_width=7.0, num_nodes=2001
+            _double_well, x0[None], gamma=gamma, beta=beta, half_width=7.0, num_nodes=2001
         )
         est = jq.local_entropy_gradient(
-            double_well,
+            _double_well,
             x0,
             gamma=gamma,
             beta=beta,
@@ -523,51 +672,11 @@ def quotient(out: pathlib.Path) -> list[Check]:
 
         # 3. Entropy-SGD (an optax transformation) against SGD on a loss with a sharp, deeper
         # minimum at 0 and a wide one at 2.5, both from x = 0.3 in the sharp basin.
-        def two_wells(p):
-            y = p["x"]
-            return jnp.sum(-1.2 * jnp.exp(-(y**2) / (2 * 0.1**2)) - jnp.exp(-((y - 2.5) ** 2) / 2))
-
-        def train(opt, steps=300):
-            p = {"x": jnp.array([0.3])}
-
-            def step(carry, _):
-                p, state = carry
-                updates, state = opt.update(jax.grad(two_wells)(p), state, p, value_fn=two_wells)
-                return (optax.apply_updates(p, updates), state), None
-
-            (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
-            return p["x"][0]
-
-        sgd_end = float(jax.jit(lambda: train(optax.chain(optax.identity(), optax.sgd(0.005))))())
-        esgd = optax.chain(
-            jq.entropy_sgd(
-                langevin_steps=100,
-                gamma=0.3,
-                scoping=1e-3,
-                inner_learning_rate=0.01,
-                thermal_noise=0.8,
-                averaging=0.05,
-                key=jr.key(4),
-            ),
-            optax.sgd(1.0),
-        )
-        esgd_end = float(jax.jit(lambda: train(esgd))())
+        sgd_end = float(_jit(_sgd_end)())
+        esgd_end = float(_jit(_entropy_sgd_end)())
         scopes = (3.0, 0.3)
-
-        @jax.jit
-        def lines(ys):
-            def f(y):
-                return two_wells({"x": y})
-
-            def F(g):
-                return jp.local_entropy(
-                    f, ys[:, None], gamma=g, beta=3.0, half_width=12.0, num_nodes=4001
-                )[0]
-
-            return jax.vmap(f)(ys[:, None]), jax.vmap(F)(jnp.asarray(scopes))
-
         ys = jnp.linspace(-1.5, 4.5, 601)
-        f_line, F_lines = lines(ys)
+        f_line, F_lines = _jit(_local_entropy_lines)(ys, scopes)
         ys, f_line, F_lines = np.asarray(ys), np.asarray(f_line), [np.asarray(F) for F in F_lines]
         raw, quo = np.asarray(raw), np.asarray(quo)
     plt = _figure()
