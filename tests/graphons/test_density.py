@@ -186,13 +186,20 @@ def test_known_values():
 
 def test_edgeless_patterns_are_one_in_the_input_dtype():
     """No edge: `t(F, W) = 1` and the rooted density is the constant 1, in W's own precision
-    (float32 in, float32 out, also with x64 enabled)."""
+    (float32 in, float32 out, also with x64 enabled); the derivative kernel of a constant is the
+    zero kernel on W's blocks (it equals `jax.grad` of the density, with the block weights)."""
     W = gn.StepGraphon(jnp.full((4, 4), 0.5, jnp.float32))
     rooted = gn.rooted_density(gn.Pattern([], num_vertices=1), W, (0,))
     assert rooted.dtype == jnp.float32 and rooted.shape == (4,)
     np.testing.assert_array_equal(rooted, np.ones(4))
     value = gn.homomorphism_density(gn.Pattern([], num_vertices=2), W)
     assert value.dtype == jnp.float32 and float(value) == 1.0
+    edgeless = gn.Pattern([], num_vertices=2)
+    kernel = gn.homomorphism_kernel(edgeless, W)
+    assert kernel.dtype == jnp.float32 and kernel.shape == (4, 4)
+    grad = jax.grad(lambda a: gn.homomorphism_density(edgeless, a))(W.values)
+    np.testing.assert_array_equal(kernel, grad)
+    np.testing.assert_array_equal(kernel, np.zeros((4, 4)))
 
 
 def test_product_graphon_midpoint_second_order():

@@ -46,6 +46,10 @@ mkdir -p "$work"
   | grep -zv '^notebooks/\|^benchmarks/results/' \
   | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$work"
 
+# mutmut 3 does not mutate decorated functions: in the copy, the `jit` decorators of the module's
+# top-level functions are moved below the module (`f = jit(...)(f)`, the same wrapped function).
+python "$work/tests/mutation/move_decorators.py" "$work/$source"
+
 # mutmut calls pytest.main several times in one process: jaxtyping's import hook
 # (--jaxtyping-packages) can only be installed before jaxstat is first imported, so it is dropped
 # from the copy's addopts, together with the xdist workers (mutmut runs one test process).
