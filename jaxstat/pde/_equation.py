@@ -290,7 +290,11 @@ class Burgers(AbstractEquation):
     - `flux`: the convex flux `f` (`Quadratic()` is Burgers').
     - `numerical_flux`: `Godunov()`, `EngquistOsher()` or `LocalLaxFriedrichs()` in 1-D;
         `LocalLaxFriedrichs()` in `d >= 2` (the vector system has no scalar Riemann solver).
-    - `reconstruction`: `FirstOrder()`, `MUSCL(limiter)`, `WENO5()` or `WENO5Z()`.
+    - `reconstruction`: `FirstOrder()`, `MUSCL(limiter)`, `WENO5()` or `WENO5Z()`. `WENO5Z`
+        costs about as much as `WENO5` and is more accurate across a resolved viscous layer:
+        `nu = 0.01`, `p0 = sin x + 1/2` to `t = 1.5`, IMEXSSP3, L1 error against Cole-Hopf
+        2.05e-4, 1.78e-5, 4.84e-6 against WENO5's 3.66e-4, 4.67e-5, 1.27e-5 (N = 512, 768,
+        1024).
     - `boundary`: one `AbstractBoundary` for every axis, or a tuple with one per axis.
     - `viscous_order`: 2 or 4, the order of the central viscous flux; by default (`None`) 4
         with a reconstruction of order above 2 (`WENO5`, `WENO5Z`: about 10x more accurate at
