@@ -29,16 +29,16 @@ _VALUE_ERRORS = (
 )
 
 
-def value_flags(values, xp=jnp) -> tuple:
+def value_flags(values) -> tuple[Array, Array]:
     """`(bad, index)` for the graphon values `values`: `bad` when they are not finite, outside
     `[0, 1]` or not symmetric (up to `64 eps`), `index` the first failure (an index into the
-    messages, `_VALUE_ERRORS`). Traceable (`xp=jnp`): a compiled program may return them for its
-    caller to raise with `raise_bad_values`; `xp=np` computes them on the host."""
-    finite = xp.all(xp.isfinite(values))
-    in_box = xp.all((values >= 0) & (values <= 1))
+    messages, `_VALUE_ERRORS`). A compiled program may return them for its caller to raise with
+    `raise_bad_values`."""
+    finite = jnp.all(jnp.isfinite(values))
+    in_box = jnp.all((values >= 0) & (values <= 1))
     tol = 64 * jnp.finfo(values.dtype).eps
-    symmetric = xp.all(xp.abs(values - values.T) <= tol)
-    index = xp.where(~finite, 0, xp.where(~in_box, 1, 2))
+    symmetric = jnp.all(jnp.abs(values - values.T) <= tol)
+    index = jnp.where(~finite, 0, jnp.where(~in_box, 1, 2))
     return ~(finite & in_box & symmetric), index
 
 
@@ -53,12 +53,13 @@ def raise_bad_values(x, bad, index, name: str):
     return eqx.branched_error_if(x, bad, index, messages)
 
 
+_value_flags = eqx.filter_jit(value_flags)
+
+
 def _check_values(values: Array, name: str) -> Array:
-    if is_concrete(values):
-        # On the host: no program to compile (and none with a host callback).
-        bad, index = value_flags(np.asarray(values), np)
-        return raise_bad_values(values, bad, index, name)
-    return raise_bad_values(values, *value_flags(values), name)
+    # Concrete values: the flags from a small program without host callback (where the values
+    # live: no copy of an n x n matrix to the host), raised here.
+    return raise_bad_values(values, *_value_flags(values), name)
 
 
 def _check_sizes(sizes: Array) -> Array:
