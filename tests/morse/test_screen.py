@@ -6,6 +6,7 @@ default."""
 
 import math
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -133,12 +134,18 @@ def test_screen_agrees_with_full_search():
             np.testing.assert_allclose(
                 screened.as_numpy()["points"], full.as_numpy()["points"], atol=1e-10
             )
-    node = jm.random_node(jr.key(4), 2, 3, width=8, field_scale=3.0)
-    starts = jm.uniform_starts(jr.key(0), *BOX, 1024)
+    # An augmented neural ODE as in benchmarks/bench_morse.py (seven critical points in the box).
+    kf, kw, ka = jr.split(jr.key(5), 3)
+    mlp = eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=kf)
+    mlp = eqx.tree_at(lambda m: m.layers[0].weight, mlp, 3.0 * mlp.layers[0].weight)
+    weight = jnp.concatenate([jnp.eye(2), jnp.zeros((1, 2))]) + 0.1 * jr.normal(kw, (3, 2))
+    readout = jnp.array([0.0, 0.0, 1.0]) + 0.1 * jr.normal(ka, (3,))
+    node = jm.NeuralODE(mlp, weight, jnp.zeros(3), readout)
+    starts = jm.uniform_starts(jr.key(0), *BOX, 2048)
     full = jm.find_critical_points(node, starts, screen=jm.AllStarts(), **KW)
     screened = jm.find_critical_points(node, starts, **KW)
     assert int(screened.num_searched) < int(full.num_searched) // 10
-    assert int(full.count) >= 1 and screened.check == full.check
+    assert int(full.count) == 7 and screened.check == full.check == jm.RESULTS.successful
     d, e = full.as_numpy(), screened.as_numpy()
     np.testing.assert_allclose(e["points"], d["points"], atol=1e-9)
     np.testing.assert_array_equal(e["index"], d["index"])
