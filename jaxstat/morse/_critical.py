@@ -142,7 +142,12 @@ def uniform_starts(
         )
     if not bool(jnp.all(upper > lower)):
         raise ValueError("need `upper > lower` in every coordinate")
-    dtype = jnp.result_type(lower, upper, jnp.zeros(()).dtype)
+    # The box's own floating dtype (a float32 box gives float32 starts, also under x64); integer
+    # bounds give the default floating dtype.
+    dtype = jnp.result_type(lower, upper)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    lower, upper = lower.astype(dtype), upper.astype(dtype)
     u = jr.uniform(key, (num, lower.shape[0]), dtype)
     return lower + u * (upper - lower)
 
@@ -206,6 +211,27 @@ class DoublingStarts(eqx.Module):
 # implementation; the two final classes only say which kind of optimistix solver it is.
 
 
+def _in_precision(state, dtype):
+    """The solver's `state` with its floating arrays wider than `dtype` cast to `dtype`.
+
+    optimistix builds some state scalars from Python floats (`jnp.array(1.0)`: the trust-region
+    step size of `LevenbergMarquardt`): weakly typed float64 under `jax_enable_x64`, strongly
+    typed once carried through the solve's loop, whatever the dtype of the iterate. Such a scalar
+    then promotes the damped least-squares system to float64, whose structure no longer matches
+    the float32 iterate. A float32 search keeps its whole state in float32."""
+
+    def cast(x):
+        if (
+            eqx.is_array(x)
+            and jnp.issubdtype(x.dtype, jnp.floating)
+            and jnp.finfo(x.dtype).bits > jnp.finfo(dtype).bits
+        ):
+            return x.astype(dtype)
+        return x
+
+    return jax.tree_util.tree_map(cast, state)
+
+
 def _escaped(y, lower, upper):
     return ~jnp.all(jnp.isfinite(y)) | jnp.any(y < lower) | jnp.any(y > upper)
 
@@ -228,10 +254,12 @@ class _AbstractGuard(eqx.Module):
         return self.solver.norm
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
-        return self.solver.init(fn, y, args, options, f_struct, aux_struct, tags)
+        state = self.solver.init(fn, y, args, options, f_struct, aux_struct, tags)
+        return _in_precision(state, y.dtype)
 
     def step(self, fn, y, args, options, state, tags):
-        return self.solver.step(fn, y, args, options, state, tags)
+        y, state, aux = self.solver.step(fn, y, args, options, state, tags)
+        return y, _in_precision(state, y.dtype), aux
 
     def terminate(self, fn, y, args, options, state, tags):
         done, result = self.solver.terminate(fn, y, args, options, state, tags)
@@ -755,7 +783,9 @@ def _non_isolated(col: _Collected) -> Array:
     other = degenerate[None, :] & degenerate[:, None] & ~jnp.eye(p, dtype=bool)
     j = jnp.argmin(jnp.where(other, dist, jnp.inf), axis=1)
     chord = diff[jnp.arange(p), j]
-    chord = chord / jnp.maximum(jnp.linalg.norm(chord, axis=-1, keepdims=True), 1e-300)
+    chord = chord / jnp.maximum(
+        jnp.linalg.norm(chord, axis=-1, keepdims=True), jnp.finfo(chord.dtype).tiny
+    )
     coeff = jnp.einsum("pnk,pn->pk", vec, chord)  # coordinates in the eigenbasis
     along_null = jnp.sqrt(jnp.sum(jnp.where(null, coeff**2, 0.0), axis=-1))
     spread = degenerate & jnp.any(other, axis=1) & (along_null >= _SPREAD_COSINE)

@@ -403,6 +403,38 @@ def test_critical_point_derivative_implicit_function_theorem():
     np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
 
 
+def _strong_float64(jaxpr):
+    """The primitives of `jaxpr` (and of every sub-jaxpr) that produce a strongly typed float64
+    value; weakly typed ones (Python scalars) take the dtype of what they meet."""
+    found = []
+    for eqn in jaxpr.eqns:
+        found += [
+            eqn.primitive.name
+            for v in eqn.outvars
+            if v.aval.dtype == jnp.float64 and not v.aval.weak_type
+        ]
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _strong_float64(sub)
+    return found
+
+
+def test_float32_search_stays_float32():
+    """Under `jax_enable_x64`, a float32 map and box give float32 starts and a search whose
+    program holds no float64 value at all (no silent promotion by a float64 constant, e.g.
+    optimistix's `jnp.array(1.0)` trust-region step size), and float32 results. Traced only: the
+    float32 answers are compared with float64 in the slow `test_float32`."""
+    net = jm.random_mlp(jr.key(0), [2, 8, 1], weight_scale=3.0, dtype=jnp.float32)
+    lo, hi = -3 * jnp.ones(2, jnp.float32), 3 * jnp.ones(2, jnp.float32)
+    starts = jm.uniform_starts(jr.key(1), lo, hi, 16)
+    assert starts.dtype == jnp.float32
+    closed = jax.make_jaxpr(
+        lambda s: jm.find_critical_points(net, s, lower=lo, upper=hi, max_points=4, throw=False)
+    )(starts)
+    assert _strong_float64(closed.jaxpr) == []
+    floats = [a for a in closed.out_avals if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert floats and all(a.dtype == jnp.float32 for a in floats)
+
+
 @pytest.mark.slow
 def test_float32(getkey):
     net64 = jm.random_mlp(jr.key(0), [2, 8, 1], weight_scale=3.0)
@@ -413,12 +445,32 @@ def test_float32(getkey):
     d64 = search(net64, jr.key(1), BOX2).as_numpy()
     cps32 = search(net32, jr.key(1), box32)
     d32 = cps32.as_numpy()
-    assert cps32.points.dtype == jnp.float32 and cps32.residual_tol.dtype == jnp.float32
+    for leaf in (cps32.points, cps32.values, cps32.certificate.eigenvalues, cps32.residual_tol):
+        assert leaf.dtype == jnp.float32
     assert len(d32["points"]) == len(d64["points"]) >= 1
-    # float32 locates a non-degenerate point to ~eps32 * cond(H) ~ 1e-5.
-    np.testing.assert_allclose(d32["points"], d64["points"], atol=1e-4)
     np.testing.assert_array_equal(d32["index"], d64["index"])
     assert not d32["degenerate"].any()
+    # Float32 rounding of the weights, of `z = W x + b` (error `eps32 (|W_j|_1 |x|_inf + |b_j|)`)
+    # and of the sums perturbs `grad f = sum_j w_j tanh'(z_j) W_j` by at most about `eps32 R_g`
+    # and `hess f = sum_j w_j tanh''(z_j) W_j W_j^T` by about `eps32 R_H`, with the term scales
+    # `R_g = sum_j |w_j| |W_j| (|tanh'| + |tanh''| dz_j)` and
+    # `R_H = sum_j |w_j| |W_j|^2 (|tanh''| + |tanh'''| dz_j)`. A non-degenerate point then moves
+    # by `|H^-1|_2 eps32 R_g` and (Weyl) each eigenvalue by `eps32 R_H`; allowed: 4 times that.
+    eps32 = float(jnp.finfo(jnp.float32).eps)
+    w_in, b_in = np.asarray(net64.layers[0].weight), np.asarray(net64.layers[0].bias)
+    w_out = np.abs(np.asarray(net64.layers[1].weight)[0])
+    row = np.linalg.norm(w_in, axis=1)
+    for p32, p64, lam32, lam64 in zip(
+        d32["points"], d64["points"], d32["eigenvalues"], d64["eigenvalues"]
+    ):
+        t = np.tanh(w_in @ p64 + b_in)
+        d1, d2, d3 = 1 - t**2, -2 * t * (1 - t**2), -2 * (1 - t**2) * (1 - 3 * t**2)
+        dz = np.abs(w_in).sum(1) * np.abs(p64).max() + np.abs(b_in)
+        r_g = np.sum(w_out * row * (np.abs(d1) + np.abs(d2) * dz))
+        r_h = np.sum(w_out * row**2 * (np.abs(d2) + np.abs(d3) * dz))
+        h_inv = np.linalg.norm(np.linalg.inv(jax.hessian(net64)(jnp.asarray(p64))), 2)
+        np.testing.assert_allclose(p32, p64, rtol=0, atol=4 * eps32 * h_inv * r_g)
+        np.testing.assert_allclose(lam32, lam64, rtol=0, atol=4 * eps32 * r_h)
 
 
 def test_failure_paths(getkey):
