@@ -537,7 +537,9 @@ def _relu_mlp_and_group():
 
 def _orbit_norms(key, params, static, group, x, f0):
     """The model itself first, then 32 random moves along its orbit (one batched program): the
-    raw norm, the quotient norm and max |f(g . theta)(x) - f0| of each."""
+    raw norm, the quotient norm and max |f(g . theta)(x) - f0| of each, and whether every
+    quotient norm converged (`orbit_min_norm_result`: read by `group.check_converged` after the
+    program, which then has no host callback)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -550,7 +552,8 @@ def _orbit_norms(key, params, static, group, x, f0):
     def one(p):
         fx = jax.vmap(eqx.combine(p, static))(x)
         raw = jnp.sqrt(sum(jnp.sum(q**2) for q in jax.tree.leaves(p)))
-        return raw, group.orbit_min_norm(p), jnp.max(jnp.abs(fx - f0))
+        quo, converged = group.orbit_min_norm_result(p)
+        return raw, quo, jnp.max(jnp.abs(fx - f0)), converged
 
     return jax.vmap(one)(batch)
 
@@ -610,22 +613,34 @@ def _entropy_sgd_end():
     return _train(optax.chain(esgd, optax.sgd(1.0)))
 
 
-def _local_entropy_lines(ys, scopes):
-    """`_two_wells` and its local entropy at each scope in `scopes`, along the points `ys`."""
+def _two_wells_at(y):
+    """`_two_wells` of a point `y` of shape `(1,)`."""
+    return _two_wells({"x": y})
+
+
+def _two_wells_line(ys):
     import jax
-    import jax.numpy as jnp
+
+    return jax.vmap(_two_wells_at)(ys[:, None])
+
+
+def _local_entropy_lines(ys, scopes):
+    """`_two_wells` and its local entropy at each scope in `scopes` (rows), along the points `ys`.
+
+    The local entropies come from one call of `local_entropy` on concrete points (the scopes
+    broadcast against them), not from inside a compiled program of the tour: it then reads its
+    quadrature checks on the host, after its program, which has no host callback (JAX's
+    persistent compilation cache cannot store a program with one)."""
+    import numpy as np
 
     import jaxstat.pde as jp
 
-    def f(y):
-        return _two_wells({"x": y})
-
-    def F(g):
-        return jp.local_entropy(f, ys[:, None], gamma=g, beta=3.0, half_width=12.0, num_nodes=4001)[
-            0
-        ]
-
-    return jax.vmap(f)(ys[:, None]), jax.vmap(F)(jnp.asarray(scopes))
+    points = np.broadcast_to(np.asarray(ys)[:, None], (len(scopes), ys.shape[0], 1))
+    gamma = np.asarray(scopes)[:, None]
+    F, _ = jp.local_entropy(
+        _two_wells_at, points, gamma=gamma, beta=3.0, half_width=12.0, num_nodes=4001
+    )
+    return _jit(_two_wells_line)(ys), F
 
 
 def quotient(out: pathlib.Path) -> list[Check]:
@@ -646,7 +661,8 @@ def quotient(out: pathlib.Path) -> list[Check]:
         params, static = eqx.partition(mlp, eqx.is_inexact_array)
         x = jnp.asarray(np.random.default_rng(1).normal(size=(128, 4)))
         f0 = jax.vmap(mlp)(x)
-        raw, quo, fdiff = _jit(_orbit_norms)(jr.key(2), params, static, group, x, f0)
+        raw, quo, fdiff, converged = _jit(_orbit_norms)(jr.key(2), params, static, group, x, f0)
+        quo = group.check_converged(quo, converged)
         raw0, quo0, raw, quo = float(raw[0]), float(quo[0]), raw[1:], quo[1:]
         fdiff, quo_spread = float(jnp.max(fdiff)), float(jnp.max(jnp.abs(quo - quo0)) / quo0)
 
@@ -676,7 +692,7 @@ def quotient(out: pathlib.Path) -> list[Check]:
         esgd_end = float(_jit(_entropy_sgd_end)())
         scopes = (3.0, 0.3)
         ys = jnp.linspace(-1.5, 4.5, 601)
-        f_line, F_lines = _jit(_local_entropy_lines)(ys, scopes)
+        f_line, F_lines = _local_entropy_lines(ys, scopes)
         ys, f_line, F_lines = np.asarray(ys), np.asarray(f_line), [np.asarray(F) for F in F_lines]
         raw, quo = np.asarray(raw), np.asarray(quo)
     plt = _figure()

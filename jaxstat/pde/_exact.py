@@ -30,6 +30,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import is_concrete
 from .._jit import jit
 from ._flux import AbstractConvexFlux, Quadratic
 
@@ -109,11 +110,13 @@ _RESOLUTION_MESSAGE = (
 )
 
 
-def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size, checked=None):
+def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size, checked=None, throw=True):
     """`(-1/beta log int exp(-beta (f(y) + gamma/2 |x - y|^2)) dy, gamma <x - y>)` at points x.
 
     Raises (through `eqx.error_if`) where the window truncates the integrand or the nodes do not
-    resolve its peak, at the points where `checked` (default: all)."""
+    resolve its peak, at the points where `checked` (default: all). With `throw=False` nothing
+    is raised in the program: the two failure flags (scalars, window truncated / peak
+    unresolved) are returned after the values, for the caller to raise (`_raise_quadrature`)."""
     d = x.shape[-1]
     s, logw = _nodes(half_width, num_nodes, d, x.dtype)
     sq = 0.5 * jnp.sum(s * s, axis=-1)
@@ -136,9 +139,26 @@ def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size, checked=None
     value, grad, truncated, unresolved = _map_points(one, x, (beta, gamma), batch_size)
     if checked is not None:
         truncated, unresolved = truncated & checked, unresolved & checked
-    value = eqx.error_if(value, jnp.any(truncated), _WINDOW_MESSAGE)
-    value = eqx.error_if(value, jnp.any(unresolved), _RESOLUTION_MESSAGE)
+    truncated, unresolved = jnp.any(truncated), jnp.any(unresolved)
+    if not throw:
+        return value, grad, truncated, unresolved
+    value = eqx.error_if(value, truncated, _WINDOW_MESSAGE)
+    value = eqx.error_if(value, unresolved, _RESOLUTION_MESSAGE)
     return value, grad
+
+
+def _raise_quadrature(value, truncated, unresolved):
+    """`value`, after raising where the quadrature failed (`_smoothed`'s flags): on the host,
+    `eqx.EquinoxRuntimeError` with the library's message, when the flags are concrete (the
+    program that computed them then has no host callback, which JAX's persistent compilation
+    cache cannot store); with `eqx.error_if` in the caller's program when they are traced."""
+    for flag, message in ((truncated, _WINDOW_MESSAGE), (unresolved, _RESOLUTION_MESSAGE)):
+        if is_concrete(flag):
+            if bool(flag):
+                raise eqx.EquinoxRuntimeError(message)
+        else:
+            value = eqx.error_if(value, flag, message)
+    return value
 
 
 def _check_batch(name, value, batch):
@@ -230,7 +250,6 @@ def cole_hopf(
     return u, (p[..., 0] if scalar_points else p)
 
 
-@jit(arrays=("gamma", "beta"))
 def local_entropy(
     loss,
     x: Float[Array, "*points d"] | Float[Array, " n"],
@@ -263,6 +282,13 @@ def local_entropy(
 
     `(F, grad F)` of shapes `(...)` and `(..., d)` (`(n,)` and `(n,)` for 1-D points).
 
+    **Raises:** `ValueError` when a concrete `gamma` or `beta` is not positive (inside `jit`,
+    traced: `eqx.EquinoxRuntimeError` from the program); `eqx.EquinoxRuntimeError` when the
+    quadrature cannot be accurate (the checks of `cole_hopf`). Called on concrete arrays, the
+    compiled quadrature returns its failure flags and they are raised here, after the program:
+    it then has no host callback, so JAX's persistent compilation cache can store it. Under a
+    caller's `jit` or `vmap` the checks stay in the caller's program (`eqx.error_if`).
+
     **Example:**
 
     ```python
@@ -273,15 +299,57 @@ def local_entropy(
     F, dF = local_entropy(lambda y: (y**2 - 1) ** 2, x, gamma=1.0, beta=10.0, half_width=4.0)
     ```
     """
+    # Concrete `gamma`, `beta` are checked here (a `ValueError`), and then not in the program.
+    checked = _host_positive(x, gamma=gamma, beta=beta)
+    F, dF, truncated, unresolved = _local_entropy(
+        loss,
+        x,
+        gamma=gamma,
+        beta=beta,
+        half_width=half_width,
+        num_nodes=num_nodes,
+        batch_size=batch_size,
+        checked=checked,
+    )
+    return _raise_quadrature((F, dF), truncated, unresolved)
+
+
+def _host_positive(x, **values) -> bool:
+    """Raise `ValueError("`name` must be positive.")` for each of `values` that is concrete and
+    not positive everywhere, compared in the dtype of the points `x` (as the program does).
+    Returns whether all of them were checked (all concrete and real; complex values and
+    non-float points are refused with a `TypeError` when the program is traced)."""
+    if not is_concrete(x, tuple(values.values())):
+        return False
+    dtype = jnp.asarray(x).dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return False
+    arrays = {name: np.asarray(v) for name, v in values.items()}
+    if any(jnp.issubdtype(a.dtype, jnp.complexfloating) for a in arrays.values()):
+        return False
+    for name, a in arrays.items():
+        if not np.all(a.astype(dtype) > 0):
+            raise ValueError(f"`{name}` must be positive.")
+    return True
+
+
+@jit(arrays=("gamma", "beta"))
+def _local_entropy(loss, x, *, gamma, beta, half_width, num_nodes, batch_size, checked: bool):
+    """`local_entropy` after its host checks, with the quadrature's failure flags returned
+    (`(F, grad F, truncated, unresolved)`, raised by the caller); `checked=True` (static) when
+    `gamma > 0`, `beta > 0` were checked on the host, so that the program does not repeat them."""
     x, scalar_points = _check_points(x)
     batch = x.shape[:-1]
     loss = _point_function(loss, "loss", x.shape[-1], x.dtype)
     gamma = _check_batch("gamma", gamma, batch).astype(x.dtype)
     beta = _check_batch("beta", beta, batch).astype(x.dtype)
-    gamma = eqx.error_if(gamma, ~jnp.all(gamma > 0), "`gamma` must be positive.")
-    beta = eqx.error_if(beta, ~jnp.all(beta > 0), "`beta` must be positive.")
-    F, dF = _smoothed(loss, x, beta, gamma, half_width, num_nodes, batch_size)
-    return F, (dF[..., 0] if scalar_points else dF)
+    if not checked:
+        gamma = eqx.error_if(gamma, ~jnp.all(gamma > 0), "`gamma` must be positive.")
+        beta = eqx.error_if(beta, ~jnp.all(beta > 0), "`beta` must be positive.")
+    F, dF, truncated, unresolved = _smoothed(
+        loss, x, beta, gamma, half_width, num_nodes, batch_size, throw=False
+    )
+    return F, (dF[..., 0] if scalar_points else dF), truncated, unresolved
 
 
 @jit(arrays=("t",))

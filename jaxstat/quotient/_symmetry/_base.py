@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 
@@ -36,6 +37,15 @@ def sqnorm(tree) -> jax.Array:
 # structure, shared by every caller outside a jitted function.
 compiled_act = eqx.filter_jit(lambda group, params, g: group.act(params, g))
 compiled_canonicalize = eqx.filter_jit(lambda group, params: group.canonicalize(params))
+
+
+# The message of a symmetry whose iterative part did not converge (`NeuronSymmetry`'s balancing
+# of several layers of rescaled units, the only iterative `orbit_min_norm` / `canonicalize`).
+UNCONVERGED_MESSAGE = (
+    "balancing the positive rescalings (minimising the parameter norm over them) did not "
+    "converge within `max_steps` sweeps; raise `max_steps` or loosen `rtol`/`atol` of "
+    "the NeuronSymmetry"
+)
 
 
 def _inexact(tree):
@@ -105,6 +115,25 @@ class AbstractSymmetry(eqx.Module):
     def align(self, reference, params):
         """Representatives `(reference', params')` of both orbits, `params'` matched to
         `reference'`."""
+
+    def orbit_min_norm_result(self, params):
+        r"""`(min_g |g . theta|^2, converged)`: `orbit_min_norm` with the success of its
+        iterative part returned as a boolean scalar instead of raised (`False`: it stopped
+        before its tolerance, and the value is not the minimum). A program that computes it
+        has no host callback (JAX's persistent compilation cache cannot store one); read the
+        flag after it with `check_converged`. Default: `orbit_min_norm` and `True` (closed
+        forms, nothing to converge)."""
+        return self.orbit_min_norm(params), jnp.array(True)
+
+    def check_converged(self, value, converged):
+        r"""`value`, after raising where `converged` (from `orbit_min_norm_result`, any shape) is
+        `False`: `eqx.EquinoxRuntimeError` with the library's message on the host when the flag
+        is concrete, `eqx.error_if` in the program when it is traced."""
+        if not isinstance(converged, jax.core.Tracer):
+            if not np.all(np.asarray(converged)):
+                raise eqx.EquinoxRuntimeError(UNCONVERGED_MESSAGE)
+            return value
+        return eqx.error_if(value, ~jnp.all(converged), UNCONVERGED_MESSAGE)
 
     def orbit_directions(self, params):
         r"""The vertical directions `v_a = d/ds (g(s e_a) . theta)|_{s=0}`, one per Lie algebra
@@ -213,6 +242,14 @@ class ProductSymmetry(AbstractSymmetry):
     def orbit_min_norm(self, params):
         base = sqnorm(params)
         return base + sum(f.orbit_min_norm(params) - base for f in self.factors)
+
+    def orbit_min_norm_result(self, params):
+        base = sqnorm(params)
+        value, converged = base, jnp.array(True)
+        for f in self.factors:
+            v, c = f.orbit_min_norm_result(params)
+            value, converged = value + v - base, converged & c
+        return value, converged
 
     def charges(self, params):
         return tuple(f.charges(params) for f in self.factors)

@@ -31,7 +31,13 @@ from jax import lax
 from scipy.optimize import linear_sum_assignment
 
 from ..._krylov import GMRES
-from ._base import AbstractSymmetry, compiled_act, compiled_canonicalize, sqnorm
+from ._base import (
+    AbstractSymmetry,
+    compiled_act,
+    compiled_canonicalize,
+    sqnorm,
+    UNCONVERGED_MESSAGE,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +378,7 @@ class NeuronSymmetry(AbstractSymmetry):
                 params = u.zero_units(params, d)
         return params
 
-    def _balancing(self, params, dead):
+    def _balancing(self, params, dead, throw=True):
         r"""The scalings `s` minimising `|s . theta_live|^2`, `theta_live` the parameters with the
         slices of dead units zeroed; `s_i = 1` for dead units. The live units' minimiser is the
         balanced point `|w_in_i| = |w_out_i|` of the entries not shared with dead units.
@@ -402,7 +408,8 @@ class NeuronSymmetry(AbstractSymmetry):
         if len(continuous) == 1:
             (layer,) = continuous
             ones[layer] = update(params, layer)[0]
-            return tuple((jnp.arange(n), s) for n, s in zip(sizes, ones))
+            g = tuple((jnp.arange(n), s) for n, s in zip(sizes, ones))
+            return g if throw else (g, jnp.array(True))
 
         default = 1e-12 if dtype == jnp.float64 else 1e-6
         rtol = default if self.rtol is None else self.rtol
@@ -449,13 +456,9 @@ class NeuronSymmetry(AbstractSymmetry):
         xi, balanced = lax.custom_root(
             jax.grad(fn), self.algebra_zero(params), sweeps, tangent_solve, has_aux=True
         )
-        xi = eqx.error_if(
-            xi,
-            balanced == 0,
-            "balancing the positive rescalings (minimising the parameter norm over them) did not "
-            "converge within `max_steps` sweeps; raise `max_steps` or loosen `rtol`/`atol` of "
-            "the NeuronSymmetry",
-        )
+        if not throw:
+            return self.chart(params, _restrict(xi, dead, live=True)), balanced != 0
+        xi = eqx.error_if(xi, balanced == 0, UNCONVERGED_MESSAGE)
         return self.chart(params, _restrict(xi, dead, live=True))
 
     def _dead_scaling(self, params, dead):
@@ -580,14 +583,24 @@ class NeuronSymmetry(AbstractSymmetry):
         units removed (their entries tend to zero along the orbit)."""
         continuous = [u for u in self.units if u.scaling.continuous]
         if len(continuous) != 1:
-            dead = self._dead(params)
-            live = self._zero_dead(params, dead)
-            return sqnorm(self.act(live, self._balancing(params, dead)))
+            return self.check_converged(*self.orbit_min_norm_result(params))
         (u,) = continuous
         a, b = u.sqnorms(params, 1), u.sqnorms(params, -1)
         if a is None or b is None:
             raise ValueError("a layer of positively rescaled units needs sites of power +1 and -1")
         return sqnorm(params) - jnp.sum(a + b - 2 * jnp.sqrt(a * b))
+
+    def orbit_min_norm_result(self, params):
+        """`(orbit_min_norm(params), converged)`, `converged` `False` when the balancing of
+        several layers of rescaled units (see `orbit_min_norm`) stopped at `max_steps` sweeps
+        before its tolerance: the value is then not the minimum. Nothing is raised (see
+        `AbstractSymmetry.orbit_min_norm_result`)."""
+        if sum(u.scaling.continuous for u in self.units) == 1:
+            return self.orbit_min_norm(params), jnp.array(True)
+        dead = self._dead(params)
+        live = self._zero_dead(params, dead)
+        g, converged = self._balancing(params, dead, throw=False)
+        return sqnorm(self.act(live, g)), converged
 
     # alignment -----------------------------------------------------------------------------
 

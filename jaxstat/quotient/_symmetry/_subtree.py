@@ -49,6 +49,11 @@ class OnSubtree(AbstractSymmetry):
         sub = self.where(params)
         return sqnorm(params) - sqnorm(sub) + self.inner.orbit_min_norm(sub)
 
+    def orbit_min_norm_result(self, params):
+        sub = self.where(params)
+        value, converged = self.inner.orbit_min_norm_result(sub)
+        return sqnorm(params) - sqnorm(sub) + value, converged
+
     def charges(self, params):
         return self.inner.charges(self.where(params))
 
