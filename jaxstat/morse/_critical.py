@@ -908,6 +908,18 @@ def _result(setup: _Setup, acc: _Accepted, overflow, screen_overflow, non_isolat
     return RESULTS.where(~acc.map_finite, RESULTS.nonfinite_map, result)
 
 
+def _check_starts(starts) -> bool:
+    """Concrete starts that are not all finite are a `ValueError` at once; returns whether the
+    compiled search must still check them (traced starts: `eqx.error_if` in the program). A
+    program without that check has no host callback, so JAX's persistent compilation cache can
+    store it."""
+    if not is_concrete(starts):
+        return True
+    if not np.all(np.isfinite(np.asarray(starts))):
+        raise ValueError(RESULTS[RESULTS.nonfinite_start])
+    return False
+
+
 def _check_box(lower, upper) -> None:
     """A concrete empty box is a `ValueError` at once (a traced one gets `RESULTS.empty_box`)."""
     if lower is None or upper is None or not is_concrete(lower, upper):
@@ -1009,6 +1021,10 @@ def find_critical_points(
     as for a bottleneck network; the slots hold samples of it), `RESULTS.max_points_exceeded` or
     `RESULTS.screen_overflow` (the screen kept more starts than its `max_kept` slots).
 
+    A start that is not finite is an error whatever `throw`: a `ValueError` at once for concrete
+    starts (the compiled search then holds no host callback, so JAX's persistent compilation
+    cache stores it), an error raised by the program (`eqx.error_if`) for traced ones.
+
     ```python
     import jax.numpy as jnp
     import jax.random as jr
@@ -1022,10 +1038,12 @@ def find_critical_points(
     """
     starts = jnp.asarray(starts)
     _check_box(lower, upper)
+    check_starts = _check_starts(starts)
     return _search(
         fn,
         starts,
         jnp.ones(starts.shape[:1], bool),
+        check_starts=check_starts,
         lower=lower,
         upper=upper,
         solver=solver,
@@ -1059,13 +1077,19 @@ def _search(
     distinct_tol=None,
     degeneracy_rtol=None,
     throw: bool = True,
+    check_starts: bool = True,
 ) -> CriticalPoints:
     """`find_critical_points` from the starts with `active[i]` true; the others stop before their
-    first step. One compilation serves every number of active starts."""
+    first step. One compilation serves every number of active starts. `check_starts` (static):
+    check in the program that the starts are finite (`eqx.error_if`, a host callback); `False`
+    where the caller has checked concrete starts (`_check_starts`)."""
     d = _derivatives(fn)
     starts = jnp.asarray(starts)
     setup = _validate(fn, starts, lower, upper, solver, fallback, max_points, degeneracy_rtol)
-    starts = eqx.error_if(starts, ~jnp.all(jnp.isfinite(starts)), RESULTS[RESULTS.nonfinite_start])
+    if check_starts:
+        starts = eqx.error_if(
+            starts, ~jnp.all(jnp.isfinite(starts)), RESULTS[RESULTS.nonfinite_start]
+        )
 
     if screen is None:
         smap = as_scalar_map(fn)
@@ -1216,12 +1240,22 @@ def find_all_critical_points(
             "`jit`/`vmap` (or use `find_critical_points` there)"
         )
     starts = uniform_starts(key, lower, upper, refinement.max_starts)
+    check_starts = _check_starts(starts)
     lower, upper = jnp.asarray(lower, starts.dtype), jnp.asarray(upper, starts.dtype)
     cps, previous = None, None
     for k in refinement.rounds():
         # All rounds share one compilation: the first `k` starts are active, the rest stop at once.
         active = jnp.arange(refinement.max_starts) < k
-        cps = _search(fn, starts, active, lower=lower, upper=upper, throw=False, **options)
+        cps = _search(
+            fn,
+            starts,
+            active,
+            lower=lower,
+            upper=upper,
+            throw=False,
+            check_starts=check_starts,
+            **options,
+        )
         if cps.result != RESULTS.successful or cps.check == RESULTS.check_undecided:
             break  # more starts cannot cure an error or an undecidable check
         if cps.check == RESULTS.successful:

@@ -403,6 +403,15 @@ def test_critical_point_derivative_implicit_function_theorem():
     np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
 
 
+def _callbacks(jaxpr):
+    """The host-callback primitives of `jaxpr` and of every sub-jaxpr (`eqx.error_if`)."""
+    found = [e.primitive.name for e in jaxpr.eqns if "callback" in e.primitive.name]
+    for eqn in jaxpr.eqns:
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _callbacks(sub)
+    return found
+
+
 def _strong_float64(jaxpr):
     """The primitives of `jaxpr` (and of every sub-jaxpr) that produce a strongly typed float64
     value; weakly typed ones (Python scalars) take the dtype of what they meet."""
@@ -422,15 +431,19 @@ def test_float32_search_stays_float32():
     """Under `jax_enable_x64`, a float32 map and box give float32 starts and a search whose
     program holds no float64 value at all (no silent promotion by a float64 constant, e.g.
     optimistix's `jnp.array(1.0)` trust-region step size), and float32 results. Traced only: the
-    float32 answers are compared with float64 in the slow `test_float32`."""
+    float32 answers are compared with float64 in the slow `test_float32`.
+
+    The starts are concrete: checked in Python, so the program (with `throw=False`) holds no host
+    callback and JAX's persistent compilation cache can store it."""
     net = jm.random_mlp(jr.key(0), [2, 8, 1], weight_scale=3.0, dtype=jnp.float32)
     lo, hi = -3 * jnp.ones(2, jnp.float32), 3 * jnp.ones(2, jnp.float32)
     starts = jm.uniform_starts(jr.key(1), lo, hi, 16)
     assert starts.dtype == jnp.float32
     closed = jax.make_jaxpr(
-        lambda s: jm.find_critical_points(net, s, lower=lo, upper=hi, max_points=4, throw=False)
-    )(starts)
+        lambda: jm.find_critical_points(net, starts, lower=lo, upper=hi, max_points=4, throw=False)
+    )()
     assert _strong_float64(closed.jaxpr) == []
+    assert _callbacks(closed.jaxpr) == []
     floats = [a for a in closed.out_avals if jnp.issubdtype(a.dtype, jnp.floating)]
     assert floats and all(a.dtype == jnp.float32 for a in floats)
 
@@ -488,7 +501,8 @@ def test_failure_paths(getkey):
         jm.find_critical_points(net, starts, lower=BOX2[0])
     with pytest.raises(ValueError, match="max_points"):
         jm.find_critical_points(net, starts, max_points=0)
-    with pytest.raises(Exception, match="not finite"):
+    # Concrete starts are checked before compiling (a traced NaN start: below).
+    with pytest.raises(ValueError, match="A start point is not finite"):
         jm.find_critical_points(net, starts.at[3, 1].set(jnp.nan), **kw)
     with pytest.raises(ValueError, match="upper > lower"):
         jm.uniform_starts(getkey(), jnp.ones(2), jnp.zeros(2), 10)
@@ -531,13 +545,16 @@ def test_nonfinite_map_and_empty_box(getkey):
     starts = jm.uniform_starts(getkey(), *BOX2, K)
 
     @eqx.filter_jit
-    def run(net, lo, hi):
+    def run(net, starts, lo, hi):
         return jm.find_critical_points(net, starts, lower=lo, upper=hi, max_points=16, throw=False)
 
-    assert run(net, BOX2[1], BOX2[0]).result == jm.RESULTS.empty_box
-    assert run(net, BOX2[0], BOX2[0].at[1].set(jnp.nan)).result == jm.RESULTS.empty_box
-    assert run(nan_weight, *BOX2).result == jm.RESULTS.nonfinite_map
-    assert run(net, *BOX2).result == jm.RESULTS.successful
+    assert run(net, starts, BOX2[1], BOX2[0]).result == jm.RESULTS.empty_box
+    assert run(net, starts, BOX2[0], BOX2[0].at[1].set(jnp.nan)).result == jm.RESULTS.empty_box
+    assert run(nan_weight, starts, *BOX2).result == jm.RESULTS.nonfinite_map
+    assert run(net, starts, *BOX2).result == jm.RESULTS.successful
+    # Traced starts are checked in the program, whatever `throw`.
+    with pytest.raises(eqx.EquinoxRuntimeError, match="A start point is not finite"):
+        run(net, starts.at[3, 1].set(jnp.inf), *BOX2)
 
 
 def test_completeness_check_and_more_starts():
