@@ -73,6 +73,9 @@ class AbstractSymmetry(eqx.Module):
     - `charges(params)`: the Noether charges, constant along gradient flow of any invariant loss;
     - `align(reference, params)`: representatives `(r', p')` of the two orbits, `p'` moved along its
       orbit to be close to `r'`.
+
+    A subclass whose `orbit_min_norm` iterates overrides `orbit_min_norm_result` too, which returns
+    the convergence as a value (raised after a compiled program by `check_converged`).
     """
 
     @abc.abstractmethod
