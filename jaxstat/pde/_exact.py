@@ -178,7 +178,7 @@ def _check_batch(name, value, batch):
 @jit(arrays=("t", "nu"))
 def cole_hopf(
     u0,
-    x: Float[Array, "*points d"] | Float[Array, " n"],
+    x: Float[ArrayLike, "*points d"] | Float[ArrayLike, " n"],
     t: Float[ArrayLike, "..."],
     nu: Float[ArrayLike, "..."],
     *,
@@ -252,7 +252,7 @@ def cole_hopf(
 
 def local_entropy(
     loss,
-    x: Float[Array, "*points d"] | Float[Array, " n"],
+    x: Float[ArrayLike, "*points d"] | Float[ArrayLike, " n"],
     *,
     gamma: Float[ArrayLike, "..."],
     beta: Float[ArrayLike, "..."],
@@ -355,7 +355,7 @@ def _local_entropy(loss, x, *, gamma, beta, half_width, num_nodes, batch_size, c
 @jit(arrays=("t",))
 def hopf_lax(
     u0,
-    x: Float[Array, "*points d"] | Float[Array, " n"],
+    x: Float[ArrayLike, "*points d"] | Float[ArrayLike, " n"],
     t: Float[ArrayLike, "..."],
     *,
     half_width: float,
