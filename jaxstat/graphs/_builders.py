@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -111,12 +114,22 @@ def knn_graph(
 def random_graph(key: PRNGKeyArray, num_nodes: int, num_edges: int, dtype=None) -> Graph:
     """A random multigraph: `num_edges` endpoints drawn uniformly (self-loops redrawn), weights
     uniform on `[0, 1)`. For tests and benchmarks."""
-    k1, k2, k3 = jr.split(key, 3)
-    s = np.asarray(jr.randint(k1, (num_edges,), 0, num_nodes))
-    off = np.asarray(jr.randint(k2, (num_edges,), 1, num_nodes))
+    s, off, w = _random_edges(
+        key, int(num_nodes), int(num_edges), jnp.dtype(dtype or jnp.result_type(float))
+    )
+    s, off = np.asarray(s), np.asarray(off)
     r = (s + off) % num_nodes  # never equal to s
-    w = jr.uniform(k3, (num_edges,), dtype=dtype or jnp.result_type(float))
     return Graph(s, r, w, num_nodes)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _random_edges(key, num_nodes, num_edges, dtype):
+    """The draws of `random_graph` in one compiled program (drawn one by one, each shape of
+    `randint` and `uniform` compiled a program of its own)."""
+    k1, k2, k3 = jr.split(key, 3)
+    s = jr.randint(k1, (num_edges,), 0, num_nodes)
+    off = jr.randint(k2, (num_edges,), 1, num_nodes)
+    return s, off, jr.uniform(k3, (num_edges,), dtype=dtype)
 
 
 def random_unitary_blocks(key: PRNGKeyArray, num_edges: int, k: int, dtype=None) -> Array:
