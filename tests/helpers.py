@@ -1,9 +1,13 @@
-"""Helpers shared by the tests: tree comparison and central finite differences."""
+"""Helpers shared by the tests: tree comparison, central finite differences, a test model."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import jax.tree_util as jtu
 import numpy as np
+
+import jaxstat.morse as jm
 
 
 def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8) -> bool:
@@ -50,3 +54,15 @@ def check_grad_fd(fn, *args, key, rtol=1e-6, atol=1e-8):
         jnp.real(jnp.sum(g * t)) for g, t in zip(jtu.tree_leaves(grads), jtu.tree_leaves(tangents))
     )
     np.testing.assert_allclose(ad, fd, rtol=rtol, atol=atol)
+
+
+def augmented_node():
+    """The augmented neural ODE of `benchmarks/bench_morse.py`: a tanh field on R^3 (`eqx.nn.MLP`
+    3 -> 16 -> 3, first layer scaled by 3) with the input padded by a zero coordinate (`W` close
+    to `[I; 0]`) and the readout close to `e_3`; seven critical points in `[-3, 3]^2`."""
+    kf, kw, ka = jr.split(jr.key(5), 3)
+    mlp = eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=kf)
+    mlp = eqx.tree_at(lambda m: m.layers[0].weight, mlp, 3.0 * mlp.layers[0].weight)
+    weight = jnp.concatenate([jnp.eye(2), jnp.zeros((1, 2))]) + 0.1 * jr.normal(kw, (3, 2))
+    readout = jnp.array([0.0, 0.0, 1.0]) + 0.1 * jr.normal(ka, (3,))
+    return jm.NeuralODE(mlp, weight, jnp.zeros(3), readout)

@@ -13,7 +13,7 @@ import scipy.linalg
 
 import jaxstat.morse as jm
 
-from ..helpers import finite_difference_jvp
+from ..helpers import augmented_node, finite_difference_jvp
 
 
 def shear_field(t, y, args):
@@ -309,12 +309,7 @@ def test_random_nodes_theorems():
     A random tanh field on R^3 with the input padded by a zero coordinate (W close to [I; 0], the
     readout close to e_3, as in benchmarks/bench_morse.py): `random_node`'s Gaussian W, b, a
     rarely leave a critical point in the box (none for keys 0 to 7 at width 8)."""
-    kf, kw, ka = jr.split(jr.key(5), 3)
-    mlp = eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=kf)
-    mlp = eqx.tree_at(lambda m: m.layers[0].weight, mlp, 3.0 * mlp.layers[0].weight)
-    weight = jnp.concatenate([jnp.eye(2), jnp.zeros((1, 2))]) + 0.1 * jr.normal(kw, (3, 2))
-    readout = jnp.array([0.0, 0.0, 1.0]) + 0.1 * jr.normal(ka, (3,))
-    node = jm.NeuralODE(mlp, weight, jnp.zeros(3), readout)
+    node = augmented_node()
     box = (-3.0 * jnp.ones(2), 3.0 * jnp.ones(2))
     starts = jm.uniform_starts(jr.key(0), *box, 256)
 

@@ -6,7 +6,6 @@ default."""
 
 import math
 
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -14,6 +13,8 @@ import pytest
 
 import jaxstat.morse as jm
 from jaxstat.morse._screen import roots
+
+from ..helpers import augmented_node
 
 
 BOX = (-3.0 * jnp.ones(2), 3.0 * jnp.ones(2))
@@ -135,12 +136,7 @@ def test_screen_agrees_with_full_search():
                 screened.as_numpy()["points"], full.as_numpy()["points"], atol=1e-10
             )
     # An augmented neural ODE as in benchmarks/bench_morse.py (seven critical points in the box).
-    kf, kw, ka = jr.split(jr.key(5), 3)
-    mlp = eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=kf)
-    mlp = eqx.tree_at(lambda m: m.layers[0].weight, mlp, 3.0 * mlp.layers[0].weight)
-    weight = jnp.concatenate([jnp.eye(2), jnp.zeros((1, 2))]) + 0.1 * jr.normal(kw, (3, 2))
-    readout = jnp.array([0.0, 0.0, 1.0]) + 0.1 * jr.normal(ka, (3,))
-    node = jm.NeuralODE(mlp, weight, jnp.zeros(3), readout)
+    node = augmented_node()
     starts = jm.uniform_starts(jr.key(0), *BOX, 2048)
     full = jm.find_critical_points(node, starts, screen=jm.AllStarts(), **KW)
     screened = jm.find_critical_points(node, starts, **KW)
