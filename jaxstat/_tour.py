@@ -372,9 +372,15 @@ def pde(out: pathlib.Path) -> list[Check]:
     ]
 
 
+def _values(fn, x):
+    """`fn` at each row of `x`."""
+    import jax
+
+    return jax.vmap(fn)(x)
+
+
 def morse(out: pathlib.Path) -> list[Check]:
     import jax
-    import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
 
@@ -386,7 +392,7 @@ def morse(out: pathlib.Path) -> list[Check]:
     with jax.enable_x64(True):
         net = jm.random_mlp(jr.key(3), [2, 16, 16, 1], weight_scale=3.0)
         verdict = jm.classify(net)
-        lo, hi = -3 * jnp.ones(2), 3 * jnp.ones(2)
+        lo, hi = np.full(2, -3.0), np.full(2, 3.0)
         cps = jm.find_all_critical_points(
             net,
             jr.key(1),
@@ -400,7 +406,7 @@ def morse(out: pathlib.Path) -> list[Check]:
         d = cps.as_numpy()
         g = np.linspace(-3, 3, 200)
         X, Y = np.meshgrid(g, g)
-        Z = np.asarray(jax.vmap(net)(jnp.stack([X.ravel(), Y.ravel()], -1))).reshape(X.shape)
+        Z = np.asarray(_jit(_values)(net, np.stack([X.ravel(), Y.ravel()], -1))).reshape(X.shape)
         counts = [int(c) for c in cps.index_counts()]
         count, starts, degenerate = int(cps.count), int(cps.num_starts), int(cps.degenerate.sum())
         index_sum, winding = int(cps.index_sum), float(cps.winding_number)
@@ -513,33 +519,45 @@ def graphons(out: pathlib.Path) -> list[Check]:
 # The quotient part's functions, at module level (see `_jit`).
 
 
-def _relu_mlp(key):
+def _relu_mlp():
+    """A ReLU MLP 4 -> 16 -> 16 -> 2, float64, its weights `N(0, 2 / fan_in)` and biases
+    `N(0, 0.1^2)` drawn with numpy into the structure of `eqx.nn.MLP` (built abstractly: its own
+    initialisation draws every layer's weights apart, a random-bit generation each, which XLA
+    takes about 0.2 s apiece to compile)."""
     import equinox as eqx
     import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
 
-    return eqx.nn.MLP(4, 2, 16, 2, activation=jax.nn.relu, key=key)
+    rng = np.random.default_rng(0)
+
+    def draw(leaf):
+        if not isinstance(leaf, jax.ShapeDtypeStruct):
+            return leaf
+        scale = np.sqrt(2 / leaf.shape[1]) if len(leaf.shape) == 2 else 0.1
+        return jnp.asarray(scale * rng.standard_normal(leaf.shape), jnp.float64)
+
+    shapes = eqx.filter_eval_shape(eqx.nn.MLP, 4, 2, 16, 2, activation=jax.nn.relu, key=jr.key(0))
+    return jax.tree.map(draw, shapes)
 
 
 @functools.cache
 def _relu_mlp_and_group():
-    """The part's ReLU MLP (in float64: call it under `jax.enable_x64`) and its symmetry group,
-    once per process: the group's sites hold selector functions, so a group built again would be
-    a new static argument of `_orbit_norms`, compiled again."""
-    import jax.random as jr
-
+    """The part's ReLU MLP (call under `jax.enable_x64`) and its symmetry group, once per process:
+    the group's sites hold selector functions, so a group built again would be a new static
+    argument of `_orbit_norms`, compiled again."""
     import jaxstat.quotient as jq
 
-    # (initialised inside one compiled program: eagerly, every layer's random draw of a new
-    # shape would compile a program of its own)
-    mlp = _jit(_relu_mlp)(jr.key(0))
+    mlp = _relu_mlp()
     return mlp, jq.symmetry(mlp)
 
 
-def _orbit_norms(key, params, static, group, x, f0):
+def _orbit_norms(key, params, static, group, x):
     """The model itself first, then 32 random moves along its orbit (one batched program): the
-    raw norm, the quotient norm and max |f(g . theta)(x) - f0| of each, and whether every
-    quotient norm converged (`orbit_min_norm_result`: read by `group.check_converged` after the
-    program, which then has no host callback)."""
+    raw norm, the quotient norm and max |f(g . theta)(x) - f(theta)(x)| of each, and whether
+    every quotient norm converged (`orbit_min_norm_result`: read by `group.check_converged` after
+    the program, which then has no host callback)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -553,9 +571,10 @@ def _orbit_norms(key, params, static, group, x, f0):
         fx = jax.vmap(eqx.combine(p, static))(x)
         raw = jnp.sqrt(sum(jnp.sum(q**2) for q in jax.tree.leaves(p)))
         quo, converged = group.orbit_min_norm_result(p)
-        return raw, quo, jnp.max(jnp.abs(fx - f0)), converged
+        return raw, quo, fx, converged
 
-    return jax.vmap(one)(batch)
+    raw, quo, fx, converged = jax.vmap(one)(batch)
+    return raw, quo, jnp.max(jnp.abs(fx - fx[0]), axis=(1, 2)), converged
 
 
 def _double_well(y):
@@ -646,7 +665,6 @@ def _local_entropy_lines(ys, scopes):
 def quotient(out: pathlib.Path) -> list[Check]:
     import equinox as eqx
     import jax
-    import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
 
@@ -659,16 +677,15 @@ def quotient(out: pathlib.Path) -> list[Check]:
         # quotient observable min_g |g . theta|.
         mlp, group = _relu_mlp_and_group()
         params, static = eqx.partition(mlp, eqx.is_inexact_array)
-        x = jnp.asarray(np.random.default_rng(1).normal(size=(128, 4)))
-        f0 = jax.vmap(mlp)(x)
-        raw, quo, fdiff, converged = _jit(_orbit_norms)(jr.key(2), params, static, group, x, f0)
-        quo = group.check_converged(quo, converged)
+        x = np.random.default_rng(1).normal(size=(128, 4))
+        raw, quo, fdiff, converged = _jit(_orbit_norms)(jr.key(2), params, static, group, x)
+        raw, quo = np.asarray(raw), np.asarray(group.check_converged(quo, converged))
         raw0, quo0, raw, quo = float(raw[0]), float(quo[0]), raw[1:], quo[1:]
-        fdiff, quo_spread = float(jnp.max(fdiff)), float(jnp.max(jnp.abs(quo - quo0)) / quo0)
+        fdiff, quo_spread = float(np.max(fdiff)), float(np.max(np.abs(quo - quo0)) / quo0)
 
         # 2. Local entropy F(x; gamma) of a double well: gradient by Metropolis-adjusted Langevin
         # chains against heat-kernel quadrature (the viscous HJ solution at t = 1 / gamma).
-        gamma, beta, x0 = 1.5, 4.0, jnp.array([0.3])
+        gamma, beta, x0 = 1.5, 4.0, np.array([0.3])
         _, dF = jp.local_entropy(
             _double_well, x0[None], gamma=gamma, beta=beta, half_width=7.0, num_nodes=2001
         )
@@ -683,7 +700,8 @@ def quotient(out: pathlib.Path) -> list[Check]:
             num_chains=32,
             sampler=jq.MetropolisAdjustedLangevin(),
         )
-        grad, stderr, exact = float(est.grad[0]), float(est.grad_stderr[0]), float(dF[0, 0])
+        grad, stderr = float(np.asarray(est.grad)[0]), float(np.asarray(est.grad_stderr)[0])
+        exact = float(np.asarray(dF)[0, 0])
         z = abs(grad - exact) / stderr
 
         # 3. Entropy-SGD (an optax transformation) against SGD on a loss with a sharp, deeper
@@ -691,10 +709,9 @@ def quotient(out: pathlib.Path) -> list[Check]:
         sgd_end = float(_jit(_sgd_end)())
         esgd_end = float(_jit(_entropy_sgd_end)())
         scopes = (3.0, 0.3)
-        ys = jnp.linspace(-1.5, 4.5, 601)
+        ys = np.linspace(-1.5, 4.5, 601)
         f_line, F_lines = _local_entropy_lines(ys, scopes)
-        ys, f_line, F_lines = np.asarray(ys), np.asarray(f_line), [np.asarray(F) for F in F_lines]
-        raw, quo = np.asarray(raw), np.asarray(quo)
+        f_line, F_lines = np.asarray(f_line), np.asarray(F_lines)
     plt = _figure()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(ys, f_line, "k", label="loss $f(x)$")

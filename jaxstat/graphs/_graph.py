@@ -165,9 +165,10 @@ class Graph(eqx.Module):
         if weights.shape != (num_edges,):
             raise ValueError(f"weights must have shape ({num_edges},), got {weights.shape}")
         if is_concrete(weights):
-            if not bool(jnp.all(jnp.isfinite(weights))):
+            nonfinite, negative = _flags(weights)
+            if nonfinite:
                 raise ValueError("weights must be finite")
-            if bool(jnp.any(weights < 0)):
+            if negative:
                 raise ValueError("weights must be non-negative")
         if potential is not None:
             potential = jnp.asarray(potential)
@@ -175,7 +176,7 @@ class Graph(eqx.Module):
                 raise ValueError(f"potential must have shape ({num_nodes},), got {potential.shape}")
             if not jnp.issubdtype(potential.dtype, jnp.floating):
                 raise TypeError(f"potential must be real floating point, got {potential.dtype}")
-            if is_concrete(potential) and not bool(jnp.all(jnp.isfinite(potential))):
+            if is_concrete(potential) and _flags(potential)[0]:
                 raise ValueError("potential must be finite (it has NaN or inf entries)")
         k = 1 if connection is None else connection.fiber
         if connection is not None:
@@ -262,7 +263,7 @@ class Graph(eqx.Module):
             "or mirror descent, which keep them in the non-negative orthant), or project, "
             "e.g. `eqx.tree_at(lambda g: g.weights, graph, jnp.maximum(graph.weights, 0))`."
         )
-        return [(jnp.any(w < 0), message)]
+        return [(_flags(w)[1], message)]
 
     def degree(self) -> Float[Array, " n"]:
         """Weighted degree `deg_i = sum_{j ~ i} w_ij`."""
@@ -325,6 +326,13 @@ class Graph(eqx.Module):
         nk = self.num_nodes * self.fiber
         m = jnp.zeros((nk, nk), op.dtype).at[op.rows, op.indices].add(op.data)
         return m + jnp.diag(op.diagonal.astype(op.dtype))
+
+
+@jax.jit
+def _flags(x):
+    """Whether any entry of `x` is not finite, and whether any is negative: one program (the
+    checks of concrete values, eagerly, would compile four)."""
+    return jnp.any(~jnp.isfinite(x)), jnp.any(x < 0)
 
 
 def _build_structure(s: np.ndarray, r: np.ndarray, n: int, k: int) -> _Structure:

@@ -18,6 +18,7 @@ by `_lane_solve`) and `_fallback`, `_residuals`, `_accept`
 code).
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -140,7 +141,7 @@ def uniform_starts(
         raise ValueError(
             f"`lower` and `upper` must be vectors of one shape, got {lower.shape}, {upper.shape}"
         )
-    if not bool(jnp.all(upper > lower)):
+    if is_concrete(lower, upper) and not np.all(np.asarray(upper) > np.asarray(lower)):
         raise ValueError("need `upper > lower` in every coordinate")
     # The box's own floating dtype (a float32 box gives float32 starts, also under x64); integer
     # bounds give the default floating dtype.
@@ -148,8 +149,15 @@ def uniform_starts(
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     lower, upper = lower.astype(dtype), upper.astype(dtype)
-    u = jr.uniform(key, (num, lower.shape[0]), dtype)
-    return lower + u * (upper - lower)
+    # (The sum outside the program: inside, XLA fuses it with the product into one multiply-add,
+    # rounded once, and the starts would differ in their last bits from those drawn so far.)
+    return lower + _scaled_uniform(key, upper - lower, int(num))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _scaled_uniform(key, width, num):
+    """`u * width`, `u` uniform on `[0, 1)^n`, `num` times, in one program."""
+    return jr.uniform(key, (num, width.shape[0]), width.dtype) * width
 
 
 # ---------------------------------------------------------------------------------------------
@@ -837,19 +845,32 @@ def _winding_number(grad_fn, lower, upper, batch_size):
 
     s = jnp.arange(4 * _BOUNDARY_SAMPLES, dtype=dtype) / _BOUNDARY_SAMPLES
     g = grads(s)
-    a, b = s, jnp.append(s[1:], jnp.asarray(4.0, dtype))
-    turn = _turn(g, jnp.roll(g, -1, axis=0))
+    # Every level's pieces have a place of their own in arrays of the final length (zeros until
+    # filled: a zero turn is never chosen before an earlier one, `top_k` taking the lower index
+    # among equals), so that one loop body, one copy of `grad f`, serves every level.
+    piece = _REFINE_INTERVALS * _REFINE_SPLIT
+    pad = jnp.zeros(_REFINE_LEVELS * piece, dtype)
+    a = jnp.concatenate([s, pad])
+    b = jnp.concatenate([s[1:], jnp.asarray([4.0], dtype), pad])
+    turn = jnp.concatenate([_turn(g, jnp.roll(g, -1, axis=0)), pad])
     g_min = jnp.min(jnp.linalg.norm(g, axis=1))
     frac = jnp.arange(_REFINE_SPLIT + 1, dtype=dtype) / _REFINE_SPLIT
-    for _ in range(_REFINE_LEVELS):
+
+    def refine(level, carry):
+        turn, a, b, g_min = carry
         _, idx = lax.top_k(jnp.abs(turn), _REFINE_INTERVALS)
         ss = a[idx, None] + (b[idx] - a[idx])[:, None] * frac
         gg = grads(ss.reshape(-1)).reshape(_REFINE_INTERVALS, _REFINE_SPLIT + 1, 2)
         g_min = jnp.minimum(g_min, jnp.min(jnp.linalg.norm(gg, axis=-1)))
-        # The refined intervals keep their place with zero turn; their pieces are appended.
-        turn = jnp.concatenate([turn.at[idx].set(0.0), _turn(gg[:, :-1], gg[:, 1:]).reshape(-1)])
-        a = jnp.concatenate([a, ss[:, :-1].reshape(-1)])
-        b = jnp.concatenate([b, ss[:, 1:].reshape(-1)])
+        # The refined intervals keep their place with zero turn; their pieces take the next ones.
+        at = (4 * _BOUNDARY_SAMPLES + level * piece,)
+        new_turns = _turn(gg[:, :-1], gg[:, 1:]).reshape(-1)
+        turn = lax.dynamic_update_slice(turn.at[idx].set(0.0), new_turns, at)
+        a = lax.dynamic_update_slice(a, ss[:, :-1].reshape(-1), at)
+        b = lax.dynamic_update_slice(b, ss[:, 1:].reshape(-1), at)
+        return turn, a, b, g_min
+
+    turn, a, b, g_min = lax.fori_loop(0, _REFINE_LEVELS, refine, (turn, a, b, g_min))
     winding = jnp.sum(turn) / (2 * jnp.pi)
     resolved = jnp.all(jnp.isfinite(turn)) & (jnp.max(jnp.abs(turn)) <= _MAX_TURN)
     return winding, resolved, g_min
@@ -1245,7 +1266,7 @@ def find_all_critical_points(
     cps, previous = None, None
     for k in refinement.rounds():
         # All rounds share one compilation: the first `k` starts are active, the rest stop at once.
-        active = jnp.arange(refinement.max_starts) < k
+        active = np.arange(refinement.max_starts) < k
         cps = _search(
             fn,
             starts,

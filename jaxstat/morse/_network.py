@@ -20,6 +20,7 @@ sigma'(M_j s_{j-1} + beta_j)`: the architecture theorems (`classify`) and the no
 """
 
 import abc
+import functools
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -29,6 +30,7 @@ import jax.random as jr
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._random import draws
 from ._activation import AbstractActivation, as_activation, Tanh
 from ._screen import AbstractStartScreen, AllStarts
 
@@ -404,6 +406,27 @@ def as_scalar_map(fn) -> AbstractScalarMap | None:
     return None
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 6))
+def _gaussian_dense(key, shapes, sandwich, weight_scale, bias_scale, fan_in, dtype):
+    """The `(W, b)` of each dense map `(out, in)` in `shapes`: `W ~ N(0, weight_scale^2 / in)`,
+    `b ~ N(0, bias_scale^2)`, in one compiled program with one random-bit generation.
+
+    Keys: `split(key, L)`, one per layer; a `SandwichLayer`'s key split again, one per dense map;
+    each map's key split into the keys of `W` and `b`. `fan_in` holds each map's `sqrt(in)`.
+    (The scales and `fan_in` are arguments, not constants of the program: XLA would fold
+    constant arithmetic and could rewrite a division by a square root, rounding the weights
+    differently from the same draws made one by one.)"""
+    keys = jr.split(key, len(shapes) // 2 if sandwich else len(shapes))
+    if sandwich:
+        keys = jax.vmap(jr.split)(keys).reshape(-1)
+    keys = jax.vmap(jr.split)(keys).reshape(-1)
+    values = draws(jr.normal, keys, [s for out, inp in shapes for s in ((out, inp), (out,))], dtype)
+    return [
+        (values[2 * i] * weight_scale / fan_in[i], values[2 * i + 1] * bias_scale)
+        for i in range(len(shapes))
+    ]
+
+
 def random_mlp(
     key: PRNGKeyArray,
     widths: Sequence[int],
@@ -453,27 +476,28 @@ def random_mlp(
             f"got {layer!r}"
         )
     dtype = jnp.zeros(()).dtype if dtype is None else dtype
-
-    def dense(k, out, inp):
-        kw, kb = jr.split(k)
-        w = jr.normal(kw, (out, inp), dtype) * weight_scale / jnp.sqrt(inp)
-        return w, jr.normal(kb, (out,), dtype) * bias_scale
-
-    pairs = list(zip(widths[:-1], widths[1:]))
-    keys = jr.split(key, len(pairs))
-    layers = []
-    if layer is PostActivationLayer:
-        for i, ((inp, out), k) in enumerate(zip(pairs, keys)):
-            cls = AffineLayer if i == len(pairs) - 1 else PostActivationLayer
-            layers.append(cls(*dense(k, out, inp)))
-    elif layer is PreActivationLayer:
-        layers = [PreActivationLayer(*dense(k, out, inp)) for (inp, out), k in zip(pairs, keys)]
-    else:
+    pairs = [(out, inp) for inp, out in zip(widths[:-1], widths[1:])]
+    if layer is SandwichLayer:
         if inner_widths is None:
-            inner_widths = [max(inp, out) for inp, out in pairs]
+            inner_widths = [max(inp, out) for out, inp in pairs]
         if len(inner_widths) != len(pairs):
             raise ValueError(f"need {len(pairs)} inner widths, got {len(inner_widths)}")
-        for (inp, out), inner, k in zip(pairs, inner_widths, keys):
-            k1, k2 = jr.split(k)
-            layers.append(SandwichLayer(*dense(k1, inner, inp), *dense(k2, out, inner)))
+        shapes = [
+            s
+            for (out, inp), inner in zip(pairs, inner_widths)
+            for s in ((inner, inp), (out, inner))
+        ]
+    else:
+        shapes = pairs
+    dtype = jnp.dtype(dtype)
+    fan_in = jnp.sqrt(jnp.asarray([inp for _, inp in shapes], dtype))
+    dense = _gaussian_dense(
+        key, tuple(shapes), layer is SandwichLayer, weight_scale, bias_scale, fan_in, dtype
+    )
+    if layer is PostActivationLayer:
+        layers = [PostActivationLayer(*wb) for wb in dense[:-1]] + [AffineLayer(*dense[-1])]
+    elif layer is PreActivationLayer:
+        layers = [PreActivationLayer(*wb) for wb in dense]
+    else:
+        layers = [SandwichLayer(*dense[i], *dense[i + 1]) for i in range(0, len(dense), 2)]
     return ScalarMLP(layers, activation)

@@ -141,18 +141,24 @@ class CriticalPoints(eqx.Module):
         return self.check == RESULTS.successful
 
     @property
+    @eqx.filter_jit
     def index_sum(self) -> Int[Array, "*batch"]:
         """`sum (-1)^index` over all points found (degenerate ones counted by their clear index)."""
         signs = jnp.where(self.certificate.index % 2 == 0, 1, -1)
         return jnp.sum(jnp.where(self.mask, signs, 0), axis=-1)
 
+    @eqx.filter_jit
     def index_counts(self) -> Int[Array, "*batch n1"]:
-        """`c_k`, the number of non-degenerate critical points of Morse index `k = 0 .. n`."""
+        """`c_k`, the number of non-degenerate critical points of Morse index `k = 0 .. n`.
+
+        (These summaries are compiled, one program each: called eagerly, their every operation
+        would compile a program of its own.)"""
         n = self.points.shape[-1]
         ok = self.mask & ~self.certificate.degenerate
         onehot = (self.certificate.index[..., None] == jnp.arange(n + 1)) & ok[..., None]
         return jnp.sum(onehot, axis=-2)
 
+    @eqx.filter_jit
     def euler_characteristic(self) -> Int[Array, "*batch"]:
         """`sum_k (-1)^k c_k` over the non-degenerate points (Poincare-Hopf: for a Morse function
         whose gradient points outward on the boundary of a compact domain `D`, this is `chi(D)`)."""

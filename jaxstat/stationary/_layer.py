@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -14,6 +15,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Inexact, PRNGKeyArray
 
+from .._random import draws
 from ..graphs import Graph
 from ._model import AbstractModel
 from ._solution import Solution
@@ -403,6 +405,15 @@ class StationaryLayer(eqx.Module):
         return self.readout(self.solve(x, psi0).value)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _linear_init(key, d_out, d_in, dtype, lim):
+    """`W` of shape `(d_out, d_in)` and `b` of shape `(d_out,)`, uniform in `+-lim` from the keys
+    `split(key)`, in one compiled program."""
+    sampler = functools.partial(jr.uniform, minval=-lim, maxval=lim)
+    W, b = draws(sampler, jr.split(key), [(d_out, d_in), (d_out,)], dtype)
+    return W, b
+
+
 def feature_layer(
     graph: Graph,
     model: AbstractModel,
@@ -420,10 +431,9 @@ def feature_layer(
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ValueError(f"{name} must be a positive integer, got {d!r}")
     dtype = dtype or jnp.result_type(float)
-    kw, kb = jr.split(key)
-    lim = 1 / jnp.sqrt(d_in)
-    W = jr.uniform(kw, (d_out, d_in), dtype, -lim, lim)
-    b = jr.uniform(kb, (d_out,), dtype, -lim, lim)
+    # (The bound computed outside the program: inside, XLA would rewrite `1 / sqrt` as `rsqrt`,
+    # rounded differently.)
+    W, b = _linear_init(key, d_out, d_in, jnp.dtype(dtype), 1 / jnp.sqrt(d_in))
     if readout is None:
         readout = ReIm() if model.complex_states else Identity()
     return StationaryLayer(graph, model, FeatureSource(W, b), readout, **kwargs)

@@ -10,6 +10,7 @@ import abc
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Inexact
 
 from .._checks import is_concrete
@@ -26,7 +27,7 @@ def as_parameter(x: Float[ArrayLike, "..."] | int) -> Float[Array, "..."]:
 def check_positive(name: str, x) -> None:
     """`ValueError` unless every entry of a concrete parameter `x` is `> 0` (traced values are
     checked inside `solve`, by the model's `check`)."""
-    if is_concrete(x) and not bool(jnp.all(jnp.asarray(x) > 0)):
+    if is_concrete(x) and not np.all(np.asarray(x) > 0):
         raise ValueError(f"{name} must be positive, got {x}")
 
 

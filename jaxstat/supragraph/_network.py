@@ -301,7 +301,7 @@ def feature_network(
             g, m, d_in, features[i + 1], key=k, readout=readout, dtype=dtype, **kwargs
         )
         layers.append(layer)
-        H = g.assemble()
+        H = eqx.filter_eval_shape(g.assemble)  # its dtype only: nothing computed
         psi = jax.ShapeDtypeStruct((g.num_nodes, features[i + 1]), m.state_dtype(H, layer.source.W))
         d_in = jax.eval_shape(layer.readout, psi).shape[-1]
     return StationaryNetwork(layers)
