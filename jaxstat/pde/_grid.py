@@ -94,6 +94,7 @@ class UniformGrid(eqx.Module):
         """The cell centres as one array of shape `(d, *shape)` (`ij` indexing)."""
         return jnp.stack(jnp.meshgrid(*(self.centres(k) for k in range(self.ndim)), indexing="ij"))
 
+    @eqx.filter_jit
     def cell_averages(self, fn: Callable[..., Array], order: int = 4) -> Array:
         r"""Cell averages `|C_i|^{-1} int_{C_i} fn(x) dx` by tensor Gauss-Legendre quadrature.
 
@@ -110,6 +111,9 @@ class UniformGrid(eqx.Module):
         **Returns:**
 
         An array of shape `(*leading, *self.shape)`.
+
+        (Compiled as one program, `fn` a static argument: eagerly, each operation would compile
+        a program of its own.)
         """
         nodes, weights = np.polynomial.legendre.leggauss(order)
         coords = []
