@@ -59,13 +59,13 @@ def _rel(a, b) -> float:
     return abs(float(a) - float(b)) / max(abs(float(b)), 1e-30)
 
 
-def _layer_loss_and_grad(layer, x, w):
-    """`mean(layer(x)^2)` with the graph's weights `w`, its gradient in `w`, and the solve's
-    result code (`throw=False`: read by the caller, outside the program).
-
-    (This program keeps host callbacks, so JAX's persistent cache does not store it: the weights
-    are traced, so the solve checks them inside the program, and the implicit adjoint guards its
-    linear solve, `jaxstat._implicit`, a failure a gradient has no result code to report.)"""
+def _layer_loss(layer, x, w):
+    """`mean(layer(x)^2)` with the graph's weights `w`, its pullback (a pytree: the program
+    returns it) and the solve's result code (`throw=False`: read by the caller, outside the
+    program). The gradient is then `_pull(pullback)`, a program of its own: the implicit
+    adjoint guards its linear solve with a host callback (`jaxstat._implicit`: a gradient has no
+    result code to report a failure in), which JAX's persistent cache cannot store, so that
+    program, compiled again by every tour, holds the backward pass only."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -75,8 +75,16 @@ def _layer_loss_and_grad(layer, x, w):
         sol = moved.solve(x, throw=False)
         return jnp.mean(moved.readout(sol.value) ** 2), sol.result
 
-    (value, result), grad = jax.value_and_grad(loss, has_aux=True)(w)
-    return value, grad, result
+    value, pullback, result = jax.vjp(loss, w, has_aux=True)
+    return value, pullback, result
+
+
+def _pull(pullback, value):
+    """The gradient from `_layer_loss`'s pullback."""
+    import jax.numpy as jnp
+
+    (grad,) = pullback(jnp.ones_like(value))
+    return grad
 
 
 def stationary(out: pathlib.Path) -> list[Check]:
@@ -155,22 +163,22 @@ def stationary(out: pathlib.Path) -> list[Check]:
     layer = js.feature_layer(graph, model, 8, 8, key=jr.key(1), stability=None)
     x = np.random.default_rng(2).standard_normal((1000, 8)).astype(np.float32)
 
-    # One compiled program, the loss and its gradient (forward solve, implicit adjoint), called
-    # at w for the gradient and at w +- h v for the central difference: the weights are an
-    # argument, so the three calls share it.
-    loss_and_grad = _jit(_layer_loss_and_grad)
+    # The loss (forward solve) in one compiled program, called at w and at w +- h v for the
+    # central difference (the weights are an argument, so the three calls share it), and the
+    # gradient at w (implicit adjoint) from its pullback.
     w = np.asarray(layer.graph.weights)
     # A relative direction: w +- h v stays >= 0.
     v = w * np.random.default_rng(3).standard_normal(w.shape).astype(w.dtype)
     h = 1e-2
-    values = []
+    losses = []
     for weights in (w, w + h * v, w - h * v):
-        value, grad_at, result = loss_and_grad(layer, x, weights)
+        value, pullback, result = _jit(_layer_loss)(layer, x, weights)
         _successful(js.RESULTS, result, "the layer's solve")
-        values.append((value, grad_at))
-    (_, grad), (loss_plus, _), (loss_minus, _) = values
+        losses.append(float(value))
+        if len(losses) == 1:
+            grad = _jit(_pull)(pullback, value)
     directional = float(np.dot(np.asarray(grad, np.float64), v))
-    fd = (float(loss_plus) - float(loss_minus)) / (2 * h)
+    fd = (losses[1] - losses[2]) / (2 * h)
     checks.append(
         _check(
             "stationary",

@@ -29,6 +29,10 @@ with warnings.catch_warnings():
             "(NaN or inf)."
         )
         nonfinite_state = "The stationary solve produced a non-finite state."
+        invalid_parameter = (
+            "A parameter of the graph or model is out of range (a negative edge weight, "
+            "`gamma <= 0`, ...): `graph.check()` and `model.check()` name it."
+        )
         unstable = (
             "The stationary state found is unstable: the linearised dynamics has an eigenvalue "
             "with positive real part (see `solution.stability.abscissa`). Start from another "

@@ -116,8 +116,11 @@ def solve(
     **Raises:** `ValueError` (or, inside `jit`, an `eqx.error_if` error) when the graph's
     weights are negative or a model parameter is out of range (`model.check()`, e.g.
     `gamma <= 0`): checked at every call, since an optimiser step can change them after
-    construction. Non-finite weights, connection, potential, source or model parameters give
-    the result `RESULTS.nonfinite_source` (raised with `throw=True`).
+    construction. Inside `jit` with `throw=False`, such values give the result
+    `RESULTS.invalid_parameter` instead (no `eqx.error_if`: the program then has no host
+    callback, and JAX's persistent compilation cache can store it). Non-finite weights,
+    connection, potential, source or model parameters give the result
+    `RESULTS.nonfinite_source` (raised with `throw=True`).
 
     **Example:**
 
@@ -189,13 +192,19 @@ def _solve(
     # The checks guard a scalar added to the source, not the source itself: `eqx.error_if` calls
     # back to Python on one device, and XLA's partitioner replicates whatever it guards (for a
     # graph split over devices, the source and every state computed from it).
+    invalid = jnp.array(False)
     if not checked:
-        token = jnp.zeros((), real_dtype)
-        for bad, message in model.check():
-            token = eqx.error_if(token, bad, message)
-        if isinstance(graph, Graph):
-            token = check_values(graph.check(), token)
-        source = source + token.astype(source.dtype)
+        checks = model.check() + (graph.check() if isinstance(graph, Graph) else [])
+        if throw:
+            token = jnp.zeros((), real_dtype)
+            for bad, message in checks:
+                token = eqx.error_if(token, bad, message)
+            source = source + token.astype(source.dtype)
+        else:
+            # Reported in the result code, without `eqx.error_if`'s host callback: a program
+            # that has one cannot be stored by JAX's persistent compilation cache.
+            for bad, _ in checks:
+                invalid = invalid | bad
     bad_input = any_nonfinite((model, H, source, psi0))
 
     def residual(y, args):
@@ -228,6 +237,7 @@ def _solve(
         unstable = (result == RESULTS.successful) & ~cert.stable
         result = RESULTS.where(unstable, RESULTS.unstable, result)
     result = RESULTS.where(bad_input, RESULTS.nonfinite_source, result)
+    result = RESULTS.where(invalid, RESULTS.invalid_parameter, result)
     if throw:
         # A scalar guard again (see the input checks above): the state stays split.
         psi = psi + result.error_if(jnp.zeros((), real_dtype), result != RESULTS.successful)

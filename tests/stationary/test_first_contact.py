@@ -129,6 +129,27 @@ def test_negative_weight_set_by_tree_at_is_refused(getkey):
         eqx.filter_jit(lambda l: l(x))(bad)
 
 
+def test_traced_negative_weights_with_throw_false_give_the_result_code(getkey):
+    """Inside `jit` with `throw=False`, weights made negative are reported by the result code,
+    not by `eqx.error_if`: the program has no host callback (JAX's persistent compilation cache
+    cannot store a program with one). With `throw=True` they raise, as above."""
+    layer = _layer(getkey)
+    x = jr.normal(getkey(), (12, 3))
+    bad = layer.graph.weights.at[7].set(-100.0)
+
+    def result(w, throw):
+        moved = eqx.tree_at(lambda l: l.graph.weights, layer, w)
+        return moved.solve(x, throw=throw).result
+
+    checked = jax.jit(result, static_argnums=1)
+    assert checked(bad, False) == js.RESULTS.invalid_parameter
+    assert checked(layer.graph.weights, False) == js.RESULTS.successful
+    assert "callback" not in checked.lower(bad, False).as_text()
+    assert "callback" in checked.lower(bad, True).as_text()
+    with pytest.raises(Exception, match="edge weights must be non-negative"):
+        jax.block_until_ready(checked(bad, True))
+
+
 def test_adam_step_making_weights_negative_is_refused(getkey):
     optax = pytest.importorskip("optax")
     layer = _layer(getkey)

@@ -272,7 +272,10 @@ def test_failure_paths(getkey):
     with pytest.raises(ValueError, match="^gamma must be positive$"):
         js.solve(moved, g, s)
     with pytest.raises(eqx.EquinoxRuntimeError, match="gamma must be positive"):
-        eqx.filter_jit(lambda m: js.solve(m, g, s, throw=False).value)(moved)
+        eqx.filter_jit(lambda m: js.solve(m, g, s).value)(moved)
+    # With `throw=False`, a traced one is the result code (the program has no host callback).
+    result = eqx.filter_jit(lambda m: js.solve(m, g, s, throw=False).result)(moved)
+    assert result == js.RESULTS.invalid_parameter
     # Shapes and dtypes at trace time.
     with pytest.raises(ValueError, match="nodes first"):
         js.solve(model, g, s[:-1])
