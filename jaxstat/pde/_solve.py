@@ -107,6 +107,13 @@ def solve(
 
     term = FiniteVolumeTerm(equation)
     controller = _Controller(equation, step, ts, solver)
+    # Two save times, the common `[t0, t1]`: saved as `t0` and `t1`, the same states without
+    # diffrax's checks of `SaveAt(ts)` (`eqx.error_if`, whose host callback keeps JAX's
+    # persistent compilation cache from storing the program; `bad_ts` covers them).
+    if ts.shape[0] == 2:
+        saveat = dfx.SaveAt(t0=True, t1=True, controller_state=True)
+    else:
+        saveat = dfx.SaveAt(ts=ts, controller_state=True)
     sol = dfx.diffeqsolve(
         term,
         solver,
@@ -115,7 +122,7 @@ def solve(
         dt0=None,
         y0=y0,
         args=nu,
-        saveat=dfx.SaveAt(ts=ts, controller_state=True),
+        saveat=saveat,
         stepsize_controller=controller,
         max_steps=max_steps,
         adjoint=adjoint,

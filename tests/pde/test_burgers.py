@@ -547,6 +547,33 @@ def test_value_errors_and_result_codes():
     assert "CFL" in jp.RESULTS[bad.result] and "non-negative" in jp.RESULTS[jp.RESULTS.invalid_nu]
 
 
+def test_two_save_times_continue_the_solve_and_compile_without_host_callback():
+    """Two save times are saved as `t0` and `t1`, without diffrax's checks of `SaveAt(ts)`
+    (host callbacks, which keep JAX's persistent compilation cache from storing the program):
+    the states of a longer `ts` through the same times, the same steps, and a solve from the end
+    of another continues it."""
+    grid = jp.UniformGrid(0.0, TWO_PI, 64)
+    eq = jp.Burgers(grid)
+    p0 = grid.cell_averages(lambda x: jnp.sin(x) + 0.5)
+    whole = jp.solve(eq, p0, jnp.array([0.0, 0.8, 1.6]))
+    early = jp.solve(eq, p0, jnp.array([0.0, 0.8]))
+    late = jp.solve(eq, early.ys[-1], jnp.array([0.8, 1.6]))
+    np.testing.assert_allclose(early.ys, whole.ys[:2], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(late.ys, whole.ys[1:], rtol=0, atol=2e-6)
+    assert int(early.stats["num_steps"]) + int(late.stats["num_steps"]) == int(
+        whole.stats["num_steps"]
+    )
+    # A save time repeated: nothing to integrate.
+    same = jp.solve(eq, p0, jnp.array([0.3, 0.3]))
+    np.testing.assert_array_equal(same.ys, jnp.stack([p0, p0]))
+
+    def program(ts):
+        return jax.jit(lambda p: jp.solve(eq, p, ts, throw=False).ys).lower(p0).as_text()
+
+    assert "callback" not in program(jnp.array([0.0, 0.8]))
+    assert "callback" in program(jnp.array([0.0, 0.8, 1.6]))
+
+
 # Bad values: refused at construction when concrete (ValueError / TypeError in our words), and
 # reported in the result code (raised with throw=True) when traced. Each used to slip through:
 # FixedStep(0) and FixedStep(-0.01) were reported as CFL violations, NaN in `ts` as success.
