@@ -301,3 +301,20 @@ def test_bad_specifications():
     )
     with pytest.raises(ValueError, match="disagree"):
         group.identity(params)
+
+
+def test_random_permutations_are_uniform():
+    """The permutations of `random_element` are uniform over `S_n`: over 3,000 draws for a
+    hidden layer of 3 units, each of the 6 permutations within 5 standard deviations of 500 (a
+    stuck or biased draw, e.g. the identity each time, fails), and each a permutation."""
+    mlp = eqx.nn.MLP(2, 1, 3, 1, activation=jax.nn.relu, key=jr.key(0))
+    group = q.symmetry(mlp)
+    perms = jax.jit(jax.vmap(lambda k: group.random_element(k, mlp)[0][0]))(
+        jr.split(jr.key(1), 3000)
+    )
+    perms = np.asarray(perms)
+    assert np.all(np.sort(perms, axis=1) == np.arange(3))
+    _, counts = np.unique(perms, axis=0, return_counts=True)
+    assert len(counts) == 6
+    sd = np.sqrt(3000 * (1 / 6) * (5 / 6))
+    assert np.all(np.abs(counts - 500) < 5 * sd), counts
