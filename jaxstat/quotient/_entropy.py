@@ -169,28 +169,23 @@ def _chain_means(loss_flat, x, gamma, beta, eta, key, num_steps, burn_in, num_ch
     def energy(y):
         return loss_flat(y) + 0.5 * gamma * jnp.sum((x - y) ** 2)
 
-    def transition(y, key):
-        y, accepted = sampler.step(energy, y, key, eta, beta)
-        return y, (y, jnp.sum((x - y) ** 2), accepted)
-
     def chain(key):
-        key_burn, key_run = jr.split(key)
-
-        def burn(y, key):
-            y, _ = transition(y, key)
-            return y, None
-
-        y, _ = jax.lax.scan(burn, x, jr.split(key_burn, burn_in))
-
-        def accumulate(carry, key):
+        # Burn-in and averaging in one loop (one copy of the sampler's step to compile), the
+        # first `burn_in` steps not counted.
+        def step(carry, inputs):
             y, total, total_sq, total_acc = carry
-            y, (_, sq, acc) = transition(y, key)
-            return (y, total + y, total_sq + sq, total_acc + acc), None
+            key, counted = inputs
+            y, accepted = sampler.step(energy, y, key, eta, beta)
+            total = jnp.where(counted, total + y, total)
+            total_sq = jnp.where(counted, total_sq + jnp.sum((x - y) ** 2), total_sq)
+            total_acc = jnp.where(counted, total_acc + accepted, total_acc)
+            return (y, total, total_sq, total_acc), None
 
         zero = jnp.zeros((), x.dtype)
-        carry = (y, jnp.zeros_like(x), zero, zero)
+        carry = (x, jnp.zeros_like(x), zero, zero)
+        counted = jnp.arange(burn_in + num_steps) >= burn_in
         (_, total, total_sq, total_acc), _ = jax.lax.scan(
-            accumulate, carry, jr.split(key_run, num_steps)
+            step, carry, (jr.split(key, burn_in + num_steps), counted)
         )
         return total / num_steps, total_sq / num_steps, total_acc / num_steps
 
