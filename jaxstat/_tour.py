@@ -158,7 +158,8 @@ def stationary(out: pathlib.Path) -> list[Check]:
     # A graph-stationary layer on 1,000 nodes: the implicit adjoint against finite differences.
     # (The certificate is shown on the dimer above; this check is about the gradient, so the layer
     # skips it: `stability=None`, less to compile.)
-    graph = jg.random_graph(jr.key(0), 1000, 5000)
+    # (The k-nearest-neighbour graph of 1,000 random points in the plane, built on the host.)
+    graph = jg.knn_graph(np.random.default_rng(0).standard_normal((1000, 2)), k=5)
     model = js.GradientModel(js.Quartic(1.0, 0.5))
     layer = js.feature_layer(graph, model, 8, 8, key=jr.key(1), stability=None)
     x = np.random.default_rng(2).standard_normal((1000, 8)).astype(np.float32)
