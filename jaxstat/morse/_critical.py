@@ -149,9 +149,12 @@ def uniform_starts(
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     lower, upper = lower.astype(dtype), upper.astype(dtype)
+    width = upper - lower
+    if not is_concrete(width):  # traced bounds: checked in the caller's program
+        width = eqx.error_if(width, ~jnp.all(width > 0), "need `upper > lower` in every coordinate")
     # (The sum outside the program: inside, XLA fuses it with the product into one multiply-add,
     # rounded once, and the starts would differ in their last bits from those drawn so far.)
-    return lower + _scaled_uniform(key, upper - lower, int(num))
+    return lower + _scaled_uniform(key, width, int(num))
 
 
 @functools.partial(jax.jit, static_argnums=2)

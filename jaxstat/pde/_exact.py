@@ -30,7 +30,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import is_concrete
+from .._checks import is_concrete, raise_if
 from .._jit import jit
 from ._flux import AbstractConvexFlux, Quadratic
 
@@ -148,17 +148,9 @@ def _smoothed(f, x, beta, gamma, half_width, num_nodes, batch_size, checked=None
 
 
 def _raise_quadrature(value, truncated, unresolved):
-    """`value`, after raising where the quadrature failed (`_smoothed`'s flags): on the host,
-    `eqx.EquinoxRuntimeError` with the library's message, when the flags are concrete (the
-    program that computed them then has no host callback, which JAX's persistent compilation
-    cache cannot store); with `eqx.error_if` in the caller's program when they are traced."""
-    for flag, message in ((truncated, _WINDOW_MESSAGE), (unresolved, _RESOLUTION_MESSAGE)):
-        if is_concrete(flag):
-            if bool(flag):
-                raise eqx.EquinoxRuntimeError(message)
-        else:
-            value = eqx.error_if(value, flag, message)
-    return value
+    """`value`, after raising where the quadrature failed (`_smoothed`'s flags; `raise_if`)."""
+    value = raise_if(value, truncated, _WINDOW_MESSAGE)
+    return raise_if(value, unresolved, _RESOLUTION_MESSAGE)
 
 
 def _check_batch(name, value, batch):

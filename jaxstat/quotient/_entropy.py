@@ -51,7 +51,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-from .._checks import is_concrete
+from .._checks import is_concrete, raise_if
 from .._jit import jit
 
 
@@ -249,16 +249,6 @@ def _diverged(value, what):
     return eqx.error_if(value, ~jnp.all(jnp.isfinite(value)), _diverged_message(what))
 
 
-def _raise_diverged(out, diverged, what):
-    """`out`, after raising if `diverged`: on the host when the flag is concrete (the program
-    that computed it has no host callback), with `eqx.error_if` when traced."""
-    if is_concrete(diverged):
-        if bool(diverged):
-            raise eqx.EquinoxRuntimeError(_diverged_message(what))
-        return out
-    return eqx.error_if(out, diverged, _diverged_message(what))
-
-
 def local_entropy_gradient(
     loss,
     x: PyTree[Float[Array, "..."]],
@@ -326,7 +316,7 @@ def local_entropy_gradient(
         sampler=sampler,
         checked=checked,
     )
-    return _raise_diverged(estimate, diverged, "the Gibbs mean")
+    return raise_if(estimate, diverged, _diverged_message("the Gibbs mean"))
 
 
 @jit(arrays=("gamma", "beta", "step_size"))

@@ -506,6 +506,11 @@ def test_failure_paths(getkey):
         jm.find_critical_points(net, starts.at[3, 1].set(jnp.nan), **kw)
     with pytest.raises(ValueError, match="upper > lower"):
         jm.uniform_starts(getkey(), jnp.ones(2), jnp.zeros(2), 10)
+    # Traced bounds: the same words from the program (no silently flipped box).
+    traced = jax.jit(lambda lo, hi: jm.uniform_starts(jr.key(0), lo, hi, 10))
+    with pytest.raises(Exception, match="upper > lower"):
+        jax.block_until_ready(traced(jnp.ones(2), jnp.zeros(2)))
+    assert traced(jnp.zeros(2), jnp.ones(2)).shape == (10, 2)
     with pytest.raises(ValueError, match="at least one start"):
         jm.find_critical_points(net, jnp.ones((0, 2)))
     with pytest.raises(ValueError, match="box is empty"):

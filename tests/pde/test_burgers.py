@@ -558,8 +558,10 @@ def test_two_save_times_continue_the_solve_and_compile_without_host_callback():
     whole = jp.solve(eq, p0, jnp.array([0.0, 0.8, 1.6]))
     early = jp.solve(eq, p0, jnp.array([0.0, 0.8]))
     late = jp.solve(eq, early.ys[-1], jnp.array([0.8, 1.6]))
-    np.testing.assert_allclose(early.ys, whole.ys[:2], rtol=0, atol=2e-6)
-    np.testing.assert_allclose(late.ys, whole.ys[1:], rtol=0, atol=2e-6)
+    # (`SaveAt(ts)` evaluates the step's interpolant at its end, `t0`/`t1` save the step itself:
+    # equal on this CPU; up to 3 units in the last place of |p| <= 1.5 in float32 allowed.)
+    np.testing.assert_allclose(early.ys, whole.ys[:2], rtol=0, atol=4e-7)
+    np.testing.assert_allclose(late.ys, whole.ys[1:], rtol=0, atol=4e-7)
     assert int(early.stats["num_steps"]) + int(late.stats["num_steps"]) == int(
         whole.stats["num_steps"]
     )

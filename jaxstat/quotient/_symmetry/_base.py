@@ -24,6 +24,8 @@ import lineax as lx
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ..._checks import is_concrete, raise_if
+
 
 def sqnorm(tree) -> jax.Array:
     """`|theta|^2`: the sum of squares of all inexact array leaves of a pytree (or model)."""
@@ -132,11 +134,9 @@ class AbstractSymmetry(eqx.Module):
         r"""`value`, after raising where `converged` (from `orbit_min_norm_result`, any shape) is
         `False`: `eqx.EquinoxRuntimeError` with the library's message on the host when the flag
         is concrete, `eqx.error_if` in the program when it is traced."""
-        if not isinstance(converged, jax.core.Tracer):
-            if not np.all(np.asarray(converged)):
-                raise eqx.EquinoxRuntimeError(UNCONVERGED_MESSAGE)
-            return value
-        return eqx.error_if(value, ~jnp.all(converged), UNCONVERGED_MESSAGE)
+        # (The negation on the host for a concrete flag: eagerly, `~` would compile a program.)
+        failed = ~np.asarray(converged) if is_concrete(converged) else ~converged
+        return raise_if(value, failed, UNCONVERGED_MESSAGE)
 
     def orbit_directions(self, params):
         r"""The vertical directions `v_a = d/ds (g(s e_a) . theta)|_{s=0}`, one per Lie algebra
