@@ -692,6 +692,7 @@ def _local_entropy_lines(ys, scopes):
 def quotient(out: pathlib.Path) -> list[Check]:
     import equinox as eqx
     import jax
+    import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
 
@@ -712,9 +713,9 @@ def quotient(out: pathlib.Path) -> list[Check]:
 
         # 2. Local entropy F(x; gamma) of a double well: gradient by Metropolis-adjusted Langevin
         # chains against heat-kernel quadrature (the viscous HJ solution at t = 1 / gamma).
-        gamma, beta, x0 = 1.5, 4.0, np.array([0.3])
+        gamma, beta, x0 = 1.5, 4.0, jnp.asarray([0.3])
         _, dF = jp.local_entropy(
-            _double_well, x0[None], gamma=gamma, beta=beta, half_width=7.0, num_nodes=2001
+            _double_well, np.array([[0.3]]), gamma=gamma, beta=beta, half_width=7.0, num_nodes=2001
         )
         est = jq.local_entropy_gradient(
             _double_well,
